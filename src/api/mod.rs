@@ -1,0 +1,549 @@
+//! The public API: [`Experiment`] (a builder), the [`Run`] guard, and the
+//! handles [`Metrics`], [`Track`], [`Logger`] and [`Params`], which are cheap to
+//! clone and may be moved into other threads.
+//!
+//! It depends on `core` (to push records and flush) and on the store only to
+//! open it; it never reaches into the collector's internals.
+
+mod names;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::collector::{CloseReport, Collector};
+use crate::config::BufferConfig;
+use crate::core::{Control, RunCore, Status, StreamKind};
+use crate::error::{Error, Result};
+use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, kind};
+use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
+use crate::sync::{Ordering, thread};
+
+pub use names::validate_prefix;
+
+/// An experiment to run, named by its prefix `owner/project/[folders/]name`.
+///
+/// # Examples
+/// ```
+/// use ml_dash::{Experiment, point};
+/// let root = tempfile::tempdir().unwrap();
+/// let run = Experiment::new("alice/mnist/baseline")
+///     .dash_root(root.path())
+///     .readme("first try")
+///     .tags(["cnn"])
+///     .run()?;
+/// let train = run.metrics("train")?;
+/// for step in 0..3 {
+///     train.log(&point! {"loss" => 1.0 / (step + 1) as f64, "step" => step})?;
+/// }
+/// run.log("done")?;
+/// run.complete()?;
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    prefix: String,
+    dash_root: PathBuf,
+    readme: Option<String>,
+    tags: Option<Vec<String>>,
+    metadata: Option<std::result::Result<Json, String>>,
+    config: Option<BufferConfig>,
+}
+
+impl Experiment {
+    /// An experiment named by `prefix`; an empty prefix reads `ML_DASH_PREFIX`.
+    pub fn new(prefix: impl Into<String>) -> Experiment {
+        Experiment {
+            prefix: prefix.into(),
+            dash_root: PathBuf::from(".dash"),
+            readme: None,
+            tags: None,
+            metadata: None,
+            config: None,
+        }
+    }
+
+    /// Root of the local store (default `.dash`).
+    pub fn dash_root(mut self, path: impl AsRef<Path>) -> Self {
+        self.dash_root = path.as_ref().to_path_buf();
+        self
+    }
+
+    /// The experiment's description (default none; a reopen keeps the old one).
+    pub fn readme(mut self, text: impl Into<String>) -> Self {
+        self.readme = Some(text.into());
+        self
+    }
+
+    /// Tags (default none; a reopen keeps the old ones).
+    pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        self.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Free-form metadata, any `Serialize` value (default none).
+    pub fn metadata(mut self, value: impl Serialize) -> Self {
+        self.metadata = Some(serde_json::to_value(value).map_err(|e| e.to_string()));
+        self
+    }
+
+    /// Buffer settings (default: [`BufferConfig::from_env`], so the
+    /// `ML_DASH_*` variables apply unless code sets a config).
+    pub fn buffer_config(mut self, config: BufferConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Opens (or reopens, appending) the experiment and starts its collector.
+    /// The run is RUNNING until [`Run::complete`] (or a drop) closes it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPrefix`], [`Error::Config`], or [`Error::Io`] when the
+    /// store cannot be created.
+    pub fn run(self) -> Result<Run> {
+        let prefix = if self.prefix.is_empty() {
+            std::env::var("ML_DASH_PREFIX").unwrap_or_default()
+        } else {
+            self.prefix
+        };
+        validate_prefix(&prefix)?;
+        let cfg = match self.config {
+            Some(c) => c,
+            None => BufferConfig::from_env()?,
+        };
+        cfg.validate()?;
+        let metadata = match self.metadata {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => return Err(Error::InvalidValue(format!("metadata: {e}"))),
+            None => None,
+        };
+        let info = ExperimentInfo {
+            prefix: prefix.clone(),
+            description: self.readme,
+            tags: self.tags,
+            metadata,
+        };
+        let store = LocalStore::open(&self.dash_root, &info, cfg.sync_on_flush)?;
+        let dir = store.dir().to_path_buf();
+        let (core, rx) = RunCore::new(cfg);
+        let collector = Collector::new(core.clone(), rx, store);
+        let done = core.clone();
+        let handle = thread::Builder::new()
+            .name(format!("ml-dash-collector-{}", core.id))
+            .spawn(move || {
+                let _exit = ExitGuard(done);
+                collector.run()
+            })
+            .map_err(|e| Error::Collector(format!("could not start it: {e}")))?;
+        let _ = core.collector.set(handle.thread().clone());
+        Ok(Run {
+            core,
+            collector: Some(handle),
+            dir,
+            prefix,
+        })
+    }
+}
+
+/// Marks the collector gone however its thread ends (a panic included), so no
+/// waiter hangs.
+struct ExitGuard(Arc<RunCore>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire load in `RunCore::alive`.
+        self.0.collector_done.store(true, Ordering::Release);
+        self.0.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A running experiment. Dropping it completes the run (FAILED when dropped
+/// during a panic) and drains everything; [`complete`](Run::complete),
+/// [`fail`](Run::fail) and [`cancel`](Run::cancel) do so explicitly and report.
+#[must_use = "dropping the run closes it at once"]
+#[derive(Debug)]
+pub struct Run {
+    core: Arc<RunCore>,
+    collector: Option<thread::JoinHandle<CloseReport>>,
+    dir: PathBuf,
+    prefix: String,
+}
+
+impl Run {
+    /// The handle of metric stream `name` (created on first use). Keep it
+    /// across iterations; clone it into other threads.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an empty, too long, path-escaping or reserved
+    /// (`None`) name.
+    pub fn metrics(&self, name: &str) -> Result<Metrics> {
+        names::validate_name(name, names::What::Metric)?;
+        Ok(Metrics {
+            id: self.core.streams.id(StreamKind::Metric, name),
+            core: self.core.clone(),
+        })
+    }
+
+    /// The unnamed metric stream (stored as `metrics/None`).
+    pub fn unnamed_metrics(&self) -> Metrics {
+        Metrics {
+            id: self.core.streams.id(StreamKind::Metric, ""),
+            core: self.core.clone(),
+        }
+    }
+
+    /// The handle of track topic `topic` (`robot/pose` is stored in `tracks/robot_pose`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], also when the topic's folder would collide with
+    /// another topic's (`a/b` and `a_b`).
+    pub fn tracks(&self, topic: &str) -> Result<Track> {
+        names::validate_name(topic, names::What::Topic)?;
+        let folder = crate::sink::local::topic_folder(topic);
+        for other in self.core.streams.names(StreamKind::Track) {
+            if *other != *topic && crate::sink::local::topic_folder(&other) == folder {
+                return Err(Error::InvalidName {
+                    name: topic.to_string(),
+                    reason: "its folder collides with another topic of this run ('/' and '_' map to the same folder)",
+                });
+            }
+        }
+        check_topic(&self.dir, topic)?;
+        Ok(Track {
+            id: self.core.streams.id(StreamKind::Track, topic),
+            core: self.core.clone(),
+        })
+    }
+
+    /// A log handle for other threads.
+    pub fn logger(&self) -> Logger {
+        Logger {
+            core: self.core.clone(),
+        }
+    }
+
+    /// Logs `message` at level info.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after close; [`Error::RecordTooLarge`].
+    pub fn log(&self, message: &str) -> Result<()> {
+        self.logger().log(Level::Info, message, &[])
+    }
+
+    /// Logs `message` at `level` with metadata fields.
+    ///
+    /// # Errors
+    /// As [`log`](Run::log).
+    pub fn log_with(&self, level: Level, message: &str, metadata: &Fields<'_>) -> Result<()> {
+        Logger::push(&self.core, level, message, metadata)
+    }
+
+    /// The parameters handle.
+    pub fn params(&self) -> Params {
+        Params {
+            core: self.core.clone(),
+        }
+    }
+
+    /// Returns when everything logged before the call (by any thread, when the
+    /// call happens after it) is in the store.
+    ///
+    /// # Errors
+    /// [`Error::Sink`] when the store refused the write (the data stays
+    /// buffered and is retried), [`Error::Closed`] after close.
+    pub fn flush(&self) -> Result<()> {
+        self.core.flush()
+    }
+
+    /// Records dropped so far under the lossy backpressure policy (0 by default).
+    pub fn dropped(&self) -> u64 {
+        self.core.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The experiment's folder in the local store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The experiment prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Closes the run as COMPLETED after draining everything.
+    ///
+    /// # Errors
+    /// [`Error::Sink`] when some records could not be written (the report in
+    /// the message counts them), [`Error::Collector`] if the collector died.
+    pub fn complete(mut self) -> Result<CloseReport> {
+        self.close(Status::Completed)
+    }
+
+    /// Closes the run as FAILED after draining everything.
+    ///
+    /// # Errors
+    /// As [`complete`](Run::complete).
+    pub fn fail(mut self) -> Result<CloseReport> {
+        self.close(Status::Failed)
+    }
+
+    /// Closes the run as CANCELLED after draining everything.
+    ///
+    /// # Errors
+    /// As [`complete`](Run::complete).
+    pub fn cancel(mut self) -> Result<CloseReport> {
+        self.close(Status::Cancelled)
+    }
+
+    fn close(&mut self, status: Status) -> Result<CloseReport> {
+        let Some(handle) = self.collector.take() else {
+            return Err(Error::Closed);
+        };
+        self.core.mark_closed();
+        self.core.send(Control::Close { status });
+        self.core.wake_collector();
+        let report = handle
+            .join()
+            .map_err(|_| Error::Collector("it panicked; see the message above".into()))?;
+        if report.unwritten.logs + report.unwritten.metrics + report.unwritten.tracks > 0 {
+            let u = report.unwritten;
+            return Err(Error::Sink(format!(
+                "{} log(s), {} metric(s), {} track(s) not written: {}",
+                u.logs,
+                u.metrics,
+                u.tracks,
+                report.errors.last().map_or("", String::as_str)
+            )));
+        }
+        Ok(report)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if self.collector.is_some() {
+            let status = if std::thread::panicking() {
+                Status::Failed
+            } else {
+                Status::Completed
+            };
+            if let Err(e) = self.close(status) {
+                eprintln!("[ML-Dash] warning: closing {} failed: {e}", self.prefix);
+            }
+        }
+    }
+}
+
+/// A metric stream. Cheap to clone; `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    core: Arc<RunCore>,
+    id: u32,
+}
+
+impl Metrics {
+    /// Logs one point. Every point gets `_ts` (float epoch seconds of the call)
+    /// unless it has a field named `_ts`.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after close; [`Error::InvalidName`] for a field name
+    /// of 0 or over 255 bytes; [`Error::RecordTooLarge`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let train = run.metrics("train")?;
+    /// train.log(&ml_dash::point! {"loss" => 0.5, "step" => 1})?;
+    /// train.log(&[("loss", 0.25.into()), ("_ts", 1_700_000_000.0.into())])?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
+    #[inline]
+    pub fn log(&self, fields: &Fields<'_>) -> Result<()> {
+        let head = Head {
+            kind: kind::METRIC,
+            aux: 0,
+            stream: self.id,
+            ts: self.core.now(),
+        };
+        self.core.push(head, &[], fields)
+    }
+}
+
+/// A track topic. Cheap to clone; `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Track {
+    core: Arc<RunCore>,
+    id: u32,
+}
+
+impl Track {
+    /// Appends a row at the wall-clock time (strictly increasing per experiment).
+    ///
+    /// # Errors
+    /// As [`Metrics::log`].
+    pub fn append(&self, fields: &Fields<'_>) -> Result<()> {
+        let head = Head {
+            kind: kind::TRACK,
+            aux: 0,
+            stream: self.id,
+            ts: self.core.now(),
+        };
+        self.core.push(head, &[], fields)
+    }
+
+    /// Appends a row at `timestamp`; rows of one timestamp in one flush window
+    /// merge (later fields win).
+    ///
+    /// # Errors
+    /// As [`Metrics::log`]; [`Error::InvalidValue`] for a non-finite timestamp.
+    pub fn append_at(&self, timestamp: f64, fields: &Fields<'_>) -> Result<()> {
+        if !timestamp.is_finite() {
+            return Err(Error::InvalidValue(format!(
+                "track timestamp {timestamp} is not a finite number"
+            )));
+        }
+        let head = Head {
+            kind: kind::TRACK,
+            aux: TRACK_EXPLICIT_TS,
+            stream: self.id,
+            ts: timestamp.to_bits(),
+        };
+        self.core.push(head, &[], fields)
+    }
+}
+
+/// Logs of a run, for any thread. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Logger {
+    core: Arc<RunCore>,
+}
+
+impl Logger {
+    fn push(core: &Arc<RunCore>, level: Level, message: &str, metadata: &Fields<'_>) -> Result<()> {
+        let head = Head {
+            kind: kind::LOG,
+            aux: level.to_u8(),
+            stream: 0,
+            ts: crate::encode::now_nanos(),
+        };
+        core.push(head, message.as_bytes(), metadata)
+    }
+
+    /// Logs `message` at `level` with metadata fields.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after close; [`Error::RecordTooLarge`].
+    pub fn log(&self, level: Level, message: &str, metadata: &Fields<'_>) -> Result<()> {
+        Self::push(&self.core, level, message, metadata)
+    }
+
+    /// Logs at a level given by name (`"info"`, `"WARN"`, ...).
+    ///
+    /// # Errors
+    /// [`Error::InvalidLevel`] for any other name.
+    pub fn log_level(&self, level: &str, message: &str, metadata: &Fields<'_>) -> Result<()> {
+        self.log(level.parse()?, message, metadata)
+    }
+
+    /// Logs at info.
+    ///
+    /// # Errors
+    /// As [`log`](Logger::log).
+    pub fn info(&self, message: &str) -> Result<()> {
+        self.log(Level::Info, message, &[])
+    }
+
+    /// Logs at warn.
+    ///
+    /// # Errors
+    /// As [`log`](Logger::log).
+    pub fn warn(&self, message: &str) -> Result<()> {
+        self.log(Level::Warn, message, &[])
+    }
+
+    /// Logs at error.
+    ///
+    /// # Errors
+    /// As [`log`](Logger::log).
+    pub fn error(&self, message: &str) -> Result<()> {
+        self.log(Level::Error, message, &[])
+    }
+
+    /// Logs at debug.
+    ///
+    /// # Errors
+    /// As [`log`](Logger::log).
+    pub fn debug(&self, message: &str) -> Result<()> {
+        self.log(Level::Debug, message, &[])
+    }
+
+    /// Logs at fatal.
+    ///
+    /// # Errors
+    /// As [`log`](Logger::log).
+    pub fn fatal(&self, message: &str) -> Result<()> {
+        self.log(Level::Fatal, message, &[])
+    }
+}
+
+/// The run's parameters. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Params {
+    core: Arc<RunCore>,
+}
+
+impl Params {
+    /// Merges `values` (a map; nested maps are flattened with `.`) into the
+    /// stored parameters (upsert; the version is bumped).
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when `values` is not a map; [`Error::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.params().set(serde_json::json!({"model": {"lr": 1e-3}, "optimizer": "adam"}))?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
+    pub fn set(&self, values: impl Serialize) -> Result<()> {
+        let v = serde_json::to_value(values).map_err(|e| Error::InvalidValue(e.to_string()))?;
+        let Json::Object(m) = v else {
+            return Err(Error::InvalidValue(format!(
+                "parameters must be a map of names to values, not {v}"
+            )));
+        };
+        let mut flat = Map::new();
+        flatten("", m, &mut flat);
+        if flat.is_empty() {
+            return Ok(());
+        }
+        let text = serde_json::to_vec(&Json::Object(flat)).expect("a Value always serializes");
+        let head = Head {
+            kind: kind::PARAMS,
+            aux: 0,
+            stream: 0,
+            ts: 0,
+        };
+        self.core.push(head, &text, &[])
+    }
+}
+
+fn flatten(prefix: &str, m: Map<String, Json>, out: &mut Map<String, Json>) {
+    for (k, v) in m {
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Json::Object(inner) => flatten(&key, inner, out),
+            other => {
+                out.insert(key, other);
+            }
+        }
+    }
+}

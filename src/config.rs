@@ -1,0 +1,291 @@
+//! Buffer settings: each one an `ENV_*` name and a `DEFAULT_*` value, read from
+//! the environment by [`BufferConfig::from_env`] and overridden in code.
+//!
+//! Depends on nothing but [`crate::error`].
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// `ML_DASH_BUFFER_ENABLED`: `false` makes every write synchronous (debugging).
+pub const ENV_BUFFER_ENABLED: &str = "ML_DASH_BUFFER_ENABLED";
+/// Default of [`BufferConfig::buffer_enabled`].
+pub const DEFAULT_BUFFER_ENABLED: bool = true;
+/// `ML_DASH_FLUSH_INTERVAL`: seconds between timed flushes.
+pub const ENV_FLUSH_INTERVAL: &str = "ML_DASH_FLUSH_INTERVAL";
+/// Default of [`BufferConfig::flush_interval`]: 5 s.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// `ML_DASH_LOG_BATCH_SIZE`.
+pub const ENV_LOG_BATCH_SIZE: &str = "ML_DASH_LOG_BATCH_SIZE";
+/// Default of [`BufferConfig::log_batch_size`].
+pub const DEFAULT_LOG_BATCH_SIZE: usize = 100;
+/// `ML_DASH_METRIC_BATCH_SIZE`.
+pub const ENV_METRIC_BATCH_SIZE: &str = "ML_DASH_METRIC_BATCH_SIZE";
+/// Default of [`BufferConfig::metric_batch_size`]: 1000, as in the newest Python SDK
+/// (the seed used 100; per-step metrics are the hottest stream, so larger batches win).
+pub const DEFAULT_METRIC_BATCH_SIZE: usize = 1000;
+/// `ML_DASH_TRACK_BATCH_SIZE`.
+pub const ENV_TRACK_BATCH_SIZE: &str = "ML_DASH_TRACK_BATCH_SIZE";
+/// Default of [`BufferConfig::track_batch_size`].
+pub const DEFAULT_TRACK_BATCH_SIZE: usize = 100;
+/// `ML_DASH_FILE_UPLOAD_WORKERS`.
+pub const ENV_FILE_UPLOAD_WORKERS: &str = "ML_DASH_FILE_UPLOAD_WORKERS";
+/// Default of [`BufferConfig::file_upload_workers`].
+pub const DEFAULT_FILE_UPLOAD_WORKERS: usize = 4;
+/// `ML_DASH_MAX_RETRIES`.
+pub const ENV_MAX_RETRIES: &str = "ML_DASH_MAX_RETRIES";
+/// Default of [`BufferConfig::max_retries`].
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// `ML_DASH_RETRY_BASE_DELAY` (seconds, doubling per retry).
+pub const ENV_RETRY_BASE_DELAY: &str = "ML_DASH_RETRY_BASE_DELAY";
+/// Default of [`BufferConfig::retry_base_delay`]: 1 s.
+pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_secs(1);
+/// `ML_DASH_RETRY_MAX_DELAY` (seconds).
+pub const ENV_RETRY_MAX_DELAY: &str = "ML_DASH_RETRY_MAX_DELAY";
+/// Default of [`BufferConfig::retry_max_delay`]: 30 s.
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
+/// `ML_DASH_RING_CAPACITY`: bytes of each producer thread's first ring.
+pub const ENV_RING_CAPACITY: &str = "ML_DASH_RING_CAPACITY";
+/// Default of [`BufferConfig::ring_capacity`]: 256 KiB, small enough to stay in L2.
+pub const DEFAULT_RING_CAPACITY: usize = 256 * 1024;
+/// `ML_DASH_MEMORY_BUDGET`: bytes all rings of one run may hold together.
+pub const ENV_MEMORY_BUDGET: &str = "ML_DASH_MEMORY_BUDGET";
+/// Default of [`BufferConfig::memory_budget`]: 256 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
+/// `ML_DASH_MAX_RECORD_BYTES`: the largest single record (a point, a log line).
+pub const ENV_MAX_RECORD_BYTES: &str = "ML_DASH_MAX_RECORD_BYTES";
+/// Default of [`BufferConfig::max_record_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// `ML_DASH_BACKPRESSURE`: `block` (default) or `drop`.
+pub const ENV_BACKPRESSURE: &str = "ML_DASH_BACKPRESSURE";
+/// Default of [`BufferConfig::backpressure`].
+pub const DEFAULT_BACKPRESSURE: Backpressure = Backpressure::Block;
+/// `ML_DASH_SYNC_ON_FLUSH`: fsync the store at every flush and at close.
+pub const ENV_SYNC_ON_FLUSH: &str = "ML_DASH_SYNC_ON_FLUSH";
+/// Default of [`BufferConfig::sync_on_flush`]: off (data survives a killed process, not a power cut).
+pub const DEFAULT_SYNC_ON_FLUSH: bool = false;
+/// `ML_DASH_QUIET`: silence the console report at close.
+pub const ENV_QUIET: &str = "ML_DASH_QUIET";
+/// Default of [`BufferConfig::quiet`].
+pub const DEFAULT_QUIET: bool = false;
+
+/// What a producer does when its ring is full and the memory budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backpressure {
+    /// Wait for the collector to make room (lossless; the default).
+    Block,
+    /// Drop the new record and count it in the run's drop counter (opt-in, lossy).
+    DropNewest,
+}
+
+/// Buffer settings of a run. Build it with [`BufferConfig::default`] (the
+/// documented defaults) or [`BufferConfig::from_env`] (defaults overridden by
+/// the `ML_DASH_*` variables), then override fields in code.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BufferConfig {
+    /// Buffer writes (default `true`); `false` makes every call wait until stored.
+    pub buffer_enabled: bool,
+    /// Timed flush period (default 5 s).
+    pub flush_interval: Duration,
+    /// Logs per batch written to the store (default 100).
+    pub log_batch_size: usize,
+    /// Metric points per stream per batch (default 1000).
+    pub metric_batch_size: usize,
+    /// Track entries per topic per batch (default 100).
+    pub track_batch_size: usize,
+    /// File upload threads (default 4).
+    pub file_upload_workers: usize,
+    /// Retries of a failed remote request (default 3).
+    pub max_retries: u32,
+    /// First retry delay, doubling (default 1 s).
+    pub retry_base_delay: Duration,
+    /// Largest retry delay (default 30 s).
+    pub retry_max_delay: Duration,
+    /// Bytes of a producer thread's first ring (default 256 KiB); it grows on demand.
+    pub ring_capacity: usize,
+    /// Bytes all rings of a run may hold together (default 256 MiB).
+    pub memory_budget: usize,
+    /// Largest encoded record (default 1 MiB); larger ones are refused with
+    /// [`Error::RecordTooLarge`].
+    pub max_record_bytes: usize,
+    /// Full-ring policy (default [`Backpressure::Block`]).
+    pub backpressure: Backpressure,
+    /// fsync the store files at each flush and at close (default `false`).
+    pub sync_on_flush: bool,
+    /// No console report at close (default `false`).
+    pub quiet: bool,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            buffer_enabled: DEFAULT_BUFFER_ENABLED,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            log_batch_size: DEFAULT_LOG_BATCH_SIZE,
+            metric_batch_size: DEFAULT_METRIC_BATCH_SIZE,
+            track_batch_size: DEFAULT_TRACK_BATCH_SIZE,
+            file_upload_workers: DEFAULT_FILE_UPLOAD_WORKERS,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
+            retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            backpressure: DEFAULT_BACKPRESSURE,
+            sync_on_flush: DEFAULT_SYNC_ON_FLUSH,
+            quiet: DEFAULT_QUIET,
+        }
+    }
+}
+
+impl BufferConfig {
+    /// The defaults, overridden by every `ML_DASH_*` variable that is set.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first variable whose value does not parse.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut cfg = ml_dash::BufferConfig::from_env().unwrap();
+    /// cfg.metric_batch_size = 5000; // code overrides the environment
+    /// ```
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`
+    /// (for tests and embedding).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first variable whose value does not parse.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut c = BufferConfig::default();
+        let get = |name: &'static str| lookup(name).map(|v| (name, v));
+        if let Some((n, v)) = get(ENV_BUFFER_ENABLED) {
+            c.buffer_enabled = parse_bool(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_FLUSH_INTERVAL) {
+            c.flush_interval = parse_secs(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_LOG_BATCH_SIZE) {
+            c.log_batch_size = parse_count(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_METRIC_BATCH_SIZE) {
+            c.metric_batch_size = parse_count(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_TRACK_BATCH_SIZE) {
+            c.track_batch_size = parse_count(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_FILE_UPLOAD_WORKERS) {
+            c.file_upload_workers = parse_count(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_MAX_RETRIES) {
+            c.max_retries = v.trim().parse().map_err(|_| bad(n, &v, "a whole number >= 0"))?;
+        }
+        if let Some((n, v)) = get(ENV_RETRY_BASE_DELAY) {
+            c.retry_base_delay = parse_secs(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_RETRY_MAX_DELAY) {
+            c.retry_max_delay = parse_secs(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_RING_CAPACITY) {
+            c.ring_capacity = parse_count(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_MEMORY_BUDGET) {
+            c.memory_budget = parse_count(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_MAX_RECORD_BYTES) {
+            c.max_record_bytes = parse_count(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_BACKPRESSURE) {
+            c.backpressure = match v.trim().to_ascii_lowercase().as_str() {
+                "block" => Backpressure::Block,
+                "drop" => Backpressure::DropNewest,
+                _ => return Err(bad(n, &v, "`block` or `drop`")),
+            };
+        }
+        if let Some((n, v)) = get(ENV_SYNC_ON_FLUSH) {
+            c.sync_on_flush = parse_bool(n, &v)?;
+        }
+        if let Some((n, v)) = get(ENV_QUIET) {
+            c.quiet = parse_bool(n, &v)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks that the settings are usable together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting at fault.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("log_batch_size", self.log_batch_size),
+            ("metric_batch_size", self.metric_batch_size),
+            ("track_batch_size", self.track_batch_size),
+            ("file_upload_workers", self.file_upload_workers),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(bad(name, &v.to_string(), "must be at least 1"));
+            }
+        }
+        if self.flush_interval.is_zero() {
+            return Err(bad("flush_interval", "0", "must be more than 0 seconds"));
+        }
+        if self.ring_capacity < 1024 {
+            return Err(bad(
+                "ring_capacity",
+                &self.ring_capacity.to_string(),
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.max_record_bytes < 64 {
+            return Err(bad(
+                "max_record_bytes",
+                &self.max_record_bytes.to_string(),
+                "must be at least 64 bytes",
+            ));
+        }
+        if self.memory_budget < self.ring_capacity {
+            return Err(bad(
+                "memory_budget",
+                &self.memory_budget.to_string(),
+                "must be at least ring_capacity",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn bad(name: &'static str, value: &str, reason: &'static str) -> Error {
+    Error::Config {
+        name,
+        value: value.to_string(),
+        reason,
+    }
+}
+
+fn parse_bool(name: &'static str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(bad(name, v, "use true/1/yes or false/0/no")),
+    }
+}
+
+fn parse_count(name: &'static str, v: &str) -> Result<usize> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad(name, v, "a whole number >= 1")),
+    }
+}
+
+fn parse_secs(name: &'static str, v: &str) -> Result<Duration> {
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(bad(name, v, "a number of seconds > 0, such as 5.0")),
+    }
+}

@@ -1,0 +1,90 @@
+//! The public error type. Every message says what went wrong and what to do.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong at the public API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The experiment prefix is not `owner/project[/folders...]/name`.
+    #[error("invalid prefix {prefix:?}: {reason} (expected \"owner/project/[folders/]name\")")]
+    InvalidPrefix {
+        /// The prefix as given.
+        prefix: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A stream, topic, field, file or folder name that cannot be stored safely.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A log level other than info, warn, error, debug, fatal.
+    #[error("invalid log level {0:?}: use one of info, warn, error, debug, fatal")]
+    InvalidLevel(String),
+    /// A value that cannot be stored (for example a parameter set that is not a map).
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// A record larger than the configured `max_record_bytes`.
+    #[error(
+        "record of {size} bytes exceeds max_record_bytes = {limit}: raise BufferConfig::max_record_bytes or store the content as a file"
+    )]
+    RecordTooLarge {
+        /// The encoded size of the record.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The run was closed (completed, failed or cancelled); nothing more can be logged to it.
+    #[error("the run is closed: open a new run (or reopen the experiment) to log more")]
+    Closed,
+    /// A bad `ML_DASH_*` environment value or `BufferConfig` setting.
+    #[error("invalid setting {name}={value:?}: {reason}")]
+    Config {
+        /// The variable or setting name.
+        name: &'static str,
+        /// The value as given.
+        value: String,
+        /// What a valid value looks like.
+        reason: &'static str,
+    },
+    /// The store could not be written or read.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file in the store that does not parse.
+    #[error("corrupt store file {path}: {reason}")]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store refused a write; the data stays buffered and is retried at the
+    /// next flush (and at close).
+    #[error("the store could not be written ({0}); the data stays buffered and is retried at the next flush")]
+    Sink(String),
+    /// The background collector thread is gone (it could not be started, or it died).
+    #[error("the collector thread is not running: {0}")]
+    Collector(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

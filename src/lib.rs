@@ -1,0 +1,61 @@
+//! # ml-dash: the buffering core of the ML-Dash experiment tracker
+//!
+//! Record every step of a training loop, every data-loader thread and every
+//! benchmark iteration at the cost of a store into L1 cache, and never lose it.
+//!
+//! ```text
+//!  producer threads                      collector thread (one per run)        store
+//!  ----------------                      ------------------------------        -----
+//!  metrics("train").log(..) --encode--> [SPSC byte ring per thread] --+
+//!  log(..) / tracks(..).append(..)       (rtrb; registered once)       |  sweep on: tick, batch
+//!  params().set(..)                                                    |  threshold, flush(), close,
+//!                                                                      v  flush_interval
+//!                                        decode -> JSON objects per stream -> .dash/<prefix>/...
+//! ```
+//!
+//! ## Guarantees
+//! - **Hot path**: no lock, no allocation, no system call after a thread's first
+//!   call into a run. A record is the raw values (and field names) copied into
+//!   the thread's own ring; JSON is written by the collector.
+//! - **Flush**: [`Run::flush`] returns when everything logged before it (by any
+//!   thread whose call happens-before it) is in the store. Epoch counters, no mutex.
+//! - **Close**: [`Run::complete`] (or dropping the [`Run`]) drains everything,
+//!   writes the final status, and prints the ML-Dash close report to stderr
+//!   when anything was still buffered.
+//! - **Backpressure**: a full ring grows (a larger ring chained after it, drained
+//!   in order) up to [`BufferConfig::memory_budget`]; then the producer waits.
+//!   [`Backpressure::DropNewest`] is the opt-in lossy policy, with exact counters.
+//! - **Timestamps**: `_ts` comes from a clock word the collector refreshes every
+//!   250 µs while producers are active (a relaxed load on the hot path); when
+//!   the collector is idle or busy writing, the word is marked stale and the
+//!   producer reads the system clock instead, so `_ts` is within 1 ms of the
+//!   call unless the collector thread is starved of CPU for longer.
+//! - **Errors**: bad input is a typed [`Error`]; nothing already accepted is lost
+//!   by it. No panic crosses the API; the collector survives store errors and
+//!   retries them.
+
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    missing_debug_implementations,
+    unreachable_pub
+)]
+
+mod api;
+mod collector;
+pub mod config;
+mod core;
+mod encode;
+mod error;
+pub mod read;
+mod record;
+mod ring;
+mod sink;
+mod sync;
+
+pub use api::{Experiment, Logger, Metrics, Params, Run, Track, validate_prefix};
+pub use collector::{CloseReport, Counts};
+pub use config::{Backpressure, BufferConfig};
+pub use core::Status;
+pub use error::{Error, Result};
+pub use record::{Fields, Level, Value};

@@ -1,0 +1,136 @@
+//! Reading a local store back (for tests, tools and the coming command-line
+//! tool). JSON is parsed with simd-json.
+//!
+//! The store holds Python's non-finite tokens (`NaN`, `Infinity`,
+//! `-Infinity`), which JSON values cannot hold: these readers return them as
+//! the strings `"NaN"`, `"Infinity"` and `"-Infinity"`.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+use crate::sink::local::{experiment_dir, read_json, topic_folder};
+
+/// Rewrites the non-finite tokens outside strings with `with(token)`.
+fn rewrite_nonfinite(b: &[u8], with: impl Fn(&str) -> &'static [u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + 16);
+    let (mut i, mut in_str) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            out.push(c);
+            if c == b'\\' && i + 1 < b.len() {
+                out.push(b[i + 1]);
+                i += 1;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_str = true;
+        }
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| b[i..].starts_with(t.as_bytes()));
+        match token {
+            Some(t) => {
+                out.extend_from_slice(with(t));
+                i += t.len();
+            }
+            None => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `NaN` / `Infinity` / `-Infinity` outside strings become `null`.
+pub(crate) fn nonfinite_to_null(b: &[u8]) -> Vec<u8> {
+    rewrite_nonfinite(b, |_| b"null")
+}
+
+/// Parses one JSON text, reading non-finite tokens as strings.
+pub fn parse_lenient(text: &[u8]) -> Result<Json> {
+    let mut bytes = rewrite_nonfinite(text, |t| match t {
+        "NaN" => b"\"NaN\"",
+        "Infinity" => b"\"Infinity\"",
+        _ => b"\"-Infinity\"",
+    });
+    simd_json::serde::from_slice::<Json>(&mut bytes).map_err(|e| Error::Corrupt {
+        path: Default::default(),
+        reason: e.to_string(),
+    })
+}
+
+/// Every line of a `.jsonl` file; a missing file is empty. A torn last line
+/// (no newline, does not parse) is skipped.
+pub fn jsonl(path: &Path) -> Result<Vec<Json>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let complete = text.ends_with(b"\n");
+    let lines: Vec<&[u8]> = text
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let n = lines.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, line) in lines.into_iter().enumerate() {
+        match parse_lenient(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == n && !complete => break,
+            Err(e) => {
+                return Err(Error::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("line {}: {e}", i + 1),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The lines of a metric stream (`None`: the unnamed stream).
+pub fn metrics(dash_root: &Path, prefix: &str, stream: Option<&str>) -> Result<Vec<Json>> {
+    let dir = experiment_dir(dash_root, prefix).join("metrics");
+    jsonl(&dir.join(stream.unwrap_or("None")).join("data.jsonl"))
+}
+
+/// The log lines.
+pub fn logs(dash_root: &Path, prefix: &str) -> Result<Vec<Json>> {
+    jsonl(&experiment_dir(dash_root, prefix).join("logs/logs.jsonl"))
+}
+
+/// The rows of a track topic.
+pub fn tracks(dash_root: &Path, prefix: &str, topic: &str) -> Result<Vec<Json>> {
+    let dir = experiment_dir(dash_root, prefix).join("tracks");
+    jsonl(&dir.join(topic_folder(topic)).join("data.jsonl"))
+}
+
+/// A JSON document of the experiment (`experiment.json`, `parameters.json`,
+/// `metrics/<m>/metadata.json`, ...), by path relative to its folder.
+pub fn document(dash_root: &Path, prefix: &str, rel: &str) -> Result<Option<Json>> {
+    read_json(&experiment_dir(dash_root, prefix).join(rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_outside_strings_only() {
+        let v = parse_lenient(br#"{"a":NaN,"b":"NaN \"Infinity","c":[-Infinity,Infinity]}"#).unwrap();
+        assert_eq!(v["a"], "NaN");
+        assert_eq!(v["b"], "NaN \"Infinity");
+        assert_eq!(v["c"][0], "-Infinity");
+        assert_eq!(v["c"][1], "Infinity");
+        assert_eq!(nonfinite_to_null(b"[NaN]"), b"[null]");
+    }
+}

@@ -1,0 +1,491 @@
+//! The encoded record that travels through a ring: plain bytes, no I/O.
+//!
+//! A record is a 24-byte header, an optional message, then its fields, padded
+//! to a multiple of 8 bytes (the ring's framing relies on that):
+//!
+//! ```text
+//! 0  u32 len      total bytes, multiple of 8 (the ring's framing word)
+//! 4  u8  kind     Metric, Log, Track, Params (PAD belongs to the ring)
+//! 5  u8  aux      log level / track flags
+//! 6  u16 nfields
+//! 8  u32 stream   stream or topic id
+//! 12 u32 msg_len  bytes of the message (logs) or JSON text (params)
+//! 16 u64 ts       wall clock, nanoseconds since the Unix epoch (0: none)
+//! 24 message bytes, then per field: u8 name_len, u8 tag, name, value
+//! ```
+//!
+//! Values are copied raw (a pointer-free "name and a double"); turning them
+//! into JSON is the collector's job. All integers are little-endian.
+
+use std::mem::MaybeUninit;
+
+use rtrb::CopyToUninit;
+
+use crate::error::{Error, Result};
+
+/// Header size in bytes.
+pub(crate) const HEADER: usize = 24;
+
+/// Record kinds. `0` is reserved for the ring's padding record.
+pub(crate) mod kind {
+    pub(crate) const METRIC: u8 = 1;
+    pub(crate) const LOG: u8 = 2;
+    pub(crate) const TRACK: u8 = 3;
+    pub(crate) const PARAMS: u8 = 4;
+}
+
+/// Track flag in `aux`: the caller gave the timestamp.
+pub(crate) const TRACK_EXPLICIT_TS: u8 = 1;
+
+mod tag {
+    pub(super) const F64: u8 = 0;
+    pub(super) const I64: u8 = 1;
+    pub(super) const U64: u8 = 2;
+    pub(super) const BOOL: u8 = 3;
+    pub(super) const STR: u8 = 4;
+    pub(super) const F64S: u8 = 5;
+    pub(super) const NULL: u8 = 6;
+}
+
+/// One field value of a metric point, a track entry or log metadata.
+///
+/// Build it with `.into()` from `f64`, `f32`, the integer types, `bool`,
+/// `&str`, `&String` and `&[f64]`, or with the [`point!`](crate::point) macro.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Value<'a> {
+    /// A float; NaN and ±Infinity are stored as the tokens `NaN`, `Infinity`, `-Infinity`.
+    F64(f64),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer above `i64::MAX`.
+    U64(u64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(&'a str),
+    /// A list of floats (track fields such as joint positions).
+    F64s(&'a [f64]),
+    /// JSON `null`.
+    Null,
+}
+
+macro_rules! value_from {
+    ($($t:ty => |$v:ident| $e:expr),* $(,)?) => {$(
+        impl From<$t> for Value<'_> {
+            #[inline]
+            fn from($v: $t) -> Self { $e }
+        }
+    )*};
+}
+value_from! {
+    f64 => |v| Value::F64(v),
+    f32 => |v| Value::F64(f64::from(v)),
+    i64 => |v| Value::I64(v),
+    i32 => |v| Value::I64(i64::from(v)),
+    i16 => |v| Value::I64(i64::from(v)),
+    i8 => |v| Value::I64(i64::from(v)),
+    u32 => |v| Value::I64(i64::from(v)),
+    u16 => |v| Value::I64(i64::from(v)),
+    u8 => |v| Value::I64(i64::from(v)),
+    u64 => |v| i64::try_from(v).map_or(Value::U64(v), Value::I64),
+    usize => |v| i64::try_from(v).map_or(Value::U64(v as u64), Value::I64),
+    bool => |v| Value::Bool(v),
+}
+impl<'a> From<&'a str> for Value<'a> {
+    #[inline]
+    fn from(v: &'a str) -> Self {
+        Value::Str(v)
+    }
+}
+impl<'a> From<&'a String> for Value<'a> {
+    #[inline]
+    fn from(v: &'a String) -> Self {
+        Value::Str(v)
+    }
+}
+impl<'a> From<&'a [f64]> for Value<'a> {
+    #[inline]
+    fn from(v: &'a [f64]) -> Self {
+        Value::F64s(v)
+    }
+}
+impl<'a, const N: usize> From<&'a [f64; N]> for Value<'a> {
+    #[inline]
+    fn from(v: &'a [f64; N]) -> Self {
+        Value::F64s(v)
+    }
+}
+impl<'a> From<&'a Vec<f64>> for Value<'a> {
+    #[inline]
+    fn from(v: &'a Vec<f64>) -> Self {
+        Value::F64s(v)
+    }
+}
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
+    #[inline]
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// A list of named fields: `&[("loss", 0.5.into()), ("step", 3.into())]`.
+pub type Fields<'a> = [(&'a str, Value<'a>)];
+
+/// Builds a `[(&str, Value); N]` field array: `point!{"loss" => 0.5, "step" => 3}`.
+///
+/// # Examples
+/// ```
+/// use ml_dash::point;
+/// let p = point! {"loss" => 0.25, "step" => 7, "phase" => "train"};
+/// assert_eq!(p.len(), 3);
+/// ```
+#[macro_export]
+macro_rules! point {
+    ($($name:expr => $value:expr),* $(,)?) => {
+        [$(($name, $crate::Value::from($value))),*]
+    };
+}
+
+impl Value<'_> {
+    #[inline(always)]
+    fn encoded_len(&self) -> usize {
+        match self {
+            Value::F64(_) | Value::I64(_) | Value::U64(_) => 8,
+            Value::Bool(_) => 1,
+            Value::Null => 0,
+            Value::Str(s) => 4 + s.len(),
+            Value::F64s(v) => 4 + 8 * v.len(),
+        }
+    }
+}
+
+/// The encoded size of a record, padded to 8, or an error for an unencodable one.
+#[inline(always)]
+pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize> {
+    let mut n = HEADER + msg.len();
+    for (name, v) in fields {
+        if name.len() > u8::MAX as usize || name.is_empty() {
+            return Err(bad_field(name));
+        }
+        n += 2 + name.len() + v.encoded_len();
+    }
+    let n = (n + 7) & !7;
+    if n > max || fields.len() > u16::MAX as usize || msg.len() > u32::MAX as usize {
+        return Err(Error::RecordTooLarge { size: n, limit: max });
+    }
+    Ok(n)
+}
+
+#[cold]
+fn bad_field(name: &str) -> Error {
+    Error::InvalidName {
+        name: name.to_string(),
+        reason: "a field name must be 1 to 255 bytes long",
+    }
+}
+
+/// What a record says about itself, apart from its fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    pub(crate) kind: u8,
+    pub(crate) aux: u8,
+    pub(crate) stream: u32,
+    pub(crate) ts: u64,
+}
+
+/// Writes one record into `out`, which is exactly `encoded_len` bytes long.
+#[inline(always)]
+pub(crate) fn encode(out: &mut [MaybeUninit<u8>], head: Head, msg: &[u8], fields: &Fields<'_>) {
+    let len = out.len();
+    let mut w = Writer { out, pos: 0 };
+    w.put(&(len as u32).to_le_bytes());
+    w.put(&[head.kind, head.aux]);
+    w.put(&(fields.len() as u16).to_le_bytes());
+    w.put(&head.stream.to_le_bytes());
+    w.put(&(msg.len() as u32).to_le_bytes());
+    w.put(&head.ts.to_le_bytes());
+    w.put(msg);
+    for (name, v) in fields {
+        let t = match v {
+            Value::F64(_) => tag::F64,
+            Value::I64(_) => tag::I64,
+            Value::U64(_) => tag::U64,
+            Value::Bool(_) => tag::BOOL,
+            Value::Str(_) => tag::STR,
+            Value::F64s(_) => tag::F64S,
+            Value::Null => tag::NULL,
+        };
+        w.put(&[name.len() as u8, t]);
+        w.put(name.as_bytes());
+        match v {
+            Value::F64(x) => w.put(&x.to_le_bytes()),
+            Value::I64(x) => w.put(&x.to_le_bytes()),
+            Value::U64(x) => w.put(&x.to_le_bytes()),
+            Value::Bool(b) => w.put(&[u8::from(*b)]),
+            Value::Null => {}
+            Value::Str(s) => {
+                w.put(&(s.len() as u32).to_le_bytes());
+                w.put(s.as_bytes());
+            }
+            Value::F64s(xs) => {
+                w.put(&(xs.len() as u32).to_le_bytes());
+                for x in *xs {
+                    w.put(&x.to_le_bytes());
+                }
+            }
+        }
+    }
+    let pad = len - w.pos;
+    w.put(&[0u8; 8][..pad]);
+}
+
+struct Writer<'a> {
+    out: &'a mut [MaybeUninit<u8>],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, b: &[u8]) {
+        b.copy_to_uninit(&mut self.out[self.pos..self.pos + b.len()]);
+        self.pos += b.len();
+    }
+}
+
+/// A field value read back from a record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum FieldValue<'a> {
+    F64(f64),
+    I64(i64),
+    U64(u64),
+    Bool(bool),
+    Str(&'a str),
+    F64s(&'a [u8]),
+    Null,
+}
+
+/// A decoded view of one record, borrowing the ring's bytes.
+#[derive(Debug)]
+pub(crate) struct RecordView<'a> {
+    pub(crate) head: Head,
+    pub(crate) msg: &'a [u8],
+    nfields: u16,
+    fields: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// Parses a record written by [`encode`].
+    pub(crate) fn parse(b: &'a [u8]) -> RecordView<'a> {
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let head = Head {
+            kind: b[4],
+            aux: b[5],
+            stream: u32_at(8),
+            ts: u64::from_le_bytes(b[16..24].try_into().unwrap()),
+        };
+        let msg_len = u32_at(12) as usize;
+        RecordView {
+            head,
+            msg: &b[HEADER..HEADER + msg_len],
+            nfields: u16::from_le_bytes([b[6], b[7]]),
+            fields: &b[HEADER + msg_len..],
+        }
+    }
+
+    /// The record's fields in logging order.
+    pub(crate) fn fields(&self) -> FieldIter<'a> {
+        FieldIter {
+            rest: self.fields,
+            left: self.nfields,
+        }
+    }
+}
+
+/// Iterator over `(name, value)` of a record.
+#[derive(Debug)]
+pub(crate) struct FieldIter<'a> {
+    rest: &'a [u8],
+    left: u16,
+}
+
+impl<'a> Iterator for FieldIter<'a> {
+    type Item = (&'a str, FieldValue<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let b = self.rest;
+        let (nlen, t) = (b[0] as usize, b[1]);
+        // The bytes were copied from a `&str` by `encode`; a failed check here
+        // would mean ring corruption, which we surface as an empty name.
+        let name = std::str::from_utf8(&b[2..2 + nlen]).unwrap_or("");
+        let v = &b[2 + nlen..];
+        let word = |i: usize| -> [u8; 8] { v[i..i + 8].try_into().unwrap() };
+        let len32 = || u32::from_le_bytes(v[..4].try_into().unwrap()) as usize;
+        let (val, used) = match t {
+            tag::F64 => (FieldValue::F64(f64::from_le_bytes(word(0))), 8),
+            tag::I64 => (FieldValue::I64(i64::from_le_bytes(word(0))), 8),
+            tag::U64 => (FieldValue::U64(u64::from_le_bytes(word(0))), 8),
+            tag::BOOL => (FieldValue::Bool(v[0] != 0), 1),
+            tag::STR => {
+                let n = len32();
+                let s = std::str::from_utf8(&v[4..4 + n]).unwrap_or("");
+                (FieldValue::Str(s), 4 + n)
+            }
+            tag::F64S => {
+                let n = len32();
+                (FieldValue::F64s(&v[4..4 + 8 * n]), 4 + 8 * n)
+            }
+            _ => (FieldValue::Null, 0),
+        };
+        self.rest = &v[used..];
+        Some((name, val))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(msg: &[u8], fields: &Fields<'_>) -> Vec<(String, String)> {
+        let n = encoded_len(msg, fields, 1 << 20).unwrap();
+        assert_eq!(n % 8, 0);
+        let mut buf = vec![MaybeUninit::new(0xAAu8); n];
+        let head = Head {
+            kind: kind::METRIC,
+            aux: 3,
+            stream: 7,
+            ts: 123,
+        };
+        encode(&mut buf, head, msg, fields);
+        let bytes: Vec<u8> = buf.iter().map(|b| unsafe_free_read(b)).collect();
+        let r = RecordView::parse(&bytes);
+        assert_eq!((r.head.kind, r.head.aux, r.head.stream, r.head.ts), (1, 3, 7, 123));
+        assert_eq!(r.msg, msg);
+        r.fields()
+            .map(|(k, v)| (k.to_string(), format!("{v:?}")))
+            .collect()
+    }
+
+    fn unsafe_free_read(b: &MaybeUninit<u8>) -> u8 {
+        // Every byte was initialised by `vec![MaybeUninit::new(..)]` and then `encode`.
+        let mut out = [0u8; 1];
+        std::slice::from_ref(b)
+            .iter()
+            .zip(out.iter_mut())
+            .for_each(|(s, d)| *d = *unsafe_ref(s));
+        out[0]
+    }
+
+    fn unsafe_ref(b: &MaybeUninit<u8>) -> &u8 {
+        // SAFETY: see `unsafe_free_read`: the byte is initialised.
+        unsafe { b.assume_init_ref() }
+    }
+
+    #[test]
+    fn every_value_kind_round_trips() {
+        let xs = [1.5, -2.0];
+        let got = roundtrip(
+            b"hello",
+            &point! {"a" => 1.5, "b" => -3, "c" => u64::MAX, "d" => true, "e" => "s\"x",
+            "f" => &xs, "g" => None::<f64>, "h" => f64::NAN},
+        );
+        let names: Vec<_> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e", "f", "g", "h"]);
+        assert_eq!(got[1].1, "I64(-3)");
+        assert_eq!(got[2].1, format!("U64({})", u64::MAX));
+        assert_eq!(got[4].1, "Str(\"s\\\"x\")");
+        assert_eq!(got[7].1, "F64(NaN)");
+    }
+
+    #[test]
+    fn bad_field_names_and_sizes_are_errors() {
+        let long = "x".repeat(256);
+        assert!(matches!(
+            encoded_len(b"", &point! {long.as_str() => 1}, 1 << 20),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(matches!(
+            encoded_len(b"", &point! {"" => 1}, 1 << 20),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(matches!(
+            encoded_len(&[0; 100], &[], 64),
+            Err(Error::RecordTooLarge { .. })
+        ));
+    }
+}
+
+/// A log level: exactly the five the ML-Dash store and server know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// `info` (the default).
+    Info,
+    /// `warn`.
+    Warn,
+    /// `error`.
+    Error,
+    /// `debug`.
+    Debug,
+    /// `fatal`.
+    Fatal,
+}
+
+impl Level {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Debug => "debug",
+            Level::Fatal => "fatal",
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Level {
+        match v {
+            1 => Level::Warn,
+            2 => Level::Error,
+            3 => Level::Debug,
+            4 => Level::Fatal,
+            _ => Level::Info,
+        }
+    }
+
+    pub(crate) fn to_u8(self) -> u8 {
+        match self {
+            Level::Info => 0,
+            Level::Warn => 1,
+            Level::Error => 2,
+            Level::Debug => 3,
+            Level::Fatal => 4,
+        }
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = Error;
+
+    /// Case-insensitive, as in the Python SDK; anything else (also `warning`) is
+    /// [`Error::InvalidLevel`].
+    fn from_str(s: &str) -> Result<Level> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "info" => Level::Info,
+            "warn" => Level::Warn,
+            "error" => Level::Error,
+            "debug" => Level::Debug,
+            "fatal" => Level::Fatal,
+            _ => return Err(Error::InvalidLevel(s.to_string())),
+        })
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,360 @@
+//! One producer thread's byte ring: framing of variable-length records over
+//! `rtrb` (or, under `--cfg ml_dash_loom`, over a loom-visible model with the
+//! same contract).
+//!
+//! Contract, shared by both implementations:
+//! - every record is written contiguously and is a multiple of 8 bytes long,
+//!   with its total length as the first little-endian `u32`;
+//! - when a record does not fit before the end of the buffer, the producer
+//!   fills the rest with one padding record (kind byte `0`) and writes the
+//!   record at the start;
+//! - [`RingProducer::try_write`] publishes with Release (rtrb's tail store);
+//!   [`RingConsumer::drain`] reads with Acquire (rtrb's tail load) and frees the
+//!   space with one Release commit per drain, not per record.
+
+use std::mem::MaybeUninit;
+
+/// Kind byte of a padding record.
+pub(crate) const PAD: u8 = 0;
+
+/// Rounds a requested ring size to the framing unit.
+pub(crate) fn round_capacity(bytes: usize) -> usize {
+    (bytes.max(64) + 7) & !7
+}
+
+#[cfg(not(ml_dash_loom))]
+pub(crate) use self::rt::{RingConsumer, RingProducer, channel};
+
+#[cfg(ml_dash_loom)]
+pub(crate) use self::model::{RingConsumer, RingProducer, channel};
+
+fn write_pad(out: &mut [MaybeUninit<u8>]) {
+    // Lengths and positions are multiples of 8, so a pad is at least 8 bytes.
+    let len = out.len() as u32;
+    for (i, b) in out.iter_mut().enumerate() {
+        let v = match i {
+            0..4 => len.to_le_bytes()[i],
+            4 => PAD,
+            _ => 0,
+        };
+        b.write(v);
+    }
+}
+
+/// Calls `f` on each non-padding record in `bytes`; returns how many bytes it
+/// consumed (always all of them: the producer only publishes whole records).
+fn for_each_record(mut bytes: &[u8], f: &mut impl FnMut(&[u8])) {
+    while bytes.len() >= 8 {
+        let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        debug_assert!(len >= 8 && len % 8 == 0 && len <= bytes.len());
+        if len < 8 || len > bytes.len() {
+            return; // corrupt framing: stop rather than read garbage
+        }
+        if bytes[4] != PAD {
+            f(&bytes[..len]);
+        }
+        bytes = &bytes[len..];
+    }
+}
+
+#[cfg(not(ml_dash_loom))]
+mod rt {
+    use super::*;
+
+    /// The writing end, owned by one producer thread.
+    #[derive(Debug)]
+    pub(crate) struct RingProducer {
+        inner: rtrb::Producer<u8>,
+    }
+
+    /// The reading end, owned by the collector.
+    #[derive(Debug)]
+    pub(crate) struct RingConsumer {
+        inner: rtrb::Consumer<u8>,
+    }
+
+    /// A ring of `capacity` bytes (rounded up to a multiple of 8), pre-touched
+    /// so the first writes do not page-fault on the hot path.
+    pub(crate) fn channel(capacity: usize) -> (RingProducer, RingConsumer) {
+        let cap = round_capacity(capacity);
+        let (mut p, c) = rtrb::RingBuffer::<u8>::new(cap);
+        if let Ok(mut chunk) = p.write_chunk_uninit(cap) {
+            // Touch every page without committing anything.
+            let (a, _) = chunk.as_mut_slices();
+            for b in a.iter_mut().step_by(4096) {
+                b.write(0);
+            }
+        }
+        (RingProducer { inner: p }, RingConsumer { inner: c })
+    }
+
+    impl RingProducer {
+        /// Bytes this ring holds.
+        pub(crate) fn capacity(&self) -> usize {
+            self.inner.buffer().capacity()
+        }
+
+        /// Writes one record of `len` bytes (a multiple of 8) with `fill`, which
+        /// must initialise all of them. Returns `false`, writing nothing, when
+        /// the ring has no room.
+        #[inline(always)]
+        pub(crate) fn try_write(
+            &mut self,
+            len: usize,
+            fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
+        ) -> bool {
+            let Ok(mut chunk) = self.inner.write_chunk_uninit(len) else {
+                return false;
+            };
+            let (a, b) = chunk.as_mut_slices();
+            if b.is_empty() {
+                fill(a);
+                // SAFETY: `fill` initialised all `len` bytes of the chunk (its contract).
+                unsafe { chunk.commit_all() };
+                return true;
+            }
+            let pad = a.len();
+            drop(chunk);
+            self.write_wrapped(pad, len, fill)
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn write_wrapped(
+            &mut self,
+            pad: usize,
+            len: usize,
+            fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
+        ) -> bool {
+            if self.inner.slots() < pad + len {
+                return false;
+            }
+            let Ok(mut chunk) = self.inner.write_chunk_uninit(pad) else {
+                return false;
+            };
+            write_pad(chunk.as_mut_slices().0);
+            // SAFETY: `write_pad` initialised every byte of the `pad`-byte chunk,
+            // which is contiguous (it ends exactly at the end of the buffer).
+            unsafe { chunk.commit_all() };
+            let Ok(mut chunk) = self.inner.write_chunk_uninit(len) else {
+                return false;
+            };
+            fill(chunk.as_mut_slices().0);
+            // SAFETY: the chunk starts at offset 0, so it is contiguous, and
+            // `fill` initialised all of it.
+            unsafe { chunk.commit_all() };
+            true
+        }
+    }
+
+    impl RingConsumer {
+        /// Hands every published record to `f` in order, then frees their space
+        /// with one commit. Returns the number of bytes drained.
+        pub(crate) fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+            let n = self.inner.slots();
+            if n == 0 {
+                return 0;
+            }
+            let Ok(chunk) = self.inner.read_chunk(n) else {
+                return 0;
+            };
+            let (a, b) = chunk.as_slices();
+            for_each_record(a, &mut f);
+            for_each_record(b, &mut f);
+            chunk.commit_all();
+            n
+        }
+
+        /// Whether the producer has published anything not yet drained.
+        pub(crate) fn is_empty(&self) -> bool {
+            self.inner.is_empty()
+        }
+    }
+}
+
+#[cfg(ml_dash_loom)]
+mod model {
+    //! A loom-visible SPSC byte ring with the contract of the rtrb wrapper.
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug)]
+    struct Shared {
+        buf: Box<[UnsafeCell<u8>]>,
+        head: AtomicUsize, // consumer position (monotonic)
+        tail: AtomicUsize, // producer position (monotonic)
+    }
+
+    // SAFETY: each byte is written only by the producer while it is outside
+    // [head, tail) and read only by the consumer while inside; loom checks
+    // those accesses through its UnsafeCell.
+    unsafe impl Sync for Shared {}
+    // SAFETY: as above; the buffer holds plain bytes.
+    unsafe impl Send for Shared {}
+
+    /// Loom model of the writing end.
+    #[derive(Debug)]
+    pub(crate) struct RingProducer {
+        s: Arc<Shared>,
+        scratch: Vec<MaybeUninit<u8>>,
+    }
+    /// Loom model of the reading end.
+    #[derive(Debug)]
+    pub(crate) struct RingConsumer {
+        s: Arc<Shared>,
+    }
+
+    /// A model ring of `capacity` bytes.
+    pub(crate) fn channel(capacity: usize) -> (RingProducer, RingConsumer) {
+        let cap = round_capacity(capacity);
+        let s = Arc::new(Shared {
+            buf: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+        });
+        (
+            RingProducer {
+                s: s.clone(),
+                scratch: Vec::new(),
+            },
+            RingConsumer { s },
+        )
+    }
+
+    impl RingProducer {
+        pub(crate) fn capacity(&self) -> usize {
+            self.s.buf.len()
+        }
+
+        fn put(&mut self, at: usize, bytes: &[MaybeUninit<u8>]) {
+            let cap = self.capacity();
+            for (i, b) in bytes.iter().enumerate() {
+                // SAFETY: the encoder initialised every byte (the contract of `fill`).
+                let v = unsafe { b.assume_init() };
+                self.s.buf[(at + i) % cap].with_mut(|p| {
+                    // SAFETY: the slot is outside [head, tail): only we touch it.
+                    unsafe { *p = v }
+                });
+            }
+        }
+
+        pub(crate) fn try_write(
+            &mut self,
+            len: usize,
+            fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
+        ) -> bool {
+            let cap = self.capacity();
+            let tail = self.s.tail.load(Ordering::Relaxed); // our own variable
+            // Acquire: pairs with the consumer's Release store of head in `drain`,
+            // so its reads of the freed bytes happen before our overwrites.
+            let head = self.s.head.load(Ordering::Acquire);
+            let free = cap - (tail - head);
+            let to_end = cap - tail % cap;
+            let pad = if to_end < len { to_end } else { 0 };
+            if free < pad + len {
+                return false;
+            }
+            if pad > 0 {
+                let mut p = vec![MaybeUninit::new(0u8); pad];
+                write_pad(&mut p);
+                self.put(tail, &p);
+            }
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            scratch.resize(len, MaybeUninit::new(0));
+            fill(&mut scratch);
+            self.put(tail + pad, &scratch);
+            self.scratch = scratch;
+            // Release: pairs with the Acquire load of tail in `drain`.
+            self.s.tail.store(tail + pad + len, Ordering::Release);
+            true
+        }
+    }
+
+    impl RingConsumer {
+        pub(crate) fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+            let cap = self.s.buf.len();
+            let head = self.s.head.load(Ordering::Relaxed); // our own variable
+            // Acquire: pairs with the Release store of tail in `try_write`.
+            let tail = self.s.tail.load(Ordering::Acquire);
+            if tail == head {
+                return 0;
+            }
+            let bytes: Vec<u8> = (head..tail)
+                .map(|i| {
+                    self.s.buf[i % cap].with(|p| {
+                        // SAFETY: the slot is inside [head, tail): published, not freed.
+                        unsafe { *p }
+                    })
+                })
+                .collect();
+            // Records never wrap, so split the copy where the buffer wraps.
+            let split = (cap - head % cap).min(bytes.len());
+            for_each_record(&bytes[..split], &mut f);
+            for_each_record(&bytes[split..], &mut f);
+            // Release: pairs with the Acquire load of head in `try_write`.
+            self.s.head.store(tail, Ordering::Release);
+            tail - head
+        }
+
+        pub(crate) fn is_empty(&self) -> bool {
+            self.s.tail.load(Ordering::Acquire) == self.s.head.load(Ordering::Relaxed)
+        }
+    }
+}
+
+#[cfg(all(test, not(ml_dash_loom)))]
+mod tests {
+    use super::*;
+
+    fn rec(len: usize, tag: u8) -> impl FnMut(&mut [MaybeUninit<u8>]) {
+        move |out: &mut [MaybeUninit<u8>]| {
+            assert_eq!(out.len(), len);
+            for (i, b) in out.iter_mut().enumerate() {
+                b.write(match i {
+                    0..4 => (len as u32).to_le_bytes()[i],
+                    4 => 1,
+                    _ => tag,
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn records_wrap_with_padding_and_come_back_in_order() {
+        let (mut p, mut c) = channel(128);
+        let mut seen = Vec::new();
+        for round in 0..50u8 {
+            let len = 8 * (1 + (round as usize % 5));
+            assert!(p.try_write(len, &mut rec(len, round)));
+            if round % 3 == 2 {
+                c.drain(|r| seen.push((r.len(), r[8.min(r.len() - 1)])));
+            }
+        }
+        c.drain(|r| seen.push((r.len(), r[8.min(r.len() - 1)])));
+        assert_eq!(seen.len(), 50);
+        for (i, (len, _)) in seen.iter().enumerate() {
+            assert_eq!(*len, 8 * (1 + (i % 5)));
+        }
+    }
+
+    #[test]
+    fn full_ring_refuses_without_writing() {
+        let (mut p, mut c) = channel(64);
+        assert!(p.try_write(32, &mut rec(32, 1)));
+        assert!(p.try_write(32, &mut rec(32, 2)));
+        assert!(!p.try_write(8, &mut rec(8, 3)));
+        let mut n = 0;
+        c.drain(|_| n += 1);
+        assert_eq!(n, 2);
+        assert!(c.is_empty());
+        // A record that would cross the end needs pad + record of free space.
+        assert!(p.try_write(40, &mut rec(40, 4)));
+        assert!(p.try_write(24, &mut rec(24, 5))); // exactly fills to the end
+        c.drain(|_| n += 1);
+        assert!(p.try_write(48, &mut rec(48, 6))); // wraps: starts at 0
+        c.drain(|r| assert_eq!(r.len(), 48));
+    }
+}

@@ -1,0 +1,477 @@
+//! The local store: the ML-Dash `.dash/<prefix>/` layout, written the way the
+//! Python SDK 0.11 writes it, so either can read (and append to) what the other
+//! wrote.
+//!
+//! Differences that are deliberate improvements over the Python store:
+//! - one append (one `write`) per batch, not one lock + rewrite per record;
+//! - JSON documents (`metadata.json`, `experiment.json`, ...) are replaced
+//!   atomically (temp file + rename; fsync first when `sync_on_flush` is set);
+//! - metric names with `/` work (nested folders); track topics whose folders
+//!   would collide (`a/b` and `a_b`) are refused instead of mixed;
+//! - the run status (and its end time) is recorded in `experiment.json`.
+//!
+//! Each file is guarded with `flock` on the same sibling `.<name>.lock` files as
+//! the Python SDK, and the next `index` / `sequenceNumber` is read from the
+//! store under that lock, so both writers can share one experiment folder.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value as Json, json};
+
+use super::{Batch, TrackEntry};
+use crate::core::Status;
+use crate::encode;
+use crate::error::{Error, Result};
+
+/// What `experiment.json` says about a run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExperimentInfo {
+    pub(crate) prefix: String,
+    pub(crate) description: Option<String>,
+    pub(crate) tags: Option<Vec<String>>,
+    pub(crate) metadata: Option<Json>,
+}
+
+#[derive(Debug)]
+struct Stream {
+    dir: PathBuf,
+    data: File,
+    lock: File,
+}
+
+impl Stream {
+    fn open(dir: PathBuf, data_name: &str, lock_name: &str) -> Result<Stream> {
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let data_path = dir.join(data_name);
+        let data = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&data_path)
+            .map_err(|e| Error::io(&data_path, e))?;
+        let lock = open_lock(&dir.join(lock_name))?;
+        Ok(Stream { dir, data, lock })
+    }
+
+    /// Runs `f` holding this stream's lock.
+    fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let lock_path = || self.dir.join(".metadata.lock");
+        self.lock.lock().map_err(|e| Error::io(lock_path(), e))?;
+        let r = f(self);
+        let _ = self.lock.unlock();
+        r
+    }
+}
+
+fn open_lock(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Holds an exclusive `flock` on a lock file for the guard's lifetime.
+fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let lock = open_lock(path)?;
+    lock.lock().map_err(|e| Error::io(path, e))?;
+    let r = f();
+    let _ = lock.unlock();
+    r
+}
+
+/// The local store of one experiment.
+#[derive(Debug)]
+pub(crate) struct LocalStore {
+    dir: PathBuf,
+    sync: bool,
+    metrics: Vec<Option<Stream>>,
+    tracks: Vec<Option<Stream>>,
+    logs: Option<Stream>,
+    buf: Vec<u8>,
+}
+
+/// The folder of an experiment.
+pub(crate) fn experiment_dir(root: &Path, prefix: &str) -> PathBuf {
+    root.join(prefix)
+}
+
+/// The folder name of a track topic (`/` becomes `_`, as in the Python SDK).
+pub(crate) fn topic_folder(topic: &str) -> String {
+    topic.replace('/', "_")
+}
+
+/// Refuses a topic whose folder already holds another topic (`a/b` vs `a_b`).
+pub(crate) fn check_topic(dir: &Path, topic: &str) -> Result<()> {
+    let meta = dir
+        .join("tracks")
+        .join(topic_folder(topic))
+        .join("metadata.json");
+    if let Some(m) = read_json(&meta)? {
+        if let Some(existing) = m.get("topic").and_then(Json::as_str) {
+            if existing != topic {
+                return Err(Error::InvalidName {
+                    name: topic.to_string(),
+                    reason: "its folder already holds another track topic ('/' and '_' map to the same folder): rename one of them",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a JSON document with simd-json; `None` when the file does not exist.
+/// Python's non-finite tokens (`NaN`, `Infinity`) are read as `null`.
+pub(crate) fn read_json(path: &Path) -> Result<Option<Json>> {
+    let mut bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let mut lenient = crate::read::nonfinite_to_null(&bytes);
+    let first = simd_json::serde::from_slice::<Json>(&mut bytes);
+    let v = match first {
+        Ok(v) => v,
+        Err(_) => simd_json::serde::from_slice::<Json>(&mut lenient).map_err(|e| Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?,
+    };
+    Ok(Some(v))
+}
+
+/// Replaces `path` atomically: temp file in the same folder, then rename.
+pub(crate) fn write_json_atomic(path: &Path, v: &Json, sync: bool) -> Result<()> {
+    write_bytes_atomic(path, &serde_json::to_vec(v).expect("a Value always serializes"), sync)
+}
+
+fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    if sync {
+        tmp.as_file().sync_data().map_err(|e| Error::io(tmp.path(), e))?;
+    }
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+fn u64_of(m: &Option<Json>, key: &str) -> u64 {
+    m.as_ref()
+        .and_then(|m| m.get(key))
+        .and_then(Json::as_u64)
+        .unwrap_or(0)
+}
+
+fn field_or(m: &Option<Json>, key: &str, default: Json) -> Json {
+    m.as_ref()
+        .and_then(|m| m.get(key))
+        .cloned()
+        .unwrap_or(default)
+}
+
+impl LocalStore {
+    /// Opens (or reopens) the experiment folder and upserts `experiment.json`.
+    pub(crate) fn open(root: &Path, info: &ExperimentInfo, sync: bool) -> Result<LocalStore> {
+        let dir = experiment_dir(root, &info.prefix);
+        for sub in ["logs", "metrics", "files"] {
+            let d = dir.join(sub);
+            fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        }
+        let store = LocalStore {
+            dir,
+            sync,
+            metrics: Vec::new(),
+            tracks: Vec::new(),
+            logs: None,
+            buf: Vec::with_capacity(1 << 16),
+        };
+        store.upsert_experiment(info)?;
+        Ok(store)
+    }
+
+    /// The experiment folder.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn upsert_experiment(&self, info: &ExperimentInfo) -> Result<()> {
+        let path = self.dir.join("experiment.json");
+        with_lock(&self.dir.join(".experiment.lock"), || {
+            let now = encode::iso_now();
+            let segs: Vec<&str> = info.prefix.split('/').collect();
+            let mut doc = match read_json(&path)? {
+                Some(Json::Object(m)) => {
+                    let mut m = m;
+                    if let Some(d) = &info.description {
+                        m.insert("description".into(), json!(d));
+                    }
+                    if let Some(t) = &info.tags {
+                        m.insert("tags".into(), json!(t));
+                    }
+                    if let Some(md) = &info.metadata {
+                        m.insert("metadata".into(), md.clone());
+                    }
+                    m.insert("prefix".into(), json!(info.prefix));
+                    m.insert("updated_at".into(), json!(now));
+                    m
+                }
+                _ => {
+                    let v = json!({
+                        "name": segs[segs.len() - 1],
+                        "project": segs[1],
+                        "description": info.description,
+                        "tags": info.tags.clone().unwrap_or_default(),
+                        "bindrs": [],
+                        "prefix": info.prefix,
+                        "metadata": info.metadata,
+                        "created_at": now,
+                        "write_protected": false,
+                    });
+                    match v {
+                        Json::Object(m) => m,
+                        _ => unreachable!(),
+                    }
+                }
+            };
+            doc.insert("status".into(), json!(Status::Running.as_str()));
+            doc.insert("started_at".into(), json!(now));
+            doc.remove("ended_at");
+            write_json_atomic(&path, &Json::Object(doc), self.sync)
+        })
+    }
+
+    /// Records the final status and end time in `experiment.json`.
+    pub(crate) fn finish(&mut self, status: Status) -> Result<()> {
+        self.sync_all()?;
+        let path = self.dir.join("experiment.json");
+        with_lock(&self.dir.join(".experiment.lock"), || {
+            let mut doc = match read_json(&path)? {
+                Some(Json::Object(m)) => m,
+                _ => Map::new(),
+            };
+            doc.insert("status".into(), json!(status.as_str()));
+            doc.insert("ended_at".into(), json!(encode::iso_now()));
+            write_json_atomic(&path, &Json::Object(doc), self.sync)
+        })
+    }
+
+    fn stream<'a>(
+        slots: &'a mut Vec<Option<Stream>>,
+        id: u32,
+        dir: impl FnOnce() -> PathBuf,
+    ) -> Result<&'a mut Stream> {
+        let i = id as usize;
+        if slots.len() <= i {
+            slots.resize_with(i + 1, || None);
+        }
+        if slots[i].is_none() {
+            slots[i] = Some(Stream::open(dir(), "data.jsonl", ".metadata.lock")?);
+        }
+        Ok(slots[i].as_mut().expect("just opened"))
+    }
+
+    /// Appends one batch of metric points (`{...}` objects) to a stream.
+    pub(crate) fn append_metrics(&mut self, id: u32, name: Option<&str>, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let folder = name.unwrap_or("None");
+        let metrics_dir = self.dir.join("metrics");
+        let stream = Self::stream(&mut self.metrics, id, || metrics_dir.join(folder))?;
+        let buf = &mut self.buf;
+        let sync = self.sync;
+        stream.locked(|s| {
+            let meta_path = s.dir.join("metadata.json");
+            let meta = read_json(&meta_path)?;
+            let next = u64_of(&meta, "nextIndex");
+            let total = u64_of(&meta, "totalDataPoints");
+            let now = encode::iso_now();
+            buf.clear();
+            for (i, obj) in batch.items().enumerate() {
+                buf.extend_from_slice(b"{\"index\":");
+                encode::u64(buf, next + i as u64);
+                buf.extend_from_slice(b",\"data\":");
+                buf.extend_from_slice(obj);
+                buf.extend_from_slice(b",\"createdAt\":");
+                encode::str(buf, &now);
+                buf.extend_from_slice(b"}\n");
+            }
+            s.data
+                .write_all(buf)
+                .map_err(|e| Error::io(s.dir.join("data.jsonl"), e))?;
+            let n = batch.len() as u64;
+            let doc = json!({
+                "metricId": format!("local-metric-{folder}"),
+                "name": name,
+                "description": field_or(&meta, "description", Json::Null),
+                "tags": field_or(&meta, "tags", json!([])),
+                "metadata": field_or(&meta, "metadata", Json::Null),
+                "totalDataPoints": total + n,
+                "nextIndex": next + n,
+                "createdAt": field_or(&meta, "createdAt", json!(now)),
+                "updatedAt": now,
+            });
+            write_json_atomic(&meta_path, &doc, sync)
+        })
+    }
+
+    /// Appends one batch of log entries (objects without `sequenceNumber`).
+    pub(crate) fn append_logs(&mut self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.logs.is_none() {
+            self.logs = Some(Stream::open(
+                self.dir.join("logs"),
+                "logs.jsonl",
+                ".log_sequence.lock",
+            )?);
+        }
+        let s = self.logs.as_mut().expect("just opened");
+        let lock_path = s.dir.join(".log_sequence.lock");
+        s.lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let r = (|| {
+            let seq_path = s.dir.join(".log_sequence");
+            let next: u64 = match fs::read_to_string(&seq_path) {
+                Ok(t) => t.trim().parse().unwrap_or(0),
+                Err(_) => 0,
+            };
+            let buf = &mut self.buf;
+            buf.clear();
+            for (i, entry) in batch.items().enumerate() {
+                buf.extend_from_slice(b"{\"sequenceNumber\":");
+                encode::u64(buf, next + i as u64);
+                buf.push(b',');
+                buf.extend_from_slice(entry);
+                buf.extend_from_slice(b"}\n");
+            }
+            s.data
+                .write_all(buf)
+                .map_err(|e| Error::io(s.dir.join("logs.jsonl"), e))?;
+            let n = next + batch.len() as u64;
+            write_bytes_atomic(&seq_path, n.to_string().as_bytes(), self.sync)
+        })();
+        let _ = s.lock.unlock();
+        r
+    }
+
+    /// Appends track entries of one topic (sorted by timestamp, as the SDK does).
+    pub(crate) fn append_tracks(&mut self, id: u32, topic: &str, entries: &mut [TrackEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        entries.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+        let tracks_dir = self.dir.join("tracks");
+        let folder = topic_folder(topic);
+        let stream = Self::stream(&mut self.tracks, id, || tracks_dir.join(&folder))?;
+        let buf = &mut self.buf;
+        let sync = self.sync;
+        stream.locked(|s| {
+            let meta_path = s.dir.join("metadata.json");
+            let meta = read_json(&meta_path)?;
+            if let Some(t) = meta.as_ref().and_then(|m| m.get("topic")).and_then(Json::as_str) {
+                if t != topic {
+                    return Err(Error::InvalidName {
+                        name: topic.to_string(),
+                        reason: "its folder already holds another track topic",
+                    });
+                }
+            }
+            let mut columns: Vec<String> = meta
+                .as_ref()
+                .and_then(|m| m.get("columns"))
+                .and_then(Json::as_array)
+                .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            buf.clear();
+            for e in entries.iter() {
+                buf.extend_from_slice(b"{\"timestamp\":");
+                encode::f64(buf, e.ts);
+                for (name, value) in &e.fields {
+                    buf.push(b',');
+                    encode::str(buf, name);
+                    buf.push(b':');
+                    buf.extend_from_slice(value.as_bytes());
+                    if !columns.iter().any(|c| c == name) {
+                        columns.push(name.clone());
+                    }
+                }
+                buf.extend_from_slice(b"}\n");
+            }
+            columns.sort();
+            s.data
+                .write_all(buf)
+                .map_err(|e| Error::io(s.dir.join("data.jsonl"), e))?;
+            let first = entries[0].ts;
+            let last = entries[entries.len() - 1].ts;
+            let old_first = meta.as_ref().and_then(|m| m.get("firstTimestamp")).and_then(Json::as_f64);
+            let old_last = meta.as_ref().and_then(|m| m.get("lastTimestamp")).and_then(Json::as_f64);
+            let doc = json!({
+                "trackId": format!("local-track-{}", topic_folder(topic)),
+                "topic": topic,
+                "columns": columns,
+                "totalEntries": u64_of(&meta, "totalEntries") + entries.len() as u64,
+                "firstTimestamp": json_f64(old_first.map_or(first, |o| o.min(first))),
+                "lastTimestamp": json_f64(old_last.map_or(last, |o| o.max(last))),
+                "createdAt": field_or(&meta, "createdAt", json!(encode::iso_now())),
+            });
+            write_json_atomic(&meta_path, &doc, sync)
+        })
+    }
+
+    /// Merges flat parameters into `parameters.json` (upsert, version bump).
+    pub(crate) fn merge_params(&mut self, params: &Map<String, Json>) -> Result<()> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join("parameters.json");
+        let sync = self.sync;
+        with_lock(&self.dir.join(".parameters.lock"), || {
+            let now = encode::iso_now();
+            let doc = match read_json(&path)? {
+                Some(old) => {
+                    let mut data = match old.get("data") {
+                        Some(Json::Object(m)) => m.clone(),
+                        _ => Map::new(),
+                    };
+                    for (k, v) in params {
+                        data.insert(k.clone(), v.clone());
+                    }
+                    let version = old.get("version").and_then(Json::as_u64).unwrap_or(0) + 1;
+                    json!({"version": version, "data": data, "updatedAt": now})
+                }
+                None => json!({"version": 1, "data": params, "createdAt": now, "updatedAt": now}),
+            };
+            write_json_atomic(&path, &doc, sync)
+        })
+    }
+
+    /// fsyncs every data file (when `sync_on_flush` is set).
+    pub(crate) fn sync_all(&mut self) -> Result<()> {
+        if !self.sync {
+            return Ok(());
+        }
+        let all = self
+            .metrics
+            .iter()
+            .chain(self.tracks.iter())
+            .flatten()
+            .chain(self.logs.iter());
+        for s in all {
+            s.data.sync_data().map_err(|e| Error::io(&s.dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn json_f64(v: f64) -> Json {
+    serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number)
+}
