@@ -28,13 +28,16 @@ use crate::encode;
 use crate::record::{self, Level, RecordView, kind};
 use crate::ring::RingConsumer;
 use crate::sink::local::LocalStore;
-use crate::sink::{Batch, TrackEntry};
+use crate::sink::{Batch, MetricBatch, TrackEntry};
 use crate::sync::{Ordering, heavy_barrier, mpsc, thread};
 
 /// Tick period while producers are active.
 const TICK: Duration = Duration::from_micros(250);
 /// Empty ticks before the collector parks until the next trigger.
 const IDLE_TICKS: u32 = 40;
+/// A metric batch this large is written during the drain, whatever the batch
+/// size: it bounds the collector's memory and keeps its buffers in cache.
+const INLINE_WRITE_BYTES: usize = 1 << 20;
 
 /// Counts of records by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,6 +83,11 @@ struct Chain {
     retired: bool,
 }
 
+struct MetricSlot {
+    name: Option<Arc<str>>,
+    batch: MetricBatch,
+}
+
 struct TrackState {
     topic: Arc<str>,
     entries: Vec<TrackEntry>,
@@ -92,7 +100,7 @@ pub(crate) struct Collector {
     rx: mpsc::Receiver<Control>,
     store: LocalStore,
     chains: Vec<Chain>,
-    metrics: Vec<Option<(Option<Arc<str>>, Batch)>>,
+    metrics: Vec<Option<MetricSlot>>,
     tracks: Vec<Option<TrackState>>,
     logs: Batch,
     params: Map<String, Json>,
@@ -239,10 +247,13 @@ impl Collector {
             core,
             last_track_ts,
             scratch,
+            store,
+            report,
             ..
         } = self;
         let chain = &mut chains[i];
         chain.shared.wake_wanted.store(false, Ordering::Relaxed);
+        let mut error = None;
         let mut dec = Decoder {
             core,
             metrics,
@@ -251,21 +262,28 @@ impl Collector {
             params,
             last_track_ts,
             scratch,
+            store,
+            stored: &mut report.stored,
+            error: &mut error,
         };
-        chain.consumer.drain(|bytes| dec.record(bytes))
+        let n = chain.consumer.drain(|bytes| dec.record(bytes));
+        if let Some(e) = error {
+            self.note(Err(e));
+        }
+        n
     }
 
     fn pending(&self) -> Counts {
         Counts {
             logs: self.logs.len() as u64,
-            metrics: self.metrics.iter().flatten().map(|(_, b)| b.len() as u64).sum(),
+            metrics: self.metrics.iter().flatten().map(|m| m.batch.count as u64).sum(),
             tracks: self.tracks.iter().flatten().map(|t| t.entries.len() as u64).sum(),
             files: 0,
         }
     }
 
     fn pending_bytes(&self) -> usize {
-        let metrics: usize = self.metrics.iter().flatten().map(|(_, b)| b.bytes()).sum();
+        let metrics: usize = self.metrics.iter().flatten().map(|m| m.batch.lines.len()).sum();
         let tracks: usize = self
             .tracks
             .iter()
@@ -327,17 +345,12 @@ impl Collector {
             }
         };
         for (id, slot) in self.metrics.iter_mut().enumerate() {
-            if let Some((name, batch)) = slot {
-                if due(batch.len(), kind::METRIC) {
+            if let Some(m) = slot {
+                if due(m.batch.count, kind::METRIC) {
                     mark(&self.core);
-                    match self.store.append_metrics(id as u32, name.as_deref(), batch) {
-                        Ok(()) => {
-                            self.report.stored.metrics += batch.len() as u64;
-                            batch.clear();
-                        }
-                        Err(e) => {
-                            first_err.get_or_insert(e.to_string());
-                        }
+                    let r = write_metrics(&mut self.store, id, m, &mut self.report.stored);
+                    if let Err(e) = r {
+                        first_err.get_or_insert(e);
                     }
                 }
             }
@@ -538,10 +551,28 @@ fn park_timeout(d: Duration) {
     }
 }
 
-/// Turns records into JSON objects in the right batch.
+/// Writes one metric batch and counts it.
+fn write_metrics(
+    store: &mut LocalStore,
+    id: usize,
+    m: &mut MetricSlot,
+    stored: &mut Counts,
+) -> Result<(), String> {
+    store
+        .append_metrics(id as u32, m.name.as_deref(), &mut m.batch)
+        .map_err(|e| e.to_string())?;
+    stored.metrics += m.batch.count as u64;
+    m.batch.clear();
+    Ok(())
+}
+
+/// Turns records into JSON in the right batch.
 struct Decoder<'a> {
     core: &'a RunCore,
-    metrics: &'a mut Vec<Option<(Option<Arc<str>>, Batch)>>,
+    store: &'a mut LocalStore,
+    stored: &'a mut Counts,
+    error: &'a mut Option<String>,
+    metrics: &'a mut Vec<Option<MetricSlot>>,
     tracks: &'a mut Vec<Option<TrackState>>,
     logs: &'a mut Batch,
     params: &'a mut Map<String, Json>,
@@ -572,11 +603,25 @@ impl Decoder<'_> {
                 return;
             };
             debug_assert_eq!(desc.kind, StreamKind::Metric);
-            *slot = Some((desc.name, Batch::default()));
+            *slot = Some(MetricSlot {
+                name: desc.name,
+                batch: MetricBatch::default(),
+            });
         }
-        let (_, batch) = slot.as_mut().expect("just set");
-        let out = batch.buf();
-        out.push(b'{');
+        let m = slot.as_mut().expect("just set");
+        let batch = &mut m.batch;
+        if batch.count == 0 {
+            // A wrong guess (the store is unreadable now) is renumbered at write.
+            batch.first_index = self
+                .store
+                .metric_next_index(id as u32, m.name.as_deref())
+                .unwrap_or(0);
+            batch.created_at = encode::iso_now();
+        }
+        let out = &mut batch.lines;
+        out.extend_from_slice(b"{\"index\":");
+        encode::u64(out, batch.first_index + batch.count as u64);
+        out.extend_from_slice(b",\"data\":{");
         let mut explicit_ts = false;
         for (i, (name, v)) in r.fields().enumerate() {
             if i > 0 {
@@ -590,10 +635,17 @@ impl Decoder<'_> {
                 out.push(b',');
             }
             out.extend_from_slice(b"\"_ts\":");
-            encode::f64(out, encode::epoch_secs(r.head.ts));
+            encode::epoch_secs_micros(out, r.head.ts);
         }
-        out.push(b'}');
-        batch.end_item();
+        out.extend_from_slice(b"},\"createdAt\":\"");
+        out.extend_from_slice(batch.created_at.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+        batch.count += 1;
+        if batch.lines.len() >= INLINE_WRITE_BYTES {
+            if let Err(e) = write_metrics(self.store, id, m, self.stored) {
+                *self.error = Some(e);
+            }
+        }
     }
 
     fn log(&mut self, r: &RecordView<'_>) {

@@ -50,8 +50,8 @@ pub const ENV_RING_CAPACITY: &str = "ML_DASH_RING_CAPACITY";
 pub const DEFAULT_RING_CAPACITY: usize = 256 * 1024;
 /// `ML_DASH_MEMORY_BUDGET`: bytes all rings of one run may hold together.
 pub const ENV_MEMORY_BUDGET: &str = "ML_DASH_MEMORY_BUDGET";
-/// Default of [`BufferConfig::memory_budget`]: 256 MiB.
-pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
+/// Default of [`BufferConfig::memory_budget`]: 64 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 64 * 1024 * 1024;
 /// `ML_DASH_MAX_RECORD_BYTES`: the largest single record (a point, a log line).
 pub const ENV_MAX_RECORD_BYTES: &str = "ML_DASH_MAX_RECORD_BYTES";
 /// Default of [`BufferConfig::max_record_bytes`]: 1 MiB.
@@ -105,7 +105,9 @@ pub struct BufferConfig {
     pub retry_max_delay: Duration,
     /// Bytes of a producer thread's first ring (default 256 KiB); it grows on demand.
     pub ring_capacity: usize,
-    /// Bytes all rings of a run may hold together (default 256 MiB).
+    /// Bytes all rings of a run may hold together (default 64 MiB). Each
+    /// producer thread's first ring is always allocated; growth beyond it
+    /// stays within this budget.
     pub memory_budget: usize,
     /// Largest encoded record (default 1 MiB); larger ones are refused with
     /// [`Error::RecordTooLarge`].

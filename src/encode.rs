@@ -1,5 +1,6 @@
 //! JSON text written straight from record bytes into reusable output buffers:
-//! no intermediate value tree. Floats use the shortest round-trip form (ryu);
+//! no intermediate value tree. Floats use the
+//! shortest round-trip form (zmij, as serde_json uses);
 //! non-finite floats become the tokens `NaN`, `Infinity`, `-Infinity` that
 //! Python's `json` reads; strings escape what JSON requires and, like Python's
 //! `json.dumps`, every non-ASCII character as `\uXXXX`.
@@ -12,7 +13,7 @@ use crate::record::FieldValue;
 #[inline]
 pub(crate) fn f64(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
-        let mut b = ryu::Buffer::new();
+        let mut b = zmij::Buffer::new();
         out.extend_from_slice(b.format_finite(v).as_bytes());
     } else if v.is_nan() {
         out.extend_from_slice(b"NaN");
@@ -112,6 +113,29 @@ pub(crate) fn epoch_secs(nanos: u64) -> f64 {
     nanos as f64 / 1e9
 }
 
+/// Appends a wall-clock time as float seconds with microsecond resolution
+/// (`1795817645.891359`): integer formatting, several times cheaper than a
+/// general float formatter, and the same value a reader parses.
+#[inline]
+pub(crate) fn epoch_secs_micros(out: &mut Vec<u8>, nanos: u64) {
+    let micros = nanos / 1_000;
+    let (secs, frac) = (micros / 1_000_000, (micros % 1_000_000) as u32);
+    u64(out, secs);
+    out.push(b'.');
+    if frac == 0 {
+        out.push(b'0');
+        return;
+    }
+    let mut digits = [b'0'; 6];
+    let mut f = frac;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    let end = 6 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+    out.extend_from_slice(&digits[..end]);
+}
+
 /// ISO-8601 UTC with microseconds and `Z`, as the Python SDK writes it
 /// (Python's `isoformat()` leaves the fraction out when it is zero).
 pub(crate) fn iso(nanos: u64) -> String {
@@ -161,6 +185,14 @@ mod tests {
         assert_eq!(s(|o| str(o, "é\u{1}")), r#""\u00e9\u0001""#);
         assert_eq!(s(|o| str(o, "😀")), r#""\ud83d\ude00""#);
         assert_eq!(s(|o| str(o, "\u{7f}")), r#""\u007f""#);
+    }
+
+    #[test]
+    fn epoch_seconds_with_micros() {
+        assert_eq!(s(|o| epoch_secs_micros(o, 1_795_817_645_891_359_123)), "1795817645.891359");
+        assert_eq!(s(|o| epoch_secs_micros(o, 1_795_817_645_000_000_999)), "1795817645.0");
+        assert_eq!(s(|o| epoch_secs_micros(o, 1_795_817_645_010_000_000)), "1795817645.01");
+        assert_eq!(s(|o| epoch_secs_micros(o, 5_000)), "0.000005");
     }
 
     #[test]

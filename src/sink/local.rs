@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{Batch, TrackEntry};
+use super::{Batch, MetricBatch, TrackEntry};
 use crate::core::Status;
 use crate::encode;
 use crate::error::{Error, Result};
@@ -39,6 +39,26 @@ struct Stream {
     dir: PathBuf,
     data: File,
     lock: File,
+    /// What we know of `metadata.json` since we last wrote it (metrics only).
+    known: Option<KnownMeta>,
+}
+
+/// Our last write of a metric stream's `metadata.json`: if the file still has
+/// this identity, nobody else appended and the numbers are current.
+#[derive(Debug, Clone)]
+struct KnownMeta {
+    stamp: (u64, u64, i64, i64),
+    next: u64,
+    total: u64,
+    created_at: Json,
+    description: Json,
+    tags: Json,
+    metadata: Json,
+}
+
+fn stamp(m: &fs::Metadata) -> (u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.ino(), m.len(), m.mtime(), m.mtime_nsec())
 }
 
 impl Stream {
@@ -51,7 +71,12 @@ impl Stream {
             .open(&data_path)
             .map_err(|e| Error::io(&data_path, e))?;
         let lock = open_lock(&dir.join(lock_name))?;
-        Ok(Stream { dir, data, lock })
+        Ok(Stream {
+            dir,
+            data,
+            lock,
+            known: None,
+        })
     }
 
     /// Runs `f` holding this stream's lock.
@@ -145,22 +170,43 @@ pub(crate) fn read_json(path: &Path) -> Result<Option<Json>> {
 }
 
 /// Replaces `path` atomically: temp file in the same folder, then rename.
-pub(crate) fn write_json_atomic(path: &Path, v: &Json, sync: bool) -> Result<()> {
+/// Returns the new file's identity (inode, size, mtime).
+pub(crate) fn write_json_atomic(path: &Path, v: &Json, sync: bool) -> Result<(u64, u64, i64, i64)> {
     write_bytes_atomic(path, &serde_json::to_vec(v).expect("a Value always serializes"), sync)
 }
 
-fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(0o644))
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     if sync {
         tmp.as_file().sync_data().map_err(|e| Error::io(tmp.path(), e))?;
     }
+    let meta = tmp.as_file().metadata().map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    Ok(stamp(&meta))
+}
+
+/// Rewrites the `index` of every line of `batch`, starting at `first`.
+fn renumber(batch: &mut MetricBatch, first: u64) {
+    let mut out = Vec::with_capacity(batch.lines.len() + 8 * batch.count);
+    let mut i = first;
+    for line in batch.lines.split_inclusive(|&c| c == b'\n') {
+        // Lines start with `{"index":<digits>,`.
+        let head = b"{\"index\":".len();
+        let digits = line[head..].iter().take_while(|c| c.is_ascii_digit()).count();
+        out.extend_from_slice(&line[..head]);
+        encode::u64(&mut out, i);
+        out.extend_from_slice(&line[head + digits..]);
+        i += 1;
+    }
+    batch.lines = out;
+    batch.first_index = first;
 }
 
 fn u64_of(m: &Option<Json>, key: &str) -> u64 {
@@ -244,7 +290,7 @@ impl LocalStore {
             doc.insert("status".into(), json!(Status::Running.as_str()));
             doc.insert("started_at".into(), json!(now));
             doc.remove("ended_at");
-            write_json_atomic(&path, &Json::Object(doc), self.sync)
+            write_json_atomic(&path, &Json::Object(doc), self.sync).map(drop)
         })
     }
 
@@ -259,7 +305,7 @@ impl LocalStore {
             };
             doc.insert("status".into(), json!(status.as_str()));
             doc.insert("ended_at".into(), json!(encode::iso_now()));
-            write_json_atomic(&path, &Json::Object(doc), self.sync)
+            write_json_atomic(&path, &Json::Object(doc), self.sync).map(drop)
         })
     }
 
@@ -278,48 +324,85 @@ impl LocalStore {
         Ok(slots[i].as_mut().expect("just opened"))
     }
 
-    /// Appends one batch of metric points (`{...}` objects) to a stream.
-    pub(crate) fn append_metrics(&mut self, id: u32, name: Option<&str>, batch: &Batch) -> Result<()> {
-        if batch.is_empty() {
+    /// The index the next point of a metric stream will get (read from its
+    /// `metadata.json` when the stream is first opened).
+    pub(crate) fn metric_next_index(&mut self, id: u32, name: Option<&str>) -> Result<u64> {
+        let metrics_dir = self.dir.join("metrics");
+        let stream = Self::stream(&mut self.metrics, id, || metrics_dir.join(name.unwrap_or("None")))?;
+        if stream.known.is_none() {
+            stream.locked(Self::refresh_meta)?;
+        }
+        Ok(stream.known.as_ref().map_or(0, |k| k.next))
+    }
+
+    /// Re-reads `metadata.json` unless it is still the file we wrote last.
+    fn refresh_meta(s: &mut Stream) -> Result<()> {
+        let meta_path = s.dir.join("metadata.json");
+        let current = fs::metadata(&meta_path).ok().map(|m| stamp(&m));
+        if let (Some(k), Some(c)) = (&s.known, current) {
+            if k.stamp == c {
+                return Ok(());
+            }
+        }
+        let meta = read_json(&meta_path)?;
+        s.known = Some(KnownMeta {
+            stamp: current.unwrap_or_default(),
+            next: u64_of(&meta, "nextIndex"),
+            total: u64_of(&meta, "totalDataPoints"),
+            created_at: field_or(&meta, "createdAt", Json::Null),
+            description: field_or(&meta, "description", Json::Null),
+            tags: field_or(&meta, "tags", json!([])),
+            metadata: field_or(&meta, "metadata", Json::Null),
+        });
+        Ok(())
+    }
+
+    /// Appends one batch of metric lines to a stream: one `write`, then its
+    /// `metadata.json` replaced, all under the stream's lock.
+    pub(crate) fn append_metrics(
+        &mut self,
+        id: u32,
+        name: Option<&str>,
+        batch: &mut MetricBatch,
+    ) -> Result<()> {
+        if batch.count == 0 {
             return Ok(());
         }
         let folder = name.unwrap_or("None");
         let metrics_dir = self.dir.join("metrics");
         let stream = Self::stream(&mut self.metrics, id, || metrics_dir.join(folder))?;
-        let buf = &mut self.buf;
         let sync = self.sync;
         stream.locked(|s| {
-            let meta_path = s.dir.join("metadata.json");
-            let meta = read_json(&meta_path)?;
-            let next = u64_of(&meta, "nextIndex");
-            let total = u64_of(&meta, "totalDataPoints");
-            let now = encode::iso_now();
-            buf.clear();
-            for (i, obj) in batch.items().enumerate() {
-                buf.extend_from_slice(b"{\"index\":");
-                encode::u64(buf, next + i as u64);
-                buf.extend_from_slice(b",\"data\":");
-                buf.extend_from_slice(obj);
-                buf.extend_from_slice(b",\"createdAt\":");
-                encode::str(buf, &now);
-                buf.extend_from_slice(b"}\n");
+            Self::refresh_meta(s)?;
+            let known = s.known.as_mut().expect("refreshed");
+            if known.next != batch.first_index {
+                renumber(batch, known.next);
             }
             s.data
-                .write_all(buf)
+                .write_all(&batch.lines)
                 .map_err(|e| Error::io(s.dir.join("data.jsonl"), e))?;
-            let n = batch.len() as u64;
+            let n = batch.count as u64;
+            known.next += n;
+            known.total += n;
+            let now = encode::iso_now();
+            if known.created_at.is_null() {
+                known.created_at = json!(batch.created_at);
+            }
             let doc = json!({
                 "metricId": format!("local-metric-{folder}"),
                 "name": name,
-                "description": field_or(&meta, "description", Json::Null),
-                "tags": field_or(&meta, "tags", json!([])),
-                "metadata": field_or(&meta, "metadata", Json::Null),
-                "totalDataPoints": total + n,
-                "nextIndex": next + n,
-                "createdAt": field_or(&meta, "createdAt", json!(now)),
+                "description": known.description,
+                "tags": known.tags,
+                "metadata": known.metadata,
+                "totalDataPoints": known.total,
+                "nextIndex": known.next,
+                "createdAt": known.created_at,
                 "updatedAt": now,
             });
-            write_json_atomic(&meta_path, &doc, sync)
+            let meta_path = s.dir.join("metadata.json");
+            let written = write_json_atomic(&meta_path, &doc, sync)?;
+            known.stamp = written;
+            Ok(())
         })
     }
 
@@ -357,7 +440,7 @@ impl LocalStore {
                 .write_all(buf)
                 .map_err(|e| Error::io(s.dir.join("logs.jsonl"), e))?;
             let n = next + batch.len() as u64;
-            write_bytes_atomic(&seq_path, n.to_string().as_bytes(), self.sync)
+            write_bytes_atomic(&seq_path, n.to_string().as_bytes(), self.sync).map(drop)
         })();
         let _ = s.lock.unlock();
         r
@@ -423,7 +506,7 @@ impl LocalStore {
                 "lastTimestamp": json_f64(old_last.map_or(last, |o| o.max(last))),
                 "createdAt": field_or(&meta, "createdAt", json!(encode::iso_now())),
             });
-            write_json_atomic(&meta_path, &doc, sync)
+            write_json_atomic(&meta_path, &doc, sync).map(drop)
         })
     }
 
@@ -450,7 +533,7 @@ impl LocalStore {
                 }
                 None => json!({"version": 1, "data": params, "createdAt": now, "updatedAt": now}),
             };
-            write_json_atomic(&path, &doc, sync)
+            write_json_atomic(&path, &doc, sync).map(drop)
         })
     }
 

@@ -54,6 +54,25 @@ impl Batch {
     }
 }
 
+/// Metric points as finished store lines,
+/// `{"index":N,"data":{...},"createdAt":"..."}\n`, written straight from the
+/// ring's bytes. The store renumbers them in the rare case that another writer
+/// appended to the stream in between.
+#[derive(Debug, Default)]
+pub(crate) struct MetricBatch {
+    pub(crate) lines: Vec<u8>,
+    pub(crate) first_index: u64,
+    pub(crate) count: usize,
+    pub(crate) created_at: String,
+}
+
+impl MetricBatch {
+    pub(crate) fn clear(&mut self) {
+        self.lines.clear();
+        self.count = 0;
+    }
+}
+
 /// One track row: its timestamp and its fields as (name, JSON value text).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TrackEntry {

@@ -1,0 +1,777 @@
+//! Interoperability with the Python SDK `ml-dash==0.11.0` (local mode).
+//!
+//! - `rust_writes_python_reads`: this engine writes a run; the SDK reads it back
+//!   (`LocalStorage` and `Experiment` APIs, logs from `logs.jsonl`) and every
+//!   value must come back identical, NaN and Infinity included.
+//! - `python_writes_rust_appends_python_reads`: the SDK writes a run, this engine
+//!   reopens it and appends, the SDK reads the whole run (indices, sequence
+//!   numbers, merged parameters, totals), then the SDK appends once more and
+//!   this crate's reader checks the SDK continued where the engine stopped.
+//!
+//! Python: `ML_DASH_PYTHON` if set (it must already have ml-dash 0.11.0), else a
+//! virtualenv made once at `target/interop-venv` with `python3 -m venv` and
+//! `pip install ml-dash==0.11.0`. Without Python or without network the tests
+//! fail, unless `ML_DASH_INTEROP_OPTIONAL=1`, which makes them print
+//! `skipped: ...` and pass. See `tests/interop/README.md`.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ml_dash::{BufferConfig, Experiment, Level, Value, point};
+use serde_json::{Value as Json, json};
+
+const SDK_VERSION: &str = "0.11.0";
+
+// ---------------------------------------------------------------------------
+// Locating (or making) a Python with the SDK
+// ---------------------------------------------------------------------------
+
+/// The Python to use, or `None` when the tests are skipped. Panics (fails the
+/// test) when no usable Python exists and `ML_DASH_INTEROP_OPTIONAL` is not `1`.
+fn python() -> Option<&'static Path> {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PYTHON.get_or_init(find_python) {
+        Ok(p) => Some(p),
+        Err(why) if std::env::var("ML_DASH_INTEROP_OPTIONAL").as_deref() == Ok("1") => {
+            println!("skipped: {why}");
+            eprintln!("skipped: {why}");
+            None
+        }
+        Err(why) => panic!(
+            "interop test needs a Python with ml-dash=={SDK_VERSION}: {why}\n\
+             (set ML_DASH_PYTHON to such an interpreter, or ML_DASH_INTEROP_OPTIONAL=1 to skip)"
+        ),
+    }
+}
+
+fn find_python() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("ML_DASH_PYTHON") {
+        let p = PathBuf::from(p);
+        sdk_version(&p)
+            .and_then(check_version)
+            .map_err(|e| format!("ML_DASH_PYTHON={}: {e}", p.display()))?;
+        return Ok(p);
+    }
+    // CARGO_TARGET_TMPDIR is <target>/tmp; the venv goes next to it.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let target = tmp.parent().unwrap_or(tmp);
+    let venv = target.join("interop-venv");
+    fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    // One cargo process at a time makes the venv (threads share the OnceLock).
+    let lock_path = target.join("interop-venv.lock");
+    let lock = File::create(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let r = make_venv(&venv);
+    let _ = lock.unlock();
+    r
+}
+
+fn venv_python(venv: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    }
+}
+
+fn make_venv(venv: &Path) -> Result<PathBuf, String> {
+    let py = venv_python(venv);
+    if py.exists() {
+        match sdk_version(&py) {
+            Ok(v) if v == SDK_VERSION => return Ok(py),
+            Ok(_) | Err(_) if python_works(&py) => {} // reuse the venv, (re)install the SDK
+            _ => {
+                // A broken venv (its base Python moved, say): start again.
+                fs::remove_dir_all(venv).map_err(|e| format!("cannot remove broken {}: {e}", venv.display()))?;
+            }
+        }
+    }
+    if !py.exists() {
+        let out = Command::new("python3")
+            .args([OsStr::new("-m"), OsStr::new("venv"), venv.as_os_str()])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err("no `python3` on PATH".into());
+            }
+            Err(e) => return Err(format!("cannot run python3: {e}")),
+            Ok(o) if !o.status.success() => {
+                let _ = fs::remove_dir_all(venv);
+                return Err(format!(
+                    "`python3 -m venv {}` failed ({}):\n{}",
+                    venv.display(),
+                    o.status,
+                    tail(&o)
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    let spec = format!("ml-dash=={SDK_VERSION}");
+    let out = Command::new(&py)
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", &spec])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`pip install {spec}` into {} failed ({}; no network?):\n{}",
+            venv.display(),
+            out.status,
+            tail(&out)
+        ));
+    }
+    sdk_version(&py).and_then(check_version)?;
+    Ok(py)
+}
+
+fn python_works(py: &Path) -> bool {
+    Command::new(py)
+        .args(["-c", "pass"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The installed ml-dash version, as pip's metadata says.
+fn sdk_version(py: &Path) -> Result<String, String> {
+    let out = python_command(py)
+        .args([
+            "-c",
+            "import importlib.metadata as m, ml_dash; print(m.version('ml-dash'))",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
+    if !out.status.success() {
+        return Err(format!("`import ml_dash` failed:\n{}", tail(&out)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn check_version(v: String) -> Result<(), String> {
+    if v == SDK_VERSION {
+        Ok(())
+    } else {
+        Err(format!("it has ml-dash {v}, not {SDK_VERSION}"))
+    }
+}
+
+/// A Python command with a clean SDK environment: no version check (it makes
+/// an HTTP request), no inherited `ML_DASH_*` / job-broker settings, no
+/// `__pycache__` left in the source tree.
+fn python_command(py: &Path) -> Command {
+    let mut c = Command::new(py);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("ML_DASH_") || k.starts_with("DREAMLAKE_") {
+            c.env_remove(k.as_ref());
+        }
+    }
+    c.env("ML_DASH_NO_VERSION_CHECK", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(Stdio::null());
+    c
+}
+
+fn tail(o: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let start = text.len().saturating_sub(4000);
+    let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    text[start..].to_string()
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("interop")
+        .join(name)
+}
+
+/// Runs a helper script in `cwd` and returns its stdout; panics with its output on failure.
+fn run_script(py: &Path, cwd: &Path, name: &str, args: &[&OsStr]) -> String {
+    let out = python_command(py)
+        .current_dir(cwd)
+        .arg(script(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} {name}: {e}", py.display()));
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed ({}):\n{}",
+        out.status,
+        tail(&out)
+    );
+    String::from_utf8(out.stdout).expect("the helper scripts print UTF-8")
+}
+
+/// The SDK's view of a run (see `read_run.py` for the document's shape).
+fn sdk_read(py: &Path, root: &Path, prefix: &str) -> Json {
+    let text = run_script(
+        py,
+        root,
+        "read_run.py",
+        &[root.as_os_str(), OsStr::new(prefix)],
+    );
+    // The last line is the document; anything before it is SDK console output.
+    let doc = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let v: Json = serde_json::from_str(doc)
+        .unwrap_or_else(|e| panic!("read_run.py printed no JSON document ({e}):\n{text}"));
+    assert_eq!(v["sdk_version"], SDK_VERSION, "the SDK that read the run");
+    v
+}
+
+fn sdk_write(py: &Path, root: &Path, prefix: &str, mode: &str) {
+    let text = run_script(
+        py,
+        root,
+        "write_run.py",
+        &[root.as_os_str(), OsStr::new(prefix), OsStr::new(mode)],
+    );
+    assert!(text.trim_end().ends_with("ok"), "write_run.py {mode}:\n{text}");
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the comparisons
+// ---------------------------------------------------------------------------
+
+/// Buffer settings independent of the environment: a long flush interval, so
+/// only the test's own `flush()` / `complete()` decide what is written when.
+fn config() -> BufferConfig {
+    let mut c = BufferConfig::from_lookup(|_| None).expect("default config");
+    c.flush_interval = Duration::from_secs(3600);
+    c.quiet = true;
+    c
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// A float as `read_run.py` prints it: non-finite values as strings.
+fn f(x: f64) -> Json {
+    if x.is_nan() {
+        json!("NaN")
+    } else if x == f64::INFINITY {
+        json!("Infinity")
+    } else if x == f64::NEG_INFINITY {
+        json!("-Infinity")
+    } else {
+        json!(x)
+    }
+}
+
+fn keys(v: &Json) -> Vec<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// Equal values and the same key order at every level.
+#[track_caller]
+fn assert_same(actual: &Json, expected: &Json, what: &str) {
+    assert_eq!(actual, expected, "{what}");
+    fn order(a: &Json, e: &Json, path: &str) {
+        match (a, e) {
+            (Json::Object(am), Json::Object(em)) => {
+                let (ak, ek): (Vec<_>, Vec<_>) = (am.keys().collect(), em.keys().collect());
+                assert_eq!(ak, ek, "key order at {path}");
+                for (k, av) in am {
+                    order(av, &em[k], &format!("{path}.{k}"));
+                }
+            }
+            (Json::Array(aa), Json::Array(ea)) => {
+                for (i, (av, ev)) in aa.iter().zip(ea).enumerate() {
+                    order(av, ev, &format!("{path}[{i}]"));
+                }
+            }
+            // -0.0 == 0.0 for PartialEq: compare the sign too.
+            (Json::Number(an), Json::Number(en)) if an.is_f64() => {
+                let (x, y) = (an.as_f64().unwrap(), en.as_f64().unwrap_or(f64::NAN));
+                assert_eq!(x.to_bits(), y.to_bits(), "float bits at {path}: {x} vs {y}");
+            }
+            _ => {}
+        }
+    }
+    order(actual, expected, what);
+}
+
+#[track_caller]
+fn assert_ts_between(v: &Json, lo: f64, hi: f64, what: &str) -> f64 {
+    let ts = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: not a float timestamp: {v}"));
+    assert!(v.is_f64(), "{what}: timestamp written as an integer: {v}");
+    assert!(
+        ts >= lo - 0.01 && ts <= hi + 0.01,
+        "{what}: {ts} outside the run's time [{lo}, {hi}]"
+    );
+    ts
+}
+
+#[track_caller]
+fn assert_iso_between(v: &Json, lo: f64, hi: f64, what: &str) {
+    let s = v.as_str().unwrap_or_else(|| panic!("{what}: not a string: {v}"));
+    assert!(s.ends_with('Z'), "{what}: {s:?} does not end with Z");
+    let t = iso_secs(s).unwrap_or_else(|| panic!("{what}: {s:?} is not ISO-8601"));
+    assert!(
+        t >= lo.floor() - 1.0 && t <= hi + 1.0,
+        "{what}: {s} outside the run's time"
+    );
+}
+
+/// Seconds since the epoch of an SDK timestamp: `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`
+/// (Python writes microseconds, or no fraction when they are zero).
+fn iso_secs(s: &str) -> Option<f64> {
+    if let Some((_, frac)) = s.strip_suffix('Z')?.split_once('.') {
+        if frac.len() != 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let t = humantime::parse_rfc3339(s).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs_f64())
+}
+
+/// The SDK's two views (`LocalStorage`, `Experiment`) of metrics, tracks and params must agree.
+#[track_caller]
+fn assert_views_agree(doc: &Json) {
+    let (st, api) = (&doc["storage"], &doc["experiment_api"]);
+    assert_same(&api["params"], &st["params"], "params: Experiment vs LocalStorage");
+    assert_same(&api["params_nested"], &st["params_nested"], "nested params");
+    let names = keys(&st["metrics"]);
+    assert_eq!(keys(&api["metrics"]).len(), names.len(), "metric streams listed");
+    for m in names {
+        assert_same(
+            &api["metrics"][m]["points"],
+            &st["metrics"][m]["points"],
+            &format!("metric {m}: Experiment vs LocalStorage"),
+        );
+        assert_eq!(api["metrics"][m]["stats"], st["metrics"][m]["stats"], "stats of {m}");
+    }
+    for t in keys(&st["tracks"]) {
+        assert_same(
+            &api["tracks"][t]["entries"],
+            &st["tracks"][t]["entries"],
+            &format!("track {t}: Experiment vs LocalStorage"),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A: Rust writes, Python reads
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rust_writes_python_reads() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/f1/run-rs";
+    let t0 = now_secs();
+
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .readme("written by rust")
+        .tags(["rs", "interop"])
+        .buffer_config(config())
+        .run()
+        .unwrap();
+
+    // Parameters: nested maps are flattened with '.'; lists, bools, null and
+    // non-ASCII strings kept as values.
+    let nested = json!({
+        "model": {"lr": 0.001, "layers": {"hidden": 128, "act": "relu"}},
+        "optimizer": "adam",
+        "seed": 42,
+        "schedule": [1, 2, 3],
+        "amp": true,
+        "note": "na\u{ef}ve \u{2713} \u{1f600}",
+        "none": null
+    });
+    run.params().set(&nested).unwrap();
+    let flat = json!({
+        "model.lr": 0.001,
+        "model.layers.hidden": 128,
+        "model.layers.act": "relu",
+        "optimizer": "adam",
+        "seed": 42,
+        "schedule": [1, 2, 3],
+        "amp": true,
+        "note": "na\u{ef}ve \u{2713} \u{1f600}",
+        "none": null
+    });
+
+    // Logs: three levels, metadata of every value kind.
+    let ids = [1.0, 2.0];
+    run.log_with(Level::Info, "Training started", &point! {"epoch" => 0, "note" => "first"})
+        .unwrap();
+    run.log_with(
+        Level::Warn,
+        "GPU memory low \u{fc}",
+        &point! {"memory_gb" => 1.5, "ok" => false},
+    )
+    .unwrap();
+    run.log_with(
+        Level::Error,
+        "Bad batch \"7\"\n\ttab",
+        &point! {"batch" => 7, "ids" => &ids, "loss" => f64::NAN, "missing" => None::<f64>},
+    )
+    .unwrap();
+    let expected_logs = [
+        ("info", "Training started", json!({"epoch": 0, "note": "first"})),
+        ("warn", "GPU memory low \u{fc}", json!({"memory_gb": 1.5, "ok": false})),
+        (
+            "error",
+            "Bad batch \"7\"\n\ttab",
+            json!({"batch": 7, "ids": [1.0, 2.0], "loss": "NaN", "missing": null}),
+        ),
+    ];
+
+    // Metric "train": NaN, Infinity, -0.0, a tiny value, one explicit _ts;
+    // a flush in the middle splits it in two batches.
+    let losses = [0.5, 0.25, f64::NAN, f64::INFINITY, 1e-7, -0.0];
+    let train = run.metrics("train").unwrap();
+    for (step, loss) in losses.iter().enumerate() {
+        train.log(&point! {"loss" => *loss, "step" => step}).unwrap();
+        if step == 2 {
+            run.flush().unwrap();
+        }
+    }
+    let explicit: [(&str, Value<'_>); 3] = [
+        ("loss", 0.125.into()),
+        ("step", 6.into()),
+        ("_ts", 1_700_000_000.5.into()),
+    ];
+    train.log(&explicit).unwrap();
+
+    // The unnamed stream (metrics/None): -Infinity, u64::MAX, i64::MIN, a string.
+    let unnamed = run.unnamed_metrics();
+    unnamed.log(&point! {"epoch" => 1, "lr" => 0.1}).unwrap();
+    unnamed
+        .log(&point! {"epoch" => 2, "lr" => f64::NEG_INFINITY, "big" => u64::MAX,
+            "small" => i64::MIN, "phase" => "warm \u{2713}"})
+        .unwrap();
+
+    // Track "robot/pose": explicit timestamps, list fields, out of order; two
+    // rows at 10.0 in one flush window merge (later fields win, first order kept).
+    let pose = run.tracks("robot/pose").unwrap();
+    pose.append_at(10.5, &point! {"q" => &[0.1, 0.2, 0.3], "frame" => 1})
+        .unwrap();
+    pose.append_at(
+        10.0,
+        &point! {"q" => &[1.0, 2.0, 3.0], "frame" => 0, "position.x" => 1.0},
+    )
+    .unwrap();
+    pose.append_at(10.0, &point! {"extra" => true, "frame" => 100})
+        .unwrap();
+    run.flush().unwrap();
+    // A later batch is appended after, not re-sorted into, the earlier rows.
+    let empty: [f64; 0] = [];
+    pose.append_at(9.0, &point! {"q" => &empty, "frame" => 2})
+        .unwrap();
+    // Track "imu": wall-clock timestamps, strictly increasing.
+    let imu = run.tracks("imu").unwrap();
+    for i in 0..3 {
+        imu.append(&point! {"ax" => f64::from(i) * 0.5, "i" => i})
+            .unwrap();
+    }
+    run.complete().unwrap();
+    let t1 = now_secs();
+
+    let doc = sdk_read(py, root.path(), prefix);
+    let st = &doc["storage"];
+
+    // experiment.json
+    let e = &doc["experiment"];
+    assert_eq!(e["name"], "run-rs");
+    assert_eq!(e["project"], "proj");
+    assert_eq!(e["prefix"], prefix);
+    assert_eq!(e["description"], "written by rust");
+    assert_eq!(e["tags"], json!(["rs", "interop"]));
+    assert_eq!(e["write_protected"], false);
+    assert_iso_between(&e["created_at"], t0, t1, "experiment created_at");
+
+    // Parameters
+    assert_same(&st["params"], &flat, "flat params (LocalStorage)");
+    assert_same(&st["params_nested"], &nested, "nested params (unflattened by the SDK)");
+    assert_eq!(st["params_doc"]["version"], 1, "{}", st["params_doc"]);
+    assert_same(&st["params_doc"]["data"], &flat, "parameters.json data");
+
+    // Logs
+    let logs = st["logs"].as_array().expect("logs");
+    assert_eq!(logs.len(), expected_logs.len(), "{logs:?}");
+    for (i, (line, (level, msg, meta))) in logs.iter().zip(&expected_logs).enumerate() {
+        assert_eq!(
+            keys(line),
+            ["sequenceNumber", "timestamp", "level", "message", "metadata"]
+        );
+        assert_eq!(line["sequenceNumber"], i, "log {i}");
+        assert_eq!(line["level"], *level, "log {i}");
+        assert_eq!(line["message"], *msg, "log {i}");
+        assert_same(&line["metadata"], meta, &format!("log {i} metadata"));
+        assert_iso_between(&line["timestamp"], t0, t1, &format!("log {i} timestamp"));
+    }
+    assert_eq!(st["log_sequence"], "3", ".log_sequence");
+
+    // Metric "train"
+    let m = &st["metrics"]["train"];
+    let points = m["points"].as_array().expect("train points");
+    assert_eq!(points.len(), losses.len() + 1, "{points:?}");
+    for (i, p) in points.iter().enumerate() {
+        assert_eq!(keys(p), ["index", "data", "createdAt"], "point {i}");
+        assert_eq!(p["index"], i, "point {i}");
+        assert_iso_between(&p["createdAt"], t0, t1, &format!("point {i} createdAt"));
+        let d = &p["data"];
+        assert_eq!(keys(d), ["loss", "step", "_ts"], "point {i}");
+        assert_eq!(d["step"], i, "point {i}");
+        if i < losses.len() {
+            assert_same(&d["loss"], &f(losses[i]), &format!("point {i} loss"));
+            assert_ts_between(&d["_ts"], t0, t1, &format!("point {i} _ts"));
+        } else {
+            assert_same(&d["loss"], &json!(0.125), "explicit point loss");
+            assert_same(&d["_ts"], &json!(1_700_000_000.5), "explicit _ts");
+        }
+    }
+    assert_eq!(points[2]["data"]["loss"], "NaN", "NaN came back as NaN");
+    assert_eq!(points[3]["data"]["loss"], "Infinity", "Infinity came back as Infinity");
+    let md = &m["metadata"];
+    assert_eq!(md["metricId"], "local-metric-train");
+    assert_eq!(md["name"], "train");
+    assert_eq!(md["totalDataPoints"], 7);
+    assert_eq!(md["nextIndex"], 7);
+    assert_eq!(m["stats"]["totalDataPoints"], "7");
+    assert_eq!(m["summary"]["name"], "train");
+
+    // The unnamed stream
+    let m = &st["metrics"]["None"];
+    assert_eq!(m["metadata"]["metricId"], "local-metric-None");
+    assert_eq!(m["metadata"]["name"], Json::Null);
+    assert_eq!(m["metadata"]["nextIndex"], 2);
+    let points = m["points"].as_array().expect("unnamed points");
+    assert_eq!(points.len(), 2);
+    let mut d0 = points[0]["data"].clone();
+    let mut d1 = points[1]["data"].clone();
+    assert_ts_between(&d0["_ts"], t0, t1, "unnamed _ts");
+    assert_ts_between(&d1["_ts"], t0, t1, "unnamed _ts");
+    d0.as_object_mut().unwrap().shift_remove("_ts");
+    d1.as_object_mut().unwrap().shift_remove("_ts");
+    assert_same(&d0, &json!({"epoch": 1, "lr": 0.1}), "unnamed point 0");
+    assert_same(
+        &d1,
+        &json!({"epoch": 2, "lr": "-Infinity", "big": u64::MAX, "small": i64::MIN,
+            "phase": "warm \u{2713}"}),
+        "unnamed point 1",
+    );
+    assert_eq!(keys(&points[1]["data"]).last(), Some(&"_ts"), "_ts is the last key");
+
+    // Track "robot/pose"
+    let t = &st["tracks"]["robot/pose"];
+    let expected_rows = json!([
+        {"timestamp": 10.0, "q": [1.0, 2.0, 3.0], "frame": 100, "position.x": 1.0, "extra": true},
+        {"timestamp": 10.5, "q": [0.1, 0.2, 0.3], "frame": 1},
+        {"timestamp": 9.0, "q": [], "frame": 2}
+    ]);
+    assert_same(&t["entries"], &expected_rows, "robot/pose rows");
+    assert_eq!(t["count"], 3);
+    let tm = &t["metadata"];
+    assert_eq!(tm["trackId"], "local-track-robot_pose");
+    assert_eq!(tm["topic"], "robot/pose");
+    assert_eq!(tm["columns"], json!(["extra", "frame", "position.x", "q"]));
+    assert_eq!(tm["totalEntries"], 3);
+    assert_same(&tm["firstTimestamp"], &json!(9.0), "firstTimestamp");
+    assert_same(&tm["lastTimestamp"], &json!(10.5), "lastTimestamp");
+    assert_eq!(t["summary"]["topic"], "robot/pose");
+
+    // Track "imu"
+    let rows = st["tracks"]["imu"]["entries"].as_array().expect("imu rows");
+    assert_eq!(rows.len(), 3);
+    let mut last = f64::NEG_INFINITY;
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(keys(r), ["timestamp", "ax", "i"]);
+        let ts = assert_ts_between(&r["timestamp"], t0, t1, "imu timestamp");
+        assert!(ts > last, "imu timestamps strictly increase: {rows:?}");
+        last = ts;
+        assert_same(&r["ax"], &json!(i as f64 * 0.5), "imu ax");
+        assert_eq!(r["i"], i);
+    }
+
+    assert_views_agree(&doc);
+}
+
+// ---------------------------------------------------------------------------
+// B: Python writes, Rust appends, Python reads the whole run
+// ---------------------------------------------------------------------------
+
+#[test]
+fn python_writes_rust_appends_python_reads() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/f1/run-py";
+
+    // 1. The SDK writes: params (set twice: version 2), 2 logs, train steps
+    //    0..4, robot/pose rows at 1.0 and 2.0.
+    sdk_write(py, root.path(), prefix, "initial");
+    let before = sdk_read(py, root.path(), prefix);
+    assert_eq!(before["storage"]["params_doc"]["version"], 2);
+    assert_eq!(before["storage"]["metrics"]["train"]["metadata"]["nextIndex"], 5);
+
+    // 2. This engine reopens the run and appends.
+    let t0 = now_secs();
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    run.params()
+        .set(json!({"model": {"lr": 0.0005}, "epochs": 3}))
+        .unwrap();
+    run.log_with(Level::Info, "rust resumed", &point! {"who" => "rust"})
+        .unwrap();
+    run.log_with(Level::Error, "rust error", &point! {"code" => 2})
+        .unwrap();
+    let train = run.metrics("train").unwrap();
+    for step in 5..10 {
+        train
+            .log(&point! {"loss" => 1.0 / f64::from(step + 1), "step" => step})
+            .unwrap();
+    }
+    let pose = run.tracks("robot/pose").unwrap();
+    pose.append_at(3.0, &point! {"q" => &[2.0, 2.5], "frame" => 2})
+        .unwrap();
+    pose.append_at(4.0, &point! {"q" => &[3.0, 3.5], "frame" => 3})
+        .unwrap();
+    run.complete().unwrap();
+    let t1 = now_secs();
+
+    // 3. The SDK reads the whole run.
+    let doc = sdk_read(py, root.path(), prefix);
+    let st = &doc["storage"];
+    let old = &before["storage"];
+
+    // experiment.json: the SDK's fields kept, the engine's status added.
+    let e = &doc["experiment"];
+    assert_eq!(e["name"], "run-py");
+    assert_eq!(e["prefix"], prefix);
+    assert_eq!(e["description"], "written by python", "a reopen without readme keeps it");
+    assert_eq!(e["tags"], json!(["py"]));
+    assert_eq!(e["created_at"], before["experiment"]["created_at"]);
+    assert_eq!(e["status"], "COMPLETED");
+    assert_iso_between(&e["updated_at"], t0, t1, "experiment updated_at");
+
+    // Parameters: upsert in place, new keys appended, version bumped.
+    assert_same(
+        &st["params"],
+        &json!({
+            "model.lr": 0.0005,
+            "model.layers.hidden": 128,
+            "optimizer": "adam",
+            "seed": 42,
+            "batch_size": 32,
+            "tags": ["py", "sdk"],
+            "epochs": 3
+        }),
+        "merged params",
+    );
+    assert_eq!(st["params_doc"]["version"], 3, "{}", st["params_doc"]);
+    assert_eq!(keys(&st["params_doc"]), ["version", "data", "updatedAt"]);
+    assert_same(
+        &st["params_nested"]["model"],
+        &json!({"lr": 0.0005, "layers": {"hidden": 128}}),
+        "nested model params",
+    );
+
+    // Logs: sequence numbers continue from the SDK's .log_sequence.
+    let logs = st["logs"].as_array().expect("logs");
+    let expected = [
+        ("info", "python started", json!({"epoch": 0, "who": "python"})),
+        ("warn", "python warns", json!({"memory_gb": 1.5})),
+        ("info", "rust resumed", json!({"who": "rust"})),
+        ("error", "rust error", json!({"code": 2})),
+    ];
+    assert_eq!(logs.len(), 4, "{logs:?}");
+    for (i, (line, (level, msg, meta))) in logs.iter().zip(&expected).enumerate() {
+        assert_eq!(line["sequenceNumber"], i, "log {i}");
+        assert_eq!(line["level"], *level, "log {i}");
+        assert_eq!(line["message"], *msg, "log {i}");
+        assert_same(&line["metadata"], meta, &format!("log {i} metadata"));
+    }
+    for line in &logs[2..] {
+        assert_iso_between(&line["timestamp"], t0, t1, "rust log timestamp");
+    }
+    assert_eq!(st["log_sequence"], "4");
+
+    // Metric "train": indices 0..9 in order; metadata totals.
+    let m = &st["metrics"]["train"];
+    let points = m["points"].as_array().expect("train points");
+    assert_eq!(points.len(), 10, "{points:?}");
+    for (i, p) in points.iter().enumerate() {
+        assert_eq!(p["index"], i, "point {i}");
+        let d = &p["data"];
+        assert_eq!(keys(d), ["loss", "step", "_ts"], "point {i}");
+        assert_eq!(d["step"], i, "point {i}");
+        assert_same(&d["loss"], &json!(1.0 / (i + 1) as f64), &format!("point {i} loss"));
+        if i < 5 {
+            assert_same(&d["_ts"], &json!(1000.0 + i as f64), "SDK _ts");
+        } else {
+            assert_ts_between(&d["_ts"], t0, t1, &format!("point {i} _ts"));
+        }
+    }
+    assert_same(&Json::Array(points[..5].to_vec()), &old["metrics"]["train"]["points"], "SDK points untouched");
+    let md = &m["metadata"];
+    assert_eq!(md["totalDataPoints"], 10);
+    assert_eq!(md["nextIndex"], 10);
+    assert_eq!(md["metricId"], "local-metric-train");
+    assert_eq!(md["createdAt"], old["metrics"]["train"]["metadata"]["createdAt"]);
+    assert_iso_between(&md["updatedAt"], t0, t1, "metric updatedAt");
+    assert_eq!(m["stats"]["totalDataPoints"], "10");
+
+    // Track: 4 rows, totals and bounds updated, createdAt kept.
+    let t = &st["tracks"]["robot/pose"];
+    assert_same(
+        &t["entries"],
+        &json!([
+            {"timestamp": 1.0, "q": [0.0, 0.5], "frame": 0},
+            {"timestamp": 2.0, "q": [1.0, 1.5], "frame": 1},
+            {"timestamp": 3.0, "q": [2.0, 2.5], "frame": 2},
+            {"timestamp": 4.0, "q": [3.0, 3.5], "frame": 3}
+        ]),
+        "robot/pose rows",
+    );
+    let tm = &t["metadata"];
+    assert_eq!(tm["totalEntries"], 4);
+    assert_same(&tm["firstTimestamp"], &json!(1.0), "firstTimestamp");
+    assert_same(&tm["lastTimestamp"], &json!(4.0), "lastTimestamp");
+    assert_eq!(tm["columns"], json!(["frame", "q"]));
+    assert_eq!(tm["createdAt"], old["tracks"]["robot/pose"]["metadata"]["createdAt"]);
+    assert_eq!(t["summary"]["totalEntries"], 4);
+
+    assert_views_agree(&doc);
+
+    // 4. The SDK appends again: it continues where the engine stopped.
+    sdk_write(py, root.path(), prefix, "extend");
+    let points = ml_dash::read::metrics(root.path(), prefix, Some("train")).unwrap();
+    assert_eq!(points.len(), 11);
+    assert_eq!(points[10]["index"], 10);
+    assert_eq!(points[10]["data"]["step"], 10);
+    let meta = ml_dash::read::document(root.path(), prefix, "metrics/train/metadata.json")
+        .unwrap()
+        .expect("metadata.json");
+    assert_eq!(meta["nextIndex"], 11);
+    let logs = ml_dash::read::logs(root.path(), prefix).unwrap();
+    assert_eq!(logs.len(), 5);
+    assert_eq!(logs[4]["sequenceNumber"], 4);
+    assert_eq!(logs[4]["message"], "python again");
+}
