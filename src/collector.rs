@@ -114,6 +114,7 @@ pub(crate) struct Collector {
     report: CloseReport,
     status: Status,
     scratch: Vec<u8>,
+    decoded: u64,
 }
 
 impl Collector {
@@ -137,6 +138,7 @@ impl Collector {
             report: CloseReport::default(),
             status: Status::Completed,
             scratch: Vec::new(),
+            decoded: 0,
         }
     }
 
@@ -249,6 +251,7 @@ impl Collector {
             scratch,
             store,
             report,
+            decoded,
             ..
         } = self;
         let chain = &mut chains[i];
@@ -265,6 +268,7 @@ impl Collector {
             store,
             stored: &mut report.stored,
             error: &mut error,
+            decoded,
         };
         let n = chain.consumer.drain(|bytes| dec.record(bytes));
         if let Some(e) = error {
@@ -572,6 +576,7 @@ struct Decoder<'a> {
     store: &'a mut LocalStore,
     stored: &'a mut Counts,
     error: &'a mut Option<String>,
+    decoded: &'a mut u64,
     metrics: &'a mut Vec<Option<MetricSlot>>,
     tracks: &'a mut Vec<Option<TrackState>>,
     logs: &'a mut Batch,
@@ -582,6 +587,11 @@ struct Decoder<'a> {
 
 impl Decoder<'_> {
     fn record(&mut self, bytes: &[u8]) {
+        *self.decoded += 1;
+        if *self.decoded % 128 == 0 {
+            // A long drain must not let the producers' clock word age.
+            self.core.clock.set(encode::now_nanos());
+        }
         let r = RecordView::parse(bytes);
         match r.head.kind {
             kind::METRIC => self.metric(&r),
@@ -642,9 +652,11 @@ impl Decoder<'_> {
         out.extend_from_slice(b"\"}\n");
         batch.count += 1;
         if batch.lines.len() >= INLINE_WRITE_BYTES {
+            self.core.clock.set_stale(); // producers read the system clock during I/O
             if let Err(e) = write_metrics(self.store, id, m, self.stored) {
                 *self.error = Some(e);
             }
+            self.core.clock.set(encode::now_nanos());
         }
     }
 

@@ -63,8 +63,10 @@ fn find_python() -> Result<PathBuf, String> {
     fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     // One cargo process at a time makes the venv (threads share the OnceLock).
     let lock_path = target.join("interop-venv.lock");
-    let lock = File::create(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let lock = File::create(&lock_path)
+        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
     let r = make_venv(&venv);
     let _ = lock.unlock();
     r
@@ -86,7 +88,8 @@ fn make_venv(venv: &Path) -> Result<PathBuf, String> {
             Ok(_) | Err(_) if python_works(&py) => {} // reuse the venv, (re)install the SDK
             _ => {
                 // A broken venv (its base Python moved, say): start again.
-                fs::remove_dir_all(venv).map_err(|e| format!("cannot remove broken {}: {e}", venv.display()))?;
+                fs::remove_dir_all(venv)
+                    .map_err(|e| format!("cannot remove broken {}: {e}", venv.display()))?;
             }
         }
     }
@@ -114,7 +117,15 @@ fn make_venv(venv: &Path) -> Result<PathBuf, String> {
     }
     let spec = format!("ml-dash=={SDK_VERSION}");
     let out = Command::new(&py)
-        .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", &spec])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+            &spec,
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
@@ -186,7 +197,9 @@ fn tail(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     let start = text.len().saturating_sub(4000);
-    let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     text[start..].to_string()
 }
 
@@ -223,7 +236,11 @@ fn sdk_read(py: &Path, root: &Path, prefix: &str) -> Json {
         &[root.as_os_str(), OsStr::new(prefix)],
     );
     // The last line is the document; anything before it is SDK console output.
-    let doc = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let doc = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     let v: Json = serde_json::from_str(doc)
         .unwrap_or_else(|e| panic!("read_run.py printed no JSON document ({e}):\n{text}"));
     assert_eq!(v["sdk_version"], SDK_VERSION, "the SDK that read the run");
@@ -237,7 +254,10 @@ fn sdk_write(py: &Path, root: &Path, prefix: &str, mode: &str) {
         "write_run.py",
         &[root.as_os_str(), OsStr::new(prefix), OsStr::new(mode)],
     );
-    assert!(text.trim_end().ends_with("ok"), "write_run.py {mode}:\n{text}");
+    assert!(
+        text.trim_end().ends_with("ok"),
+        "write_run.py {mode}:\n{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -325,7 +345,9 @@ fn assert_ts_between(v: &Json, lo: f64, hi: f64, what: &str) -> f64 {
 
 #[track_caller]
 fn assert_iso_between(v: &Json, lo: f64, hi: f64, what: &str) {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: not a string: {v}"));
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: not a string: {v}"));
     assert!(s.ends_with('Z'), "{what}: {s:?} does not end with Z");
     let t = iso_secs(s).unwrap_or_else(|| panic!("{what}: {s:?} is not ISO-8601"));
     assert!(
@@ -337,10 +359,10 @@ fn assert_iso_between(v: &Json, lo: f64, hi: f64, what: &str) {
 /// Seconds since the epoch of an SDK timestamp: `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`
 /// (Python writes microseconds, or no fraction when they are zero).
 fn iso_secs(s: &str) -> Option<f64> {
-    if let Some((_, frac)) = s.strip_suffix('Z')?.split_once('.') {
-        if frac.len() != 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
+    if let Some((_, frac)) = s.strip_suffix('Z')?.split_once('.')
+        && (frac.len() != 6 || !frac.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
     }
     let t = humantime::parse_rfc3339(s).ok()?;
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs_f64())
@@ -350,17 +372,28 @@ fn iso_secs(s: &str) -> Option<f64> {
 #[track_caller]
 fn assert_views_agree(doc: &Json) {
     let (st, api) = (&doc["storage"], &doc["experiment_api"]);
-    assert_same(&api["params"], &st["params"], "params: Experiment vs LocalStorage");
+    assert_same(
+        &api["params"],
+        &st["params"],
+        "params: Experiment vs LocalStorage",
+    );
     assert_same(&api["params_nested"], &st["params_nested"], "nested params");
     let names = keys(&st["metrics"]);
-    assert_eq!(keys(&api["metrics"]).len(), names.len(), "metric streams listed");
+    assert_eq!(
+        keys(&api["metrics"]).len(),
+        names.len(),
+        "metric streams listed"
+    );
     for m in names {
         assert_same(
             &api["metrics"][m]["points"],
             &st["metrics"][m]["points"],
             &format!("metric {m}: Experiment vs LocalStorage"),
         );
-        assert_eq!(api["metrics"][m]["stats"], st["metrics"][m]["stats"], "stats of {m}");
+        assert_eq!(
+            api["metrics"][m]["stats"], st["metrics"][m]["stats"],
+            "stats of {m}"
+        );
     }
     for t in keys(&st["tracks"]) {
         assert_same(
@@ -416,8 +449,12 @@ fn rust_writes_python_reads() {
 
     // Logs: three levels, metadata of every value kind.
     let ids = [1.0, 2.0];
-    run.log_with(Level::Info, "Training started", &point! {"epoch" => 0, "note" => "first"})
-        .unwrap();
+    run.log_with(
+        Level::Info,
+        "Training started",
+        &point! {"epoch" => 0, "note" => "first"},
+    )
+    .unwrap();
     run.log_with(
         Level::Warn,
         "GPU memory low \u{fc}",
@@ -431,8 +468,16 @@ fn rust_writes_python_reads() {
     )
     .unwrap();
     let expected_logs = [
-        ("info", "Training started", json!({"epoch": 0, "note": "first"})),
-        ("warn", "GPU memory low \u{fc}", json!({"memory_gb": 1.5, "ok": false})),
+        (
+            "info",
+            "Training started",
+            json!({"epoch": 0, "note": "first"}),
+        ),
+        (
+            "warn",
+            "GPU memory low \u{fc}",
+            json!({"memory_gb": 1.5, "ok": false}),
+        ),
         (
             "error",
             "Bad batch \"7\"\n\ttab",
@@ -445,7 +490,9 @@ fn rust_writes_python_reads() {
     let losses = [0.5, 0.25, f64::NAN, f64::INFINITY, 1e-7, -0.0];
     let train = run.metrics("train").unwrap();
     for (step, loss) in losses.iter().enumerate() {
-        train.log(&point! {"loss" => *loss, "step" => step}).unwrap();
+        train
+            .log(&point! {"loss" => *loss, "step" => step})
+            .unwrap();
         if step == 2 {
             run.flush().unwrap();
         }
@@ -461,8 +508,10 @@ fn rust_writes_python_reads() {
     let unnamed = run.unnamed_metrics();
     unnamed.log(&point! {"epoch" => 1, "lr" => 0.1}).unwrap();
     unnamed
-        .log(&point! {"epoch" => 2, "lr" => f64::NEG_INFINITY, "big" => u64::MAX,
-            "small" => i64::MIN, "phase" => "warm \u{2713}"})
+        .log(
+            &point! {"epoch" => 2, "lr" => f64::NEG_INFINITY, "big" => u64::MAX,
+            "small" => i64::MIN, "phase" => "warm \u{2713}"},
+        )
         .unwrap();
 
     // Track "robot/pose": explicit timestamps, list fields, out of order; two
@@ -506,7 +555,11 @@ fn rust_writes_python_reads() {
 
     // Parameters
     assert_same(&st["params"], &flat, "flat params (LocalStorage)");
-    assert_same(&st["params_nested"], &nested, "nested params (unflattened by the SDK)");
+    assert_same(
+        &st["params_nested"],
+        &nested,
+        "nested params (unflattened by the SDK)",
+    );
     assert_eq!(st["params_doc"]["version"], 1, "{}", st["params_doc"]);
     assert_same(&st["params_doc"]["data"], &flat, "parameters.json data");
 
@@ -516,7 +569,13 @@ fn rust_writes_python_reads() {
     for (i, (line, (level, msg, meta))) in logs.iter().zip(&expected_logs).enumerate() {
         assert_eq!(
             keys(line),
-            ["sequenceNumber", "timestamp", "level", "message", "metadata"]
+            [
+                "sequenceNumber",
+                "timestamp",
+                "level",
+                "message",
+                "metadata"
+            ]
         );
         assert_eq!(line["sequenceNumber"], i, "log {i}");
         assert_eq!(line["level"], *level, "log {i}");
@@ -546,7 +605,10 @@ fn rust_writes_python_reads() {
         }
     }
     assert_eq!(points[2]["data"]["loss"], "NaN", "NaN came back as NaN");
-    assert_eq!(points[3]["data"]["loss"], "Infinity", "Infinity came back as Infinity");
+    assert_eq!(
+        points[3]["data"]["loss"], "Infinity",
+        "Infinity came back as Infinity"
+    );
     let md = &m["metadata"];
     assert_eq!(md["metricId"], "local-metric-train");
     assert_eq!(md["name"], "train");
@@ -575,7 +637,11 @@ fn rust_writes_python_reads() {
             "phase": "warm \u{2713}"}),
         "unnamed point 1",
     );
-    assert_eq!(keys(&points[1]["data"]).last(), Some(&"_ts"), "_ts is the last key");
+    assert_eq!(
+        keys(&points[1]["data"]).last(),
+        Some(&"_ts"),
+        "_ts is the last key"
+    );
 
     // Track "robot/pose"
     let t = &st["tracks"]["robot/pose"];
@@ -626,7 +692,10 @@ fn python_writes_rust_appends_python_reads() {
     sdk_write(py, root.path(), prefix, "initial");
     let before = sdk_read(py, root.path(), prefix);
     assert_eq!(before["storage"]["params_doc"]["version"], 2);
-    assert_eq!(before["storage"]["metrics"]["train"]["metadata"]["nextIndex"], 5);
+    assert_eq!(
+        before["storage"]["metrics"]["train"]["metadata"]["nextIndex"],
+        5
+    );
 
     // 2. This engine reopens the run and appends.
     let t0 = now_secs();
@@ -665,7 +734,10 @@ fn python_writes_rust_appends_python_reads() {
     let e = &doc["experiment"];
     assert_eq!(e["name"], "run-py");
     assert_eq!(e["prefix"], prefix);
-    assert_eq!(e["description"], "written by python", "a reopen without readme keeps it");
+    assert_eq!(
+        e["description"], "written by python",
+        "a reopen without readme keeps it"
+    );
     assert_eq!(e["tags"], json!(["py"]));
     assert_eq!(e["created_at"], before["experiment"]["created_at"]);
     assert_eq!(e["status"], "COMPLETED");
@@ -696,7 +768,11 @@ fn python_writes_rust_appends_python_reads() {
     // Logs: sequence numbers continue from the SDK's .log_sequence.
     let logs = st["logs"].as_array().expect("logs");
     let expected = [
-        ("info", "python started", json!({"epoch": 0, "who": "python"})),
+        (
+            "info",
+            "python started",
+            json!({"epoch": 0, "who": "python"}),
+        ),
         ("warn", "python warns", json!({"memory_gb": 1.5})),
         ("info", "rust resumed", json!({"who": "rust"})),
         ("error", "rust error", json!({"code": 2})),
@@ -722,19 +798,30 @@ fn python_writes_rust_appends_python_reads() {
         let d = &p["data"];
         assert_eq!(keys(d), ["loss", "step", "_ts"], "point {i}");
         assert_eq!(d["step"], i, "point {i}");
-        assert_same(&d["loss"], &json!(1.0 / (i + 1) as f64), &format!("point {i} loss"));
+        assert_same(
+            &d["loss"],
+            &json!(1.0 / (i + 1) as f64),
+            &format!("point {i} loss"),
+        );
         if i < 5 {
             assert_same(&d["_ts"], &json!(1000.0 + i as f64), "SDK _ts");
         } else {
             assert_ts_between(&d["_ts"], t0, t1, &format!("point {i} _ts"));
         }
     }
-    assert_same(&Json::Array(points[..5].to_vec()), &old["metrics"]["train"]["points"], "SDK points untouched");
+    assert_same(
+        &Json::Array(points[..5].to_vec()),
+        &old["metrics"]["train"]["points"],
+        "SDK points untouched",
+    );
     let md = &m["metadata"];
     assert_eq!(md["totalDataPoints"], 10);
     assert_eq!(md["nextIndex"], 10);
     assert_eq!(md["metricId"], "local-metric-train");
-    assert_eq!(md["createdAt"], old["metrics"]["train"]["metadata"]["createdAt"]);
+    assert_eq!(
+        md["createdAt"],
+        old["metrics"]["train"]["metadata"]["createdAt"]
+    );
     assert_iso_between(&md["updatedAt"], t0, t1, "metric updatedAt");
     assert_eq!(m["stats"]["totalDataPoints"], "10");
 
@@ -755,7 +842,10 @@ fn python_writes_rust_appends_python_reads() {
     assert_same(&tm["firstTimestamp"], &json!(1.0), "firstTimestamp");
     assert_same(&tm["lastTimestamp"], &json!(4.0), "lastTimestamp");
     assert_eq!(tm["columns"], json!(["frame", "q"]));
-    assert_eq!(tm["createdAt"], old["tracks"]["robot/pose"]["metadata"]["createdAt"]);
+    assert_eq!(
+        tm["createdAt"],
+        old["tracks"]["robot/pose"]["metadata"]["createdAt"]
+    );
     assert_eq!(t["summary"]["totalEntries"], 4);
 
     assert_views_agree(&doc);
@@ -774,4 +864,206 @@ fn python_writes_rust_appends_python_reads() {
     assert_eq!(logs.len(), 5);
     assert_eq!(logs[4]["sequenceNumber"], 4);
     assert_eq!(logs[4]["message"], "python again");
+}
+
+// ---------------------------------------------------------------------------
+// C: both write one run at the same time
+// ---------------------------------------------------------------------------
+
+/// The SDK appends to a run while the engine holds it open (between two of
+/// the engine's flushes): neither may reuse the other's indices or sequence
+/// numbers, whatever the engine cached about the store.
+#[test]
+fn python_writes_while_rust_holds_the_run_open() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/f1/run-both";
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .readme("shared")
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    let train = run.metrics("train").unwrap();
+    let pose = run.tracks("robot/pose").unwrap();
+    let loss = |step: i32| f64::from(step) / 10.0;
+    for step in 0..3 {
+        train
+            .log(&point! {"loss" => loss(step), "step" => step})
+            .unwrap();
+    }
+    run.log_with(Level::Info, "rust before", &point! {"who" => "rust"})
+        .unwrap();
+    pose.append_at(1.0, &point! {"frame" => 1}).unwrap();
+    run.flush().unwrap();
+
+    // Steps 3 and 4, a log and a track row at 10.0, by the SDK.
+    sdk_write(py, root.path(), prefix, "interleave");
+
+    for step in 5..8 {
+        train
+            .log(&point! {"loss" => loss(step), "step" => step})
+            .unwrap();
+    }
+    run.log_with(Level::Info, "rust after", &point! {"who" => "rust"})
+        .unwrap();
+    pose.append_at(20.0, &point! {"frame" => 20}).unwrap();
+    run.complete().unwrap();
+
+    let doc = sdk_read(py, root.path(), prefix);
+    let st = &doc["storage"];
+    let points = st["metrics"]["train"]["points"].as_array().expect("points");
+    assert_eq!(points.len(), 8, "{points:?}");
+    for (i, p) in points.iter().enumerate() {
+        assert_eq!(p["index"], i, "point {i}: indices unique and in order");
+        assert_eq!(p["data"]["step"], i, "point {i}");
+        assert_same(
+            &p["data"]["loss"],
+            &json!(i as f64 / 10.0),
+            &format!("point {i} loss"),
+        );
+    }
+    let md = &st["metrics"]["train"]["metadata"];
+    assert_eq!(md["nextIndex"], 8, "{md}");
+    assert_eq!(md["totalDataPoints"], 8, "{md}");
+
+    let logs = st["logs"].as_array().expect("logs");
+    let messages: Vec<_> = logs
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["rust before", "python in between", "rust after"]);
+    for (i, l) in logs.iter().enumerate() {
+        assert_eq!(l["sequenceNumber"], i, "log {i}");
+    }
+    assert_eq!(st["log_sequence"], "3");
+
+    let t = &st["tracks"]["robot/pose"];
+    assert_same(
+        &t["entries"],
+        &json!([
+            {"timestamp": 1.0, "frame": 1},
+            {"timestamp": 10.0, "frame": 10},
+            {"timestamp": 20.0, "frame": 20}
+        ]),
+        "robot/pose rows",
+    );
+    assert_eq!(t["metadata"]["totalEntries"], 3);
+    assert_same(
+        &t["metadata"]["lastTimestamp"],
+        &json!(20.0),
+        "lastTimestamp",
+    );
+
+    let e = &doc["experiment"];
+    assert_eq!(e["description"], "shared");
+    assert_eq!(e["status"], "COMPLETED");
+    assert_views_agree(&doc);
+}
+
+// ---------------------------------------------------------------------------
+// Known gaps between the engine and the SDK (ignored until the engine is fixed;
+// run them with `cargo test --test interop -- --ignored`)
+// ---------------------------------------------------------------------------
+
+/// The SDK stores non-finite parameters as bare `NaN` / `Infinity`; a reopen
+/// by the engine that merges one more key must keep them.
+#[test]
+#[ignore = "engine bug: LocalStore::merge_params reads parameters.json with NaN/Infinity as null"]
+fn python_nonfinite_params_survive_rust_merge() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/f1/run-nan";
+    sdk_write(py, root.path(), prefix, "nonfinite-params");
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    run.params().set(json!({"lr": 0.2})).unwrap();
+    run.complete().unwrap();
+    let doc = sdk_read(py, root.path(), prefix);
+    assert_same(
+        &doc["storage"]["params"],
+        &json!({"thr": "NaN", "cap": "Infinity", "floor": "-Infinity", "lr": 0.2}),
+        "params after the engine's merge",
+    );
+}
+
+/// The SDK writes every file with `ensure_ascii=True`, so its readers (which
+/// open files in the locale's encoding) never meet non-ASCII bytes; a Python
+/// under a non-UTF-8 locale (Windows, `LC_ALL=C` without coercion) fails with
+/// `UnicodeDecodeError` on raw UTF-8.
+#[test]
+#[ignore = "engine gap: JSON documents are written with serde_json, which does not escape non-ASCII"]
+fn every_file_is_ascii_like_the_sdk_writes_it() {
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/f1/run-ascii";
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .readme("d\u{e9}j\u{e0} vu")
+        .tags(["\u{2713}"])
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    run.params()
+        .set(json!({"note": "na\u{ef}ve \u{1f600}"}))
+        .unwrap();
+    run.log_with(Level::Info, "\u{fc}", &point! {"k" => "\u{2713}"})
+        .unwrap();
+    run.metrics("train")
+        .unwrap()
+        .log(&point! {"s" => "\u{e9}"})
+        .unwrap();
+    run.tracks("pose")
+        .unwrap()
+        .append_at(1.0, &point! {"s" => "\u{e9}"})
+        .unwrap();
+    run.complete().unwrap();
+    let mut dirs = vec![root.path().join(prefix)];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                assert!(
+                    bytes.is_ascii(),
+                    "{} holds non-ASCII bytes: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+    }
+}
+
+/// The SDK pops `_ts` from a point, stores `float(_ts)` and puts it last.
+#[test]
+#[ignore = "engine gap: an explicit _ts is stored where and as given (int stays int)"]
+fn explicit_ts_is_a_float_and_the_last_key() {
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/f1/run-ts";
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    let m = run.metrics("train").unwrap();
+    m.log(&point! {"_ts" => 5.0, "loss" => 1.0}).unwrap();
+    m.log(&point! {"loss" => 2.0, "_ts" => 1_700_000_000})
+        .unwrap();
+    run.complete().unwrap();
+    let points = ml_dash::read::metrics(root.path(), prefix, Some("train")).unwrap();
+    assert_same(
+        &points[0]["data"],
+        &json!({"loss": 1.0, "_ts": 5.0}),
+        "_ts moved last",
+    );
+    assert_same(
+        &points[1]["data"],
+        &json!({"loss": 2.0, "_ts": 1_700_000_000.0}),
+        "integer _ts stored as a float",
+    );
 }

@@ -440,6 +440,14 @@ impl Logger {
         Self::push(&self.core, level, message, metadata)
     }
 
+    /// [`Run::flush`] from any thread.
+    ///
+    /// # Errors
+    /// As [`Run::flush`].
+    pub fn flush(&self) -> Result<()> {
+        self.core.flush()
+    }
+
     /// Logs at a level given by name (`"info"`, `"WARN"`, ...).
     ///
     /// # Errors
