@@ -1,0 +1,80 @@
+//! Hot path: one `metrics(..).log(..)` with the collector running.
+//!
+//! Results (see perf/RESULTS.md for the machine line and the full tables):
+//!
+//! | case | p50 ns | p99 ns |
+//! |---|---|---|
+//! | see perf/RESULTS.md | | |
+//!
+//! Two measurements:
+//! - criterion: back-to-back calls (the mean per call);
+//! - paced: batches of 20 calls timed with rdtsc, divided by 20, then a short
+//!   pause, into an hdrhistogram: p50/p90/p99/p99.9/max per call.
+//!
+//! `cargo bench --bench hot_path` (`-- --quick` for a smoke pass).
+
+mod common;
+
+use common::{paced, report, tick_rate};
+use criterion::{Criterion, criterion_group};
+use ml_dash::{BufferConfig, Experiment, Run, point};
+
+fn run(root: &std::path::Path, name: &str) -> Run {
+    let mut cfg = BufferConfig::default();
+    cfg.quiet = true;
+    Experiment::new(format!("bench/hot/{name}"))
+        .dash_root(root)
+        .buffer_config(cfg)
+        .run()
+        .unwrap()
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let root = tempfile::tempdir().unwrap();
+    let r = run(root.path(), "criterion");
+    let m = r.metrics("train").unwrap();
+    let mut i = 0i64;
+    c.bench_function("log_1_field", |b| {
+        b.iter(|| {
+            i += 1;
+            m.log(&point! {"loss" => i as f64}).unwrap()
+        })
+    });
+    c.bench_function("log_8_fields", |b| {
+        b.iter(|| {
+            i += 1;
+            let x = i as f64;
+            m.log(&point! {"a" => x, "b" => x, "c" => x, "d" => x, "e" => x, "f" => x, "step" => i, "epoch" => 1})
+                .unwrap()
+        })
+    });
+    r.complete().unwrap();
+}
+
+criterion_group!(benches, criterion_benches);
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
+    let rate = tick_rate();
+    let batches = if quick { 2_000 } else { 200_000 };
+    let root = tempfile::tempdir().unwrap();
+    let r = run(root.path(), "paced");
+    let m = r.metrics("train").unwrap();
+    let mut i = 0i64;
+    let h = paced(batches, rate, || {
+        i += 1;
+        m.log(&point! {"loss" => i as f64}).unwrap();
+    });
+    report("log 1 field", &h);
+    let h = paced(batches, rate, || {
+        i += 1;
+        let x = i as f64;
+        m.log(&point! {"a" => x, "b" => x, "c" => x, "d" => x, "e" => x, "f" => x, "step" => i, "epoch" => 1})
+            .unwrap();
+    });
+    report("log 8 fields", &h);
+    r.complete().unwrap();
+
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
