@@ -11,7 +11,8 @@
 //! - paced: batches of 20 calls timed with rdtsc, divided by 20, then a short
 //!   pause, into an hdrhistogram: p50/p90/p99/p99.9/max per call.
 //!
-//! `cargo bench --bench hot_path` (`-- --quick` for a smoke pass).
+//! `cargo bench --bench hot_path` (`-- --quick` for a smoke pass,
+//! `-- --paced-only` to skip the criterion part).
 
 mod common;
 
@@ -75,6 +76,9 @@ fn main() {
     report("log 8 fields", &h);
     r.complete().unwrap();
 
+    if std::env::args().any(|a| a == "--paced-only") {
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

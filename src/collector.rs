@@ -2,14 +2,14 @@
 //! serializes records into per-stream batches and hands them to the store.
 //!
 //! ```text
-//!  wake-ups: tick (250 µs while producers are active, keeps the clock word fresh)
+//!  wake-ups: tick (250 µs while producers are active, keeps the rings small)
 //!            batch threshold nudge | flush() | close | flush_interval timer
 //!  loop:  target = requested epoch (Acquire)
 //!         control messages (new rings, grown rings, retired rings, flush waiters)
 //!         drain every ring -> decode -> JSON objects in per-stream batches
 //!         write full batches; on the timer or a flush epoch write everything
 //!         publish completed epoch (Release), unpark its waiters
-//!         sleep: short tick while active, long park (clock marked stale) when idle
+//!         sleep: short tick while active, long park when idle
 //! ```
 //!
 //! One collector per run (not per process): each run has its own store, its
@@ -25,7 +25,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::core::{Control, RingShared, RunCore, Status, StreamKind};
 use crate::encode;
-use crate::record::{self, Level, RecordView, kind};
+use crate::record::{self, FieldValue, Level, RecordView, kind};
 use crate::ring::RingConsumer;
 use crate::sink::local::LocalStore;
 use crate::sink::{Batch, MetricBatch, TrackEntry};
@@ -104,6 +104,7 @@ pub(crate) struct Collector {
     tracks: Vec<Option<TrackState>>,
     logs: Batch,
     params: Map<String, Json>,
+    params_calls: u64,
     waiters: Vec<(u64, thread::Thread)>,
     completed: u64,
     last_write: Instant,
@@ -114,7 +115,6 @@ pub(crate) struct Collector {
     report: CloseReport,
     status: Status,
     scratch: Vec<u8>,
-    decoded: u64,
 }
 
 impl Collector {
@@ -128,6 +128,7 @@ impl Collector {
             tracks: Vec::new(),
             logs: Batch::default(),
             params: Map::new(),
+            params_calls: 0,
             waiters: Vec::new(),
             completed: 0,
             last_write: Instant::now(),
@@ -138,14 +139,12 @@ impl Collector {
             report: CloseReport::default(),
             status: Status::Completed,
             scratch: Vec::new(),
-            decoded: 0,
         }
     }
 
     /// The thread body: runs until close, then returns the report.
     pub(crate) fn run(mut self) -> CloseReport {
         loop {
-            self.core.clock.set(encode::now_nanos());
             // Acquire: pairs with the SeqCst fetch_add in `RunCore::flush`.
             let target = self.core.epochs.requested.load(Ordering::Acquire);
             if self.poll_control() {
@@ -246,12 +245,12 @@ impl Collector {
             tracks,
             logs,
             params,
+            params_calls,
             core,
             last_track_ts,
             scratch,
             store,
             report,
-            decoded,
             ..
         } = self;
         let chain = &mut chains[i];
@@ -263,12 +262,12 @@ impl Collector {
             tracks,
             logs,
             params,
+            params_calls,
             last_track_ts,
             scratch,
             store,
             stored: &mut report.stored,
             error: &mut error,
-            decoded,
         };
         let n = chain.consumer.drain(|bytes| dec.record(bytes));
         if let Some(e) = error {
@@ -322,7 +321,9 @@ impl Collector {
         let mut r = self.write_where(|n, _| n > 0);
         if r.is_ok() && !self.params.is_empty() {
             let params = std::mem::take(&mut self.params);
-            if let Err(e) = self.store.merge_params(&params) {
+            let calls = std::mem::take(&mut self.params_calls);
+            if let Err(e) = self.store.merge_params(&params, calls) {
+                self.params_calls += calls;
                 // Keep them (older values first, newer ones win on merge).
                 let newer = std::mem::replace(&mut self.params, params);
                 self.params.extend(newer);
@@ -336,22 +337,12 @@ impl Collector {
         r
     }
 
-    /// Writes every batch for which `due(len, kind)` holds. The clock word is
-    /// marked stale while the collector is busy in I/O, so producers read the
-    /// system clock meanwhile instead of an aging word.
+    /// Writes every batch for which `due(len, kind)` holds.
     fn write_where(&mut self, due: impl Fn(usize, u8) -> bool) -> Result<(), String> {
         let mut first_err = None;
-        let mut stale = false;
-        let mut mark = |core: &RunCore| {
-            if !stale {
-                core.clock.set_stale();
-                stale = true;
-            }
-        };
         for (id, slot) in self.metrics.iter_mut().enumerate() {
             if let Some(m) = slot {
                 if due(m.batch.count, kind::METRIC) {
-                    mark(&self.core);
                     let r = write_metrics(&mut self.store, id, m, &mut self.report.stored);
                     if let Err(e) = r {
                         first_err.get_or_insert(e);
@@ -360,7 +351,6 @@ impl Collector {
             }
         }
         if due(self.logs.len(), kind::LOG) {
-            mark(&self.core);
             match self.store.append_logs(&self.logs) {
                 Ok(()) => {
                     self.report.stored.logs += self.logs.len() as u64;
@@ -374,7 +364,6 @@ impl Collector {
         for (id, slot) in self.tracks.iter_mut().enumerate() {
             if let Some(t) = slot {
                 if due(t.entries.len(), kind::TRACK) {
-                    mark(&self.core);
                     match self.store.append_tracks(id as u32, &t.topic, &mut t.entries) {
                         Ok(()) => {
                             self.report.stored.tracks += t.entries.len() as u64;
@@ -387,9 +376,6 @@ impl Collector {
                     }
                 }
             }
-        }
-        if stale {
-            self.core.clock.set(encode::now_nanos());
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -458,7 +444,6 @@ impl Collector {
             park_timeout(TICK);
             return;
         }
-        self.core.clock.set_stale();
         // SeqCst: the collector half of the no-lost-wake-up pair with `nudge`.
         self.core.sleeping.store(true, Ordering::SeqCst);
         if !self.has_work() {
@@ -576,22 +561,17 @@ struct Decoder<'a> {
     store: &'a mut LocalStore,
     stored: &'a mut Counts,
     error: &'a mut Option<String>,
-    decoded: &'a mut u64,
     metrics: &'a mut Vec<Option<MetricSlot>>,
     tracks: &'a mut Vec<Option<TrackState>>,
     logs: &'a mut Batch,
     params: &'a mut Map<String, Json>,
+    params_calls: &'a mut u64,
     last_track_ts: &'a mut f64,
     scratch: &'a mut Vec<u8>,
 }
 
 impl Decoder<'_> {
     fn record(&mut self, bytes: &[u8]) {
-        *self.decoded += 1;
-        if *self.decoded % 128 == 0 {
-            // A long drain must not let the producers' clock word age.
-            self.core.clock.set(encode::now_nanos());
-        }
         let r = RecordView::parse(bytes);
         match r.head.kind {
             kind::METRIC => self.metric(&r),
@@ -632,31 +612,42 @@ impl Decoder<'_> {
         out.extend_from_slice(b"{\"index\":");
         encode::u64(out, batch.first_index + batch.count as u64);
         out.extend_from_slice(b",\"data\":{");
-        let mut explicit_ts = false;
-        for (i, (name, v)) in r.fields().enumerate() {
-            if i > 0 {
+        // `_ts` goes last, as a float; the caller's value wins over the clock's
+        // (`-1`, the SDK's "same time as before", is the call's own clock time).
+        let mut ts = None;
+        let mut first = true;
+        for (name, v) in r.fields() {
+            if name == "_ts" {
+                ts = match v {
+                    FieldValue::F64(x) if x != -1.0 => Some(x),
+                    FieldValue::I64(x) if x != -1 => Some(x as f64),
+                    FieldValue::U64(x) => Some(x as f64),
+                    _ => None,
+                };
+                continue;
+            }
+            if !first {
                 out.push(b',');
             }
-            explicit_ts |= name == "_ts";
+            first = false;
             encode::member(out, name, v);
         }
-        if !explicit_ts {
-            if r.fields().next().is_some() {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\"_ts\":");
-            encode::epoch_secs_micros(out, r.head.ts);
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"_ts\":");
+        match ts {
+            Some(x) => encode::f64(out, x),
+            None => encode::epoch_secs_micros(out, r.head.ts),
         }
         out.extend_from_slice(b"},\"createdAt\":\"");
         out.extend_from_slice(batch.created_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
         batch.count += 1;
         if batch.lines.len() >= INLINE_WRITE_BYTES {
-            self.core.clock.set_stale(); // producers read the system clock during I/O
             if let Err(e) = write_metrics(self.store, id, m, self.stored) {
                 *self.error = Some(e);
             }
-            self.core.clock.set(encode::now_nanos());
         }
     }
 
@@ -698,7 +689,15 @@ impl Decoder<'_> {
             });
         }
         let t = self.tracks[id].as_mut().expect("just set");
-        let ts = if r.head.aux & record::TRACK_EXPLICIT_TS != 0 {
+        // A numeric field named `timestamp` is the row's timestamp (the SDK's rule).
+        let field_ts = r.fields().find_map(|(name, v)| match (name, v) {
+            ("timestamp", FieldValue::F64(x)) if x.is_finite() => Some(x),
+            ("timestamp", FieldValue::I64(x)) => Some(x as f64),
+            _ => None,
+        });
+        let ts = if let Some(x) = field_ts {
+            x
+        } else if r.head.aux & record::TRACK_EXPLICIT_TS != 0 {
             f64::from_bits(r.head.ts)
         } else {
             // Wall time, made strictly increasing per experiment (as the SDK does).
@@ -713,6 +712,9 @@ impl Decoder<'_> {
         };
         let mut fields: Vec<(String, String)> = Vec::new();
         for (name, v) in r.fields() {
+            if name == "timestamp" && field_ts.is_some() {
+                continue;
+            }
             self.scratch.clear();
             encode::value(self.scratch, v);
             let text = String::from_utf8_lossy(self.scratch).into_owned();
@@ -738,6 +740,7 @@ impl Decoder<'_> {
 
     fn params(&mut self, r: &RecordView<'_>) {
         // The producer serialized a flat JSON object with serde_json.
+        *self.params_calls += 1;
         if let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(r.msg) {
             for (k, v) in m {
                 self.params.insert(k, v);

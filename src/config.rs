@@ -244,11 +244,11 @@ impl BufferConfig {
                 "must be at least 1024 bytes",
             ));
         }
-        if self.max_record_bytes < 64 {
+        if self.max_record_bytes < 64 || self.max_record_bytes > u32::MAX as usize {
             return Err(bad(
                 "max_record_bytes",
                 &self.max_record_bytes.to_string(),
-                "must be at least 64 bytes",
+                "must be between 64 bytes and 4 GiB",
             ));
         }
         if self.memory_budget < self.ring_capacity {

@@ -22,7 +22,6 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_utils::CachePadded;
 
 use crate::config::{Backpressure, BufferConfig};
-use crate::encode;
 use crate::error::{Error, Result};
 use crate::record::{self, Fields, Head};
 use crate::ring::{self, RingConsumer, RingProducer};
@@ -166,27 +165,6 @@ impl Status {
     }
 }
 
-/// The coarse wall clock: nanoseconds, refreshed by the collector every tick
-/// while producers are active; `0` means stale (the collector went idle).
-#[derive(Debug, Default)]
-pub(crate) struct Clock {
-    word: CachePadded<AtomicU64>,
-}
-
-impl Clock {
-    pub(crate) fn set(&self, nanos: u64) {
-        // Relaxed: the word is a self-contained value; nothing is published with it.
-        self.word.store(nanos, Ordering::Relaxed);
-    }
-    pub(crate) fn set_stale(&self) {
-        self.word.store(0, Ordering::Relaxed);
-    }
-    #[inline(always)]
-    fn read(&self) -> u64 {
-        self.word.load(Ordering::Relaxed)
-    }
-}
-
 static NEXT_RUN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Everything a run's handles, producers and collector share.
@@ -195,7 +173,6 @@ pub(crate) struct RunCore {
     pub(crate) id: u64,
     pub(crate) cfg: BufferConfig,
     pub(crate) closed: CachePadded<AtomicBool>,
-    pub(crate) clock: Clock,
     pub(crate) epochs: Epochs,
     pub(crate) streams: Streams,
     /// Parked in a long sleep (not ticking).
@@ -226,7 +203,6 @@ impl RunCore {
             id: NEXT_RUN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             cfg,
             closed: CachePadded::new(AtomicBool::new(false)),
-            clock: Clock::default(),
             epochs: Epochs::default(),
             streams: Streams::default(),
             sleeping: CachePadded::new(AtomicBool::new(false)),
@@ -257,21 +233,10 @@ impl RunCore {
         !self.collector_done.load(Ordering::Acquire)
     }
 
-    /// The `_ts` of a record logged now: the coarse clock word, or the system
-    /// clock when the collector has gone idle (then it is asked to tick again).
+    /// The `_ts` of a record logged now (see [`crate::clock`]).
     #[inline(always)]
     pub(crate) fn now(&self) -> u64 {
-        let w = self.clock.read();
-        if w != 0 { w } else { self.now_slow() }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn now_slow(&self) -> u64 {
-        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::SeqCst) {
-            self.wake_collector();
-        }
-        encode::now_nanos()
+        crate::clock::now()
     }
 
     /// Sends one record: encodes it straight into this thread's ring.
@@ -281,9 +246,15 @@ impl RunCore {
         let mut fill = |out: &mut [MaybeUninit<u8>]| record::encode(out, head, msg, fields);
         with_producer(self, |p| p.push(self, len, &mut fill))?;
         if !self.cfg.buffer_enabled {
-            self.flush()?;
+            return self.flush_unbuffered();
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush_unbuffered(&self) -> Result<()> {
+        self.flush()
     }
 
     /// Waits until everything logged before the call is in the store.
@@ -485,27 +456,37 @@ loom::thread_local! {
 
 /// Runs `f` on this thread's ring for `core`, registering one on first use.
 #[inline(always)]
-fn with_producer<R>(core: &Arc<RunCore>, f: impl FnOnce(&mut ProducerRing) -> Result<R>) -> Result<R> {
-    let mut f = Some(f);
+fn with_producer<R>(
+    core: &Arc<RunCore>,
+    mut f: impl FnMut(&mut ProducerRing) -> Result<R>,
+) -> Result<R> {
     let r = SLOTS.try_with(|cell| {
         let mut slots = cell.borrow_mut();
-        let i = match slots.first() {
-            Some(s) if s.run == core.id => 0,
-            _ => find_or_register(&mut slots, core)?,
-        };
-        (f.take().expect("called once"))(&mut slots[i].ring)
+        match slots.first_mut() {
+            Some(s) if s.run == core.id => f(&mut s.ring),
+            _ => {
+                let i = find_or_register(&mut slots, core)?;
+                f(&mut slots[i].ring)
+            }
+        }
     });
     match r {
         Ok(r) => r,
-        // Thread-local storage is being torn down: use a one-off ring.
-        Err(_) => {
-            if core.closed.load(Ordering::Relaxed) {
-                return Err(Error::Closed);
-            }
-            let mut ring = ProducerRing::register(core);
-            (f.take().expect("called once"))(&mut ring)
-        }
+        Err(_) => with_oneoff_ring(core, f),
     }
+}
+
+/// Thread-local storage is being torn down: use a one-off ring.
+#[cold]
+#[inline(never)]
+fn with_oneoff_ring<R>(
+    core: &Arc<RunCore>,
+    mut f: impl FnMut(&mut ProducerRing) -> Result<R>,
+) -> Result<R> {
+    if core.closed.load(Ordering::Relaxed) {
+        return Err(Error::Closed);
+    }
+    f(&mut ProducerRing::register(core))
 }
 
 #[cold]

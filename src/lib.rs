@@ -25,11 +25,11 @@
 //! - **Backpressure**: a full ring grows (a larger ring chained after it, drained
 //!   in order) up to [`BufferConfig::memory_budget`]; then the producer waits.
 //!   [`Backpressure::DropNewest`] is the opt-in lossy policy, with exact counters.
-//! - **Timestamps**: `_ts` comes from a clock word the collector refreshes every
-//!   250 µs while producers are active (a relaxed load on the hot path); when
-//!   the collector is idle or busy writing, the word is marked stale and the
-//!   producer reads the system clock instead, so `_ts` is within 1 ms of the
-//!   call unless the collector thread is starved of CPU for longer.
+//! - **Timestamps**: `_ts` comes from a process-wide clock word that a small
+//!   clock thread refreshes every 200 µs while producers use it (a relaxed load
+//!   on the hot path); when idle the word is marked stale and the producer
+//!   reads the system clock instead, so `_ts` is within 1 ms of the call unless
+//!   the machine starves that thread of CPU for longer.
 //! - **Errors**: bad input is a typed [`Error`]; nothing already accepted is lost
 //!   by it. No panic crosses the API; the collector survives store errors and
 //!   retries them.
@@ -42,6 +42,7 @@
 )]
 
 mod api;
+mod clock;
 mod collector;
 pub mod config;
 mod core;

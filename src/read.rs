@@ -49,9 +49,74 @@ fn rewrite_nonfinite(b: &[u8], with: impl Fn(&str) -> &'static [u8]) -> Vec<u8> 
     out
 }
 
-/// `NaN` / `Infinity` / `-Infinity` outside strings become `null`.
-pub(crate) fn nonfinite_to_null(b: &[u8]) -> Vec<u8> {
-    rewrite_nonfinite(b, |_| b"null")
+/// The marker strings that stand for non-finite tokens while a document is a
+/// `serde_json::Value` (which cannot hold them).
+const MARKERS: [(&str, &[u8]); 3] = [
+    ("NaN", b"\"\\u0000ml-dash:NaN\""),
+    ("Infinity", b"\"\\u0000ml-dash:Infinity\""),
+    ("-Infinity", b"\"\\u0000ml-dash:-Infinity\""),
+];
+
+/// `NaN` / `Infinity` / `-Infinity` outside strings become marker strings.
+pub(crate) fn nonfinite_to_markers(b: &[u8]) -> Vec<u8> {
+    rewrite_nonfinite(b, |t| {
+        MARKERS.iter().find(|(tok, _)| *tok == t).map_or(b"null", |(_, m)| m)
+    })
+}
+
+/// ASCII JSON of `v` (non-ASCII escaped as `\uXXXX`, like Python's
+/// `json.dumps`), with marker strings turned back into non-finite tokens.
+pub(crate) fn to_ascii_json(v: &Json) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
+    serde::Serialize::serialize(v, &mut ser).expect("a Value always serializes");
+    if out.windows(7).any(|w| w == b"\\u0000m") {
+        for (tok, marker) in MARKERS {
+            out = replace_all(&out, marker, tok.as_bytes());
+        }
+    }
+    out
+}
+
+fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// serde_json's compact formatter, escaping every non-ASCII character.
+struct AsciiFormatter;
+
+impl serde_json::ser::Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if fragment.is_ascii() {
+            return w.write_all(fragment.as_bytes());
+        }
+        let mut units = [0u16; 2];
+        for ch in fragment.chars() {
+            if ch.is_ascii() {
+                w.write_all(&[ch as u8])?;
+            } else {
+                for u in ch.encode_utf16(&mut units).iter() {
+                    write!(w, "\\u{u:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Parses one JSON text, reading non-finite tokens as strings.
@@ -131,6 +196,8 @@ mod tests {
         assert_eq!(v["b"], "NaN \"Infinity");
         assert_eq!(v["c"][0], "-Infinity");
         assert_eq!(v["c"][1], "Infinity");
-        assert_eq!(nonfinite_to_null(b"[NaN]"), b"[null]");
+        let marked = nonfinite_to_markers(r#"{"a":NaN,"b":[Infinity,-Infinity],"c":"é"}"#.as_bytes());
+        let v: Json = serde_json::from_slice(&marked).unwrap();
+        assert_eq!(to_ascii_json(&v), br#"{"a":NaN,"b":[Infinity,-Infinity],"c":"\u00e9"}"#);
     }
 }

@@ -19,9 +19,8 @@
 
 use std::mem::MaybeUninit;
 
-use rtrb::CopyToUninit;
-
 use crate::error::{Error, Result};
+use crate::ring::SlotWriter;
 
 /// Header size in bytes.
 pub(crate) const HEADER: usize = 24;
@@ -165,16 +164,32 @@ impl Value<'_> {
 pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize> {
     let mut n = HEADER + msg.len();
     for (name, v) in fields {
-        if name.len() > u8::MAX as usize || name.is_empty() {
+        // One compare for "1 to 255 bytes".
+        if name.len().wrapping_sub(1) >= u8::MAX as usize {
             return Err(bad_field(name));
+        }
+        if name.len() == 3 && *name == "_ts" && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_)) {
+            return Err(bad_ts());
         }
         n += 2 + name.len() + v.encoded_len();
     }
     let n = (n + 7) & !7;
-    if n > max || fields.len() > u16::MAX as usize || msg.len() > u32::MAX as usize {
-        return Err(Error::RecordTooLarge { size: n, limit: max });
+    // `max` is at most u32::MAX (BufferConfig::validate), so a record within it
+    // also has a message length that fits the header's u32.
+    if n > max || fields.len() > u16::MAX as usize {
+        return Err(too_large(n, max));
     }
     Ok(n)
+}
+
+#[cold]
+fn bad_ts() -> Error {
+    Error::InvalidValue("`_ts` must be a number of seconds since the Unix epoch".into())
+}
+
+#[cold]
+fn too_large(size: usize, limit: usize) -> Error {
+    Error::RecordTooLarge { size, limit }
 }
 
 #[cold]
@@ -197,15 +212,20 @@ pub(crate) struct Head {
 /// Writes one record into `out`, which is exactly `encoded_len` bytes long.
 #[inline(always)]
 pub(crate) fn encode(out: &mut [MaybeUninit<u8>], head: Head, msg: &[u8], fields: &Fields<'_>) {
-    let len = out.len();
-    let mut w = Writer { out, pos: 0 };
-    w.put(&(len as u32).to_le_bytes());
-    w.put(&[head.kind, head.aux]);
-    w.put(&(fields.len() as u16).to_le_bytes());
-    w.put(&head.stream.to_le_bytes());
-    w.put(&(msg.len() as u32).to_le_bytes());
-    w.put(&head.ts.to_le_bytes());
-    w.put(msg);
+    let len = out.len() as u32;
+    let mut w = SlotWriter::new(out);
+    let mut h = [0u8; HEADER];
+    h[0..4].copy_from_slice(&len.to_le_bytes());
+    h[4] = head.kind;
+    h[5] = head.aux;
+    h[6..8].copy_from_slice(&(fields.len() as u16).to_le_bytes());
+    h[8..12].copy_from_slice(&head.stream.to_le_bytes());
+    h[12..16].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&head.ts.to_le_bytes());
+    w.put(h);
+    if !msg.is_empty() {
+        w.put_slice(msg);
+    }
     for (name, v) in fields {
         let t = match v {
             Value::F64(_) => tag::F64,
@@ -216,41 +236,27 @@ pub(crate) fn encode(out: &mut [MaybeUninit<u8>], head: Head, msg: &[u8], fields
             Value::F64s(_) => tag::F64S,
             Value::Null => tag::NULL,
         };
-        w.put(&[name.len() as u8, t]);
-        w.put(name.as_bytes());
+        w.put([name.len() as u8, t]);
+        w.put_slice(name.as_bytes());
         match v {
-            Value::F64(x) => w.put(&x.to_le_bytes()),
-            Value::I64(x) => w.put(&x.to_le_bytes()),
-            Value::U64(x) => w.put(&x.to_le_bytes()),
-            Value::Bool(b) => w.put(&[u8::from(*b)]),
+            Value::F64(x) => w.put(x.to_le_bytes()),
+            Value::I64(x) => w.put(x.to_le_bytes()),
+            Value::U64(x) => w.put(x.to_le_bytes()),
+            Value::Bool(b) => w.put([u8::from(*b)]),
             Value::Null => {}
             Value::Str(s) => {
-                w.put(&(s.len() as u32).to_le_bytes());
-                w.put(s.as_bytes());
+                w.put((s.len() as u32).to_le_bytes());
+                w.put_slice(s.as_bytes());
             }
             Value::F64s(xs) => {
-                w.put(&(xs.len() as u32).to_le_bytes());
+                w.put((xs.len() as u32).to_le_bytes());
                 for x in *xs {
-                    w.put(&x.to_le_bytes());
+                    w.put(x.to_le_bytes());
                 }
             }
         }
     }
-    let pad = len - w.pos;
-    w.put(&[0u8; 8][..pad]);
-}
-
-struct Writer<'a> {
-    out: &'a mut [MaybeUninit<u8>],
-    pos: usize,
-}
-
-impl Writer<'_> {
-    #[inline(always)]
-    fn put(&mut self, b: &[u8]) {
-        b.copy_to_uninit(&mut self.out[self.pos..self.pos + b.len()]);
-        self.pos += b.len();
-    }
+    w.finish();
 }
 
 /// A field value read back from a record.

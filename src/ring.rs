@@ -12,7 +12,97 @@
 //!   [`RingConsumer::drain`] reads with Acquire (rtrb's tail load) and frees the
 //!   space with one Release commit per drain, not per record.
 
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+
+/// Writes one record into its reserved, contiguous slot of the ring.
+///
+/// The slot's last 8 bytes are zeroed first, so the padding that rounds a
+/// record up to a multiple of 8 is initialised whatever the writer leaves.
+///
+/// Bounds: `record::encode` writes exactly the bytes that `record::encoded_len`
+/// counted for the same arguments, and the slot has that length; so the writes
+/// stay inside it by construction. Debug builds check every write; release
+/// builds check the total once, after the fact, in `record::encode`.
+#[derive(Debug)]
+pub(crate) struct SlotWriter<'a> {
+    ptr: *mut u8,
+    len: usize,
+    pos: usize,
+    _slot: PhantomData<&'a mut [MaybeUninit<u8>]>,
+}
+
+impl<'a> SlotWriter<'a> {
+    /// A writer over `slot`, whose length is a multiple of 8 and at least 8.
+    #[inline(always)]
+    pub(crate) fn new(slot: &'a mut [MaybeUninit<u8>]) -> Self {
+        let len = slot.len();
+        debug_assert!(len >= 8 && len % 8 == 0);
+        let ptr = slot.as_mut_ptr().cast::<u8>();
+        // SAFETY: every record is at least the 24-byte header (`encoded_len`),
+        // so `len >= 8` and the 8 bytes at `len - 8` are inside the slot,
+        // which we borrow mutably; an unaligned write is allowed for u64.
+        unsafe { ptr.add(len - 8).cast::<u64>().write_unaligned(0) };
+        SlotWriter {
+            ptr,
+            len,
+            pos: 0,
+            _slot: PhantomData,
+        }
+    }
+
+    /// Appends a fixed-size group of bytes (compiled to plain stores).
+    #[inline(always)]
+    pub(crate) fn put<const N: usize>(&mut self, bytes: [u8; N]) {
+        debug_assert!(self.pos + N <= self.len, "record larger than its slot");
+        // SAFETY: [pos, pos + N) is inside the borrowed slot (see the type's
+        // "Bounds"), and `bytes` is a separate local, so the ranges do not overlap.
+        unsafe { self.ptr.add(self.pos).cast::<[u8; N]>().write_unaligned(bytes) };
+        self.pos += N;
+    }
+
+    /// Appends a byte slice.
+    #[inline(always)]
+    pub(crate) fn put_slice(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        debug_assert!(self.pos + n <= self.len, "record larger than its slot");
+        let (src, dst) = (bytes.as_ptr(), self.ptr.wrapping_add(self.pos));
+        // SAFETY: [pos, pos + n) is inside the borrowed slot (see "Bounds") and
+        // [src, src + n) is the caller's slice, disjoint from the ring. Every
+        // access below stays inside those ranges: for n in 8..=16 the two 8-byte
+        // copies start at 0 and n - 8; for n in 4..8 the 4-byte ones at 0 and n - 4.
+        // This keeps field names (a few bytes) off the `memcpy` call path.
+        unsafe {
+            match n {
+                8..=16 => {
+                    let (a, b) = (src.cast::<u64>().read_unaligned(), src.add(n - 8).cast::<u64>().read_unaligned());
+                    dst.cast::<u64>().write_unaligned(a);
+                    dst.add(n - 8).cast::<u64>().write_unaligned(b);
+                }
+                4..=7 => {
+                    let (a, b) = (src.cast::<u32>().read_unaligned(), src.add(n - 4).cast::<u32>().read_unaligned());
+                    dst.cast::<u32>().write_unaligned(a);
+                    dst.add(n - 4).cast::<u32>().write_unaligned(b);
+                }
+                1..=3 => {
+                    dst.write(*src);
+                    dst.add(n / 2).write(*src.add(n / 2));
+                    dst.add(n - 1).write(*src.add(n - 1));
+                }
+                0 => {}
+                _ => std::ptr::copy_nonoverlapping(src, dst, n),
+            }
+        }
+        self.pos += n;
+    }
+
+    /// Checks that the record filled its slot up to the zeroed tail, exactly.
+    #[inline(always)]
+    pub(crate) fn finish(self) {
+        // One compare: `len - pos` in 0..8 (wrapping turns pos > len into a huge number).
+        assert!(self.len.wrapping_sub(self.pos) < 8, "record size mismatch");
+    }
+}
 
 /// Kind byte of a padding record.
 pub(crate) const PAD: u8 = 0;

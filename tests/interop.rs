@@ -972,7 +972,6 @@ fn python_writes_while_rust_holds_the_run_open() {
 /// The SDK stores non-finite parameters as bare `NaN` / `Infinity`; a reopen
 /// by the engine that merges one more key must keep them.
 #[test]
-#[ignore = "engine bug: LocalStore::merge_params reads parameters.json with NaN/Infinity as null"]
 fn python_nonfinite_params_survive_rust_merge() {
     let Some(py) = python() else { return };
     let root = tempfile::tempdir().unwrap();
@@ -998,7 +997,6 @@ fn python_nonfinite_params_survive_rust_merge() {
 /// under a non-UTF-8 locale (Windows, `LC_ALL=C` without coercion) fails with
 /// `UnicodeDecodeError` on raw UTF-8.
 #[test]
-#[ignore = "engine gap: JSON documents are written with serde_json, which does not escape non-ASCII"]
 fn every_file_is_ascii_like_the_sdk_writes_it() {
     let root = tempfile::tempdir().unwrap();
     let prefix = "alice/proj/f1/run-ascii";
@@ -1044,7 +1042,6 @@ fn every_file_is_ascii_like_the_sdk_writes_it() {
 
 /// The SDK pops `_ts` from a point, stores `float(_ts)` and puts it last.
 #[test]
-#[ignore = "engine gap: an explicit _ts is stored where and as given (int stays int)"]
 fn explicit_ts_is_a_float_and_the_last_key() {
     let root = tempfile::tempdir().unwrap();
     let prefix = "alice/proj/f1/run-ts";

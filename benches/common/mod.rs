@@ -40,7 +40,8 @@ pub fn paced(batches: usize, rate: f64, mut f: impl FnMut()) -> Histogram<u64> {
         let c1 = ticks();
         if b >= batches / 10 {
             // skip the warm-up tenth
-            h.record((((c1 - c0) as f64 / rate) / 20.0).round() as u64).unwrap();
+            h.record((((c1 - c0) as f64 / rate) / 20.0).round() as u64)
+                .unwrap();
         }
         let pause = ticks();
         while ticks() - pause < (2_000.0 * rate) as u64 {
@@ -60,4 +61,3 @@ pub fn report(name: &str, h: &Histogram<u64>) {
         h.max()
     );
 }
-

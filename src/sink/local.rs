@@ -147,9 +147,11 @@ pub(crate) fn check_topic(dir: &Path, topic: &str) -> Result<()> {
 }
 
 /// Reads a JSON document with simd-json; `None` when the file does not exist.
-/// Python's non-finite tokens (`NaN`, `Infinity`) are read as `null`.
+/// Python's non-finite tokens (`NaN`, `Infinity`, `-Infinity`) are kept as
+/// marker strings that [`write_json_atomic`] turns back into the tokens, so a
+/// document another writer put them in survives our read-modify-write.
 pub(crate) fn read_json(path: &Path) -> Result<Option<Json>> {
-    let mut bytes = match fs::read(path) {
+    let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
@@ -157,22 +159,19 @@ pub(crate) fn read_json(path: &Path) -> Result<Option<Json>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let mut lenient = crate::read::nonfinite_to_null(&bytes);
-    let first = simd_json::serde::from_slice::<Json>(&mut bytes);
-    let v = match first {
-        Ok(v) => v,
-        Err(_) => simd_json::serde::from_slice::<Json>(&mut lenient).map_err(|e| Error::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?,
-    };
+    let mut marked = crate::read::nonfinite_to_markers(&bytes);
+    let v = simd_json::serde::from_slice::<Json>(&mut marked).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     Ok(Some(v))
 }
 
-/// Replaces `path` atomically: temp file in the same folder, then rename.
-/// Returns the new file's identity (inode, size, mtime).
+/// Replaces `path` atomically with `v` (ASCII JSON, as the Python SDK writes;
+/// non-finite markers back to their tokens). Returns the new file's identity
+/// (inode, size, mtime).
 pub(crate) fn write_json_atomic(path: &Path, v: &Json, sync: bool) -> Result<(u64, u64, i64, i64)> {
-    write_bytes_atomic(path, &serde_json::to_vec(v).expect("a Value always serializes"), sync)
+    write_bytes_atomic(path, &crate::read::to_ascii_json(v), sync)
 }
 
 fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(u64, u64, i64, i64)> {
@@ -510,8 +509,9 @@ impl LocalStore {
         })
     }
 
-    /// Merges flat parameters into `parameters.json` (upsert, version bump).
-    pub(crate) fn merge_params(&mut self, params: &Map<String, Json>) -> Result<()> {
+    /// Merges flat parameters into `parameters.json` (upsert); the version goes
+    /// up by one per `set` call (`calls`), as in the Python SDK.
+    pub(crate) fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
         if params.is_empty() {
             return Ok(());
         }
@@ -520,7 +520,7 @@ impl LocalStore {
         with_lock(&self.dir.join(".parameters.lock"), || {
             let now = encode::iso_now();
             let doc = match read_json(&path)? {
-                Some(old) => {
+                Some(old) if old.get("data").is_some() => {
                     let mut data = match old.get("data") {
                         Some(Json::Object(m)) => m.clone(),
                         _ => Map::new(),
@@ -528,10 +528,10 @@ impl LocalStore {
                     for (k, v) in params {
                         data.insert(k.clone(), v.clone());
                     }
-                    let version = old.get("version").and_then(Json::as_u64).unwrap_or(0) + 1;
+                    let version = old.get("version").and_then(Json::as_u64).unwrap_or(1) + calls;
                     json!({"version": version, "data": data, "updatedAt": now})
                 }
-                None => json!({"version": 1, "data": params, "createdAt": now, "updatedAt": now}),
+                _ => json!({"version": calls, "data": params, "createdAt": now, "updatedAt": now}),
             };
             write_json_atomic(&path, &doc, sync).map(drop)
         })
