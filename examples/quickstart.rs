@@ -26,7 +26,10 @@ fn main() -> ml_dash::Result<()> {
             train.log(&point! {"loss" => loss, "epoch" => epoch, "step" => step})?;
         }
         eval.log(&point! {"accuracy" => 0.8 + 0.05 * epoch as f64, "epoch" => epoch})?;
-        pose.append_at(epoch as f64, &point! {"q" => &[0.1, 0.2, 0.3], "v.x" => epoch})?;
+        pose.append_at(
+            epoch as f64,
+            &point! {"q" => &[0.1, 0.2, 0.3], "v.x" => epoch},
+        )?;
         run.log_with(Level::Info, "epoch done", &point! {"epoch" => epoch})?;
     }
     let report = run.complete()?;

@@ -10,7 +10,8 @@ fn main() -> ml_dash::Result<()> {
     let run = Experiment::new("alice/cifar/training-loop")
         .readme("per-step logging with checkpoints")
         .run()?;
-    run.params().set(serde_json::json!({"lr": 3e-4, "batch_size": 128, "epochs": 5}))?;
+    run.params()
+        .set(serde_json::json!({"lr": 3e-4, "batch_size": 128, "epochs": 5}))?;
     let train = run.metrics("train")?;
     let eval = run.metrics("eval")?;
     let steps_per_epoch = 2_000;

@@ -44,10 +44,11 @@ fn now_slow() -> u64 {
     let t = THREAD.get_or_init(start);
     // SeqCst pair with the clock thread's SeqCst store of SLEEPING: either we
     // see it asleep and wake it, or it sees our wake-up token in `park`.
-    if SLEEPING.load(Ordering::Relaxed) && SLEEPING.swap(false, Ordering::SeqCst) {
-        if let Some(t) = t {
-            t.unpark();
-        }
+    if SLEEPING.load(Ordering::Relaxed)
+        && SLEEPING.swap(false, Ordering::SeqCst)
+        && let Some(t) = t
+    {
+        t.unpark();
     }
     now_nanos()
 }

@@ -152,7 +152,8 @@ impl Collector {
             }
             // While the store fails, stop draining past half the memory budget:
             // the rings then fill and the backpressure policy applies.
-            let drained = if self.failing && self.pending_bytes() > self.core.cfg.memory_budget / 2 {
+            let drained = if self.failing && self.pending_bytes() > self.core.cfg.memory_budget / 2
+            {
                 0
             } else {
                 self.drain_all()
@@ -279,20 +280,40 @@ impl Collector {
     fn pending(&self) -> Counts {
         Counts {
             logs: self.logs.len() as u64,
-            metrics: self.metrics.iter().flatten().map(|m| m.batch.count as u64).sum(),
-            tracks: self.tracks.iter().flatten().map(|t| t.entries.len() as u64).sum(),
+            metrics: self
+                .metrics
+                .iter()
+                .flatten()
+                .map(|m| m.batch.count as u64)
+                .sum(),
+            tracks: self
+                .tracks
+                .iter()
+                .flatten()
+                .map(|t| t.entries.len() as u64)
+                .sum(),
             files: 0,
         }
     }
 
     fn pending_bytes(&self) -> usize {
-        let metrics: usize = self.metrics.iter().flatten().map(|m| m.batch.lines.len()).sum();
+        let metrics: usize = self
+            .metrics
+            .iter()
+            .flatten()
+            .map(|m| m.batch.lines.len())
+            .sum();
         let tracks: usize = self
             .tracks
             .iter()
             .flatten()
             .flat_map(|t| t.entries.iter())
-            .map(|e| e.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>())
+            .map(|e| {
+                e.fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+            })
             .sum();
         metrics + tracks + self.logs.bytes()
     }
@@ -307,7 +328,11 @@ impl Collector {
         if self.failing {
             return; // retry on the timer, a flush or close, not every tick
         }
-        let (mb, lb, tb) = (cfg.metric_batch_size, cfg.log_batch_size, cfg.track_batch_size);
+        let (mb, lb, tb) = (
+            cfg.metric_batch_size,
+            cfg.log_batch_size,
+            cfg.track_batch_size,
+        );
         let r = self.write_where(|n, k| match k {
             kind::METRIC => n >= mb,
             kind::LOG => n >= lb,
@@ -341,12 +366,12 @@ impl Collector {
     fn write_where(&mut self, due: impl Fn(usize, u8) -> bool) -> Result<(), String> {
         let mut first_err = None;
         for (id, slot) in self.metrics.iter_mut().enumerate() {
-            if let Some(m) = slot {
-                if due(m.batch.count, kind::METRIC) {
-                    let r = write_metrics(&mut self.store, id, m, &mut self.report.stored);
-                    if let Err(e) = r {
-                        first_err.get_or_insert(e);
-                    }
+            if let Some(m) = slot
+                && due(m.batch.count, kind::METRIC)
+            {
+                let r = write_metrics(&mut self.store, id, m, &mut self.report.stored);
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
                 }
             }
         }
@@ -362,17 +387,20 @@ impl Collector {
             }
         }
         for (id, slot) in self.tracks.iter_mut().enumerate() {
-            if let Some(t) = slot {
-                if due(t.entries.len(), kind::TRACK) {
-                    match self.store.append_tracks(id as u32, &t.topic, &mut t.entries) {
-                        Ok(()) => {
-                            self.report.stored.tracks += t.entries.len() as u64;
-                            t.entries.clear();
-                            t.by_ts.clear();
-                        }
-                        Err(e) => {
-                            first_err.get_or_insert(e.to_string());
-                        }
+            if let Some(t) = slot
+                && due(t.entries.len(), kind::TRACK)
+            {
+                match self
+                    .store
+                    .append_tracks(id as u32, &t.topic, &mut t.entries)
+                {
+                    Ok(()) => {
+                        self.report.stored.tracks += t.entries.len() as u64;
+                        t.entries.clear();
+                        t.by_ts.clear();
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e.to_string());
                     }
                 }
             }
@@ -519,10 +547,7 @@ impl Collector {
             }
         }
         if outcome.is_err() {
-            self.core
-                .epochs
-                .failed
-                .store(u64::MAX, Ordering::Release);
+            self.core.epochs.failed.store(u64::MAX, Ordering::Release);
         }
         let target = self.core.epochs.requested.load(Ordering::Acquire);
         self.publish_completed(target.max(self.completed));
@@ -644,10 +669,10 @@ impl Decoder<'_> {
         out.extend_from_slice(batch.created_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
         batch.count += 1;
-        if batch.lines.len() >= INLINE_WRITE_BYTES {
-            if let Err(e) = write_metrics(self.store, id, m, self.stored) {
-                *self.error = Some(e);
-            }
+        if batch.lines.len() >= INLINE_WRITE_BYTES
+            && let Err(e) = write_metrics(self.store, id, m, self.stored)
+        {
+            *self.error = Some(e);
         }
     }
 

@@ -184,7 +184,10 @@ impl BufferConfig {
             c.file_upload_workers = parse_count(n, &v)?;
         }
         if let Some((n, v)) = get(ENV_MAX_RETRIES) {
-            c.max_retries = v.trim().parse().map_err(|_| bad(n, &v, "a whole number >= 0"))?;
+            c.max_retries = v
+                .trim()
+                .parse()
+                .map_err(|_| bad(n, &v, "a whole number >= 0"))?;
         }
         if let Some((n, v)) = get(ENV_RETRY_BASE_DELAY) {
             c.retry_base_delay = parse_secs(n, &v)?;

@@ -27,9 +27,7 @@ use crate::record::{self, Fields, Head};
 use crate::ring::{self, RingConsumer, RingProducer};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::sync::{
-    AtomicBool, AtomicU64, AtomicUsize, Ordering, light_barrier, mpsc, thread,
-};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, light_barrier, mpsc, thread};
 
 /// Kind of a named stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,7 +239,12 @@ impl RunCore {
 
     /// Sends one record: encodes it straight into this thread's ring.
     #[inline(always)]
-    pub(crate) fn push(self: &Arc<Self>, head: Head, msg: &[u8], fields: &Fields<'_>) -> Result<()> {
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        head: Head,
+        msg: &[u8],
+        fields: &Fields<'_>,
+    ) -> Result<()> {
         let len = record::encoded_len(msg, fields, self.cfg.max_record_bytes)?;
         let mut fill = |out: &mut [MaybeUninit<u8>]| record::encode(out, head, msg, fields);
         with_producer(self, |p| p.push(self, len, &mut fill))?;
@@ -426,7 +429,9 @@ impl ProducerRing {
                         return Ok(());
                     }
                     if !core.alive() {
-                        return Err(Error::Collector("it stopped while this thread waited for room".into()));
+                        return Err(Error::Collector(
+                            "it stopped while this thread waited for room".into(),
+                        ));
                     }
                     if backoff.is_completed() {
                         park_timeout(Duration::from_micros(50));

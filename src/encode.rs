@@ -41,7 +41,9 @@ pub(crate) fn u64(out: &mut Vec<u8>, v: u64) {
 pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
-    if b.iter().all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\') {
+    if b.iter()
+        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    {
         out.extend_from_slice(b);
     } else {
         escape_slow(out, s);
@@ -189,15 +191,27 @@ mod tests {
 
     #[test]
     fn epoch_seconds_with_micros() {
-        assert_eq!(s(|o| epoch_secs_micros(o, 1_795_817_645_891_359_123)), "1795817645.891359");
-        assert_eq!(s(|o| epoch_secs_micros(o, 1_795_817_645_000_000_999)), "1795817645.0");
-        assert_eq!(s(|o| epoch_secs_micros(o, 1_795_817_645_010_000_000)), "1795817645.01");
+        assert_eq!(
+            s(|o| epoch_secs_micros(o, 1_795_817_645_891_359_123)),
+            "1795817645.891359"
+        );
+        assert_eq!(
+            s(|o| epoch_secs_micros(o, 1_795_817_645_000_000_999)),
+            "1795817645.0"
+        );
+        assert_eq!(
+            s(|o| epoch_secs_micros(o, 1_795_817_645_010_000_000)),
+            "1795817645.01"
+        );
         assert_eq!(s(|o| epoch_secs_micros(o, 5_000)), "0.000005");
     }
 
     #[test]
     fn iso_timestamps() {
         assert_eq!(iso(1_577_836_800_000_000_000), "2020-01-01T00:00:00Z");
-        assert_eq!(iso(1_577_836_800_123_456_789), "2020-01-01T00:00:00.123456Z");
+        assert_eq!(
+            iso(1_577_836_800_123_456_789),
+            "2020-01-01T00:00:00.123456Z"
+        );
     }
 }

@@ -70,7 +70,9 @@ pub enum Error {
     },
     /// The store refused a write; the data stays buffered and is retried at the
     /// next flush (and at close).
-    #[error("the store could not be written ({0}); the data stays buffered and is retried at the next flush")]
+    #[error(
+        "the store could not be written ({0}); the data stays buffered and is retried at the next flush"
+    )]
     Sink(String),
     /// The background collector thread is gone (it could not be started, or it died).
     #[error("the collector thread is not running: {0}")]

@@ -60,7 +60,10 @@ const MARKERS: [(&str, &[u8]); 3] = [
 /// `NaN` / `Infinity` / `-Infinity` outside strings become marker strings.
 pub(crate) fn nonfinite_to_markers(b: &[u8]) -> Vec<u8> {
     rewrite_nonfinite(b, |t| {
-        MARKERS.iter().find(|(tok, _)| *tok == t).map_or(b"null", |(_, m)| m)
+        MARKERS
+            .iter()
+            .find(|(tok, _)| *tok == t)
+            .map_or(b"null", |(_, m)| m)
     })
 }
 
@@ -191,13 +194,18 @@ mod tests {
 
     #[test]
     fn tokens_outside_strings_only() {
-        let v = parse_lenient(br#"{"a":NaN,"b":"NaN \"Infinity","c":[-Infinity,Infinity]}"#).unwrap();
+        let v =
+            parse_lenient(br#"{"a":NaN,"b":"NaN \"Infinity","c":[-Infinity,Infinity]}"#).unwrap();
         assert_eq!(v["a"], "NaN");
         assert_eq!(v["b"], "NaN \"Infinity");
         assert_eq!(v["c"][0], "-Infinity");
         assert_eq!(v["c"][1], "Infinity");
-        let marked = nonfinite_to_markers(r#"{"a":NaN,"b":[Infinity,-Infinity],"c":"é"}"#.as_bytes());
+        let marked =
+            nonfinite_to_markers(r#"{"a":NaN,"b":[Infinity,-Infinity],"c":"é"}"#.as_bytes());
         let v: Json = serde_json::from_slice(&marked).unwrap();
-        assert_eq!(to_ascii_json(&v), br#"{"a":NaN,"b":[Infinity,-Infinity],"c":"\u00e9"}"#);
+        assert_eq!(
+            to_ascii_json(&v),
+            br#"{"a":NaN,"b":[Infinity,-Infinity],"c":"\u00e9"}"#
+        );
     }
 }

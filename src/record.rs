@@ -168,7 +168,10 @@ pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result
         if name.len().wrapping_sub(1) >= u8::MAX as usize {
             return Err(bad_field(name));
         }
-        if name.len() == 3 && *name == "_ts" && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_)) {
+        if name.len() == 3
+            && *name == "_ts"
+            && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_))
+        {
             return Err(bad_ts());
         }
         n += 2 + name.len() + v.encoded_len();
@@ -367,9 +370,12 @@ mod tests {
             ts: 123,
         };
         encode(&mut buf, head, msg, fields);
-        let bytes: Vec<u8> = buf.iter().map(|b| unsafe_free_read(b)).collect();
+        let bytes: Vec<u8> = buf.iter().map(unsafe_free_read).collect();
         let r = RecordView::parse(&bytes);
-        assert_eq!((r.head.kind, r.head.aux, r.head.stream, r.head.ts), (1, 3, 7, 123));
+        assert_eq!(
+            (r.head.kind, r.head.aux, r.head.stream, r.head.ts),
+            (1, 3, 7, 123)
+        );
         assert_eq!(r.msg, msg);
         r.fields()
             .map(|(k, v)| (k.to_string(), format!("{v:?}")))

@@ -37,7 +37,7 @@ impl<'a> SlotWriter<'a> {
     #[inline(always)]
     pub(crate) fn new(slot: &'a mut [MaybeUninit<u8>]) -> Self {
         let len = slot.len();
-        debug_assert!(len >= 8 && len % 8 == 0);
+        debug_assert!(len >= 8 && len.is_multiple_of(8));
         let ptr = slot.as_mut_ptr().cast::<u8>();
         // SAFETY: every record is at least the 24-byte header (`encoded_len`),
         // so `len >= 8` and the 8 bytes at `len - 8` are inside the slot,
@@ -57,7 +57,12 @@ impl<'a> SlotWriter<'a> {
         debug_assert!(self.pos + N <= self.len, "record larger than its slot");
         // SAFETY: [pos, pos + N) is inside the borrowed slot (see the type's
         // "Bounds"), and `bytes` is a separate local, so the ranges do not overlap.
-        unsafe { self.ptr.add(self.pos).cast::<[u8; N]>().write_unaligned(bytes) };
+        unsafe {
+            self.ptr
+                .add(self.pos)
+                .cast::<[u8; N]>()
+                .write_unaligned(bytes)
+        };
         self.pos += N;
     }
 
@@ -75,12 +80,18 @@ impl<'a> SlotWriter<'a> {
         unsafe {
             match n {
                 8..=16 => {
-                    let (a, b) = (src.cast::<u64>().read_unaligned(), src.add(n - 8).cast::<u64>().read_unaligned());
+                    let (a, b) = (
+                        src.cast::<u64>().read_unaligned(),
+                        src.add(n - 8).cast::<u64>().read_unaligned(),
+                    );
                     dst.cast::<u64>().write_unaligned(a);
                     dst.add(n - 8).cast::<u64>().write_unaligned(b);
                 }
                 4..=7 => {
-                    let (a, b) = (src.cast::<u32>().read_unaligned(), src.add(n - 4).cast::<u32>().read_unaligned());
+                    let (a, b) = (
+                        src.cast::<u32>().read_unaligned(),
+                        src.add(n - 4).cast::<u32>().read_unaligned(),
+                    );
                     dst.cast::<u32>().write_unaligned(a);
                     dst.add(n - 4).cast::<u32>().write_unaligned(b);
                 }
@@ -136,7 +147,7 @@ fn write_pad(out: &mut [MaybeUninit<u8>]) {
 fn for_each_record(mut bytes: &[u8], f: &mut impl FnMut(&[u8])) {
     while bytes.len() >= 8 {
         let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-        debug_assert!(len >= 8 && len % 8 == 0 && len <= bytes.len());
+        debug_assert!(len >= 8 && len.is_multiple_of(8) && len <= bytes.len());
         if len < 8 || len > bytes.len() {
             return; // corrupt framing: stop rather than read garbage
         }
@@ -204,7 +215,7 @@ mod rt {
                 return true;
             }
             let pad = a.len();
-            drop(chunk);
+            // The chunk is dropped uncommitted here (nothing was written).
             self.write_wrapped(pad, len, fill)
         }
 

@@ -123,4 +123,3 @@ pub(crate) fn heavy_barrier() {
     #[cfg(ml_dash_loom)]
     fence(Ordering::SeqCst);
 }
-

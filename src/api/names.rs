@@ -102,9 +102,23 @@ mod tests {
         for ok in ["train", "a/b", "loss-é", "x.y"] {
             validate_name(ok, What::Metric).unwrap();
         }
-        for bad in ["", "/abs", "..", "a/../b", "a//b", "a/", "a\0b", "a\\b", "./a", &"x".repeat(251)] {
+        for bad in [
+            "",
+            "/abs",
+            "..",
+            "a/../b",
+            "a//b",
+            "a/",
+            "a\0b",
+            "a\\b",
+            "./a",
+            &"x".repeat(251),
+        ] {
             assert!(
-                matches!(validate_name(bad, What::Topic), Err(Error::InvalidName { .. })),
+                matches!(
+                    validate_name(bad, What::Topic),
+                    Err(Error::InvalidName { .. })
+                ),
                 "{bad:?}"
             );
         }
@@ -117,7 +131,10 @@ mod tests {
         validate_prefix("a/b").unwrap();
         validate_prefix("a/b/c/d").unwrap();
         for bad in ["", "a", "/a/b", "a/b/", "a/./b", "a/../b", "a//b"] {
-            assert!(matches!(validate_prefix(bad), Err(Error::InvalidPrefix { .. })), "{bad:?}");
+            assert!(
+                matches!(validate_prefix(bad), Err(Error::InvalidPrefix { .. })),
+                "{bad:?}"
+            );
         }
     }
 }

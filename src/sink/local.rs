@@ -133,15 +133,14 @@ pub(crate) fn check_topic(dir: &Path, topic: &str) -> Result<()> {
         .join("tracks")
         .join(topic_folder(topic))
         .join("metadata.json");
-    if let Some(m) = read_json(&meta)? {
-        if let Some(existing) = m.get("topic").and_then(Json::as_str) {
-            if existing != topic {
-                return Err(Error::InvalidName {
-                    name: topic.to_string(),
-                    reason: "its folder already holds another track topic ('/' and '_' map to the same folder): rename one of them",
-                });
-            }
-        }
+    if let Some(m) = read_json(&meta)?
+        && let Some(existing) = m.get("topic").and_then(Json::as_str)
+        && existing != topic
+    {
+        return Err(Error::InvalidName {
+            name: topic.to_string(),
+            reason: "its folder already holds another track topic ('/' and '_' map to the same folder): rename one of them",
+        });
     }
     Ok(())
 }
@@ -184,9 +183,14 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(u64, u64
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     if sync {
-        tmp.as_file().sync_data().map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.as_file()
+            .sync_data()
+            .map_err(|e| Error::io(tmp.path(), e))?;
     }
-    let meta = tmp.as_file().metadata().map_err(|e| Error::io(tmp.path(), e))?;
+    let meta = tmp
+        .as_file()
+        .metadata()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(stamp(&meta))
 }
@@ -194,15 +198,16 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(u64, u64
 /// Rewrites the `index` of every line of `batch`, starting at `first`.
 fn renumber(batch: &mut MetricBatch, first: u64) {
     let mut out = Vec::with_capacity(batch.lines.len() + 8 * batch.count);
-    let mut i = first;
-    for line in batch.lines.split_inclusive(|&c| c == b'\n') {
+    for (i, line) in (first..).zip(batch.lines.split_inclusive(|&c| c == b'\n')) {
         // Lines start with `{"index":<digits>,`.
         let head = b"{\"index\":".len();
-        let digits = line[head..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = line[head..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         out.extend_from_slice(&line[..head]);
         encode::u64(&mut out, i);
         out.extend_from_slice(&line[head + digits..]);
-        i += 1;
     }
     batch.lines = out;
     batch.first_index = first;
@@ -308,11 +313,11 @@ impl LocalStore {
         })
     }
 
-    fn stream<'a>(
-        slots: &'a mut Vec<Option<Stream>>,
+    fn stream(
+        slots: &mut Vec<Option<Stream>>,
         id: u32,
         dir: impl FnOnce() -> PathBuf,
-    ) -> Result<&'a mut Stream> {
+    ) -> Result<&mut Stream> {
         let i = id as usize;
         if slots.len() <= i {
             slots.resize_with(i + 1, || None);
@@ -327,7 +332,9 @@ impl LocalStore {
     /// `metadata.json` when the stream is first opened).
     pub(crate) fn metric_next_index(&mut self, id: u32, name: Option<&str>) -> Result<u64> {
         let metrics_dir = self.dir.join("metrics");
-        let stream = Self::stream(&mut self.metrics, id, || metrics_dir.join(name.unwrap_or("None")))?;
+        let stream = Self::stream(&mut self.metrics, id, || {
+            metrics_dir.join(name.unwrap_or("None"))
+        })?;
         if stream.known.is_none() {
             stream.locked(Self::refresh_meta)?;
         }
@@ -338,10 +345,10 @@ impl LocalStore {
     fn refresh_meta(s: &mut Stream) -> Result<()> {
         let meta_path = s.dir.join("metadata.json");
         let current = fs::metadata(&meta_path).ok().map(|m| stamp(&m));
-        if let (Some(k), Some(c)) = (&s.known, current) {
-            if k.stamp == c {
-                return Ok(());
-            }
+        if let (Some(k), Some(c)) = (&s.known, current)
+            && k.stamp == c
+        {
+            return Ok(());
         }
         let meta = read_json(&meta_path)?;
         s.known = Some(KnownMeta {
@@ -446,7 +453,12 @@ impl LocalStore {
     }
 
     /// Appends track entries of one topic (sorted by timestamp, as the SDK does).
-    pub(crate) fn append_tracks(&mut self, id: u32, topic: &str, entries: &mut [TrackEntry]) -> Result<()> {
+    pub(crate) fn append_tracks(
+        &mut self,
+        id: u32,
+        topic: &str,
+        entries: &mut [TrackEntry],
+    ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -459,19 +471,26 @@ impl LocalStore {
         stream.locked(|s| {
             let meta_path = s.dir.join("metadata.json");
             let meta = read_json(&meta_path)?;
-            if let Some(t) = meta.as_ref().and_then(|m| m.get("topic")).and_then(Json::as_str) {
-                if t != topic {
-                    return Err(Error::InvalidName {
-                        name: topic.to_string(),
-                        reason: "its folder already holds another track topic",
-                    });
-                }
+            if let Some(t) = meta
+                .as_ref()
+                .and_then(|m| m.get("topic"))
+                .and_then(Json::as_str)
+                && t != topic
+            {
+                return Err(Error::InvalidName {
+                    name: topic.to_string(),
+                    reason: "its folder already holds another track topic",
+                });
             }
             let mut columns: Vec<String> = meta
                 .as_ref()
                 .and_then(|m| m.get("columns"))
                 .and_then(Json::as_array)
-                .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             buf.clear();
             for e in entries.iter() {
@@ -494,8 +513,14 @@ impl LocalStore {
                 .map_err(|e| Error::io(s.dir.join("data.jsonl"), e))?;
             let first = entries[0].ts;
             let last = entries[entries.len() - 1].ts;
-            let old_first = meta.as_ref().and_then(|m| m.get("firstTimestamp")).and_then(Json::as_f64);
-            let old_last = meta.as_ref().and_then(|m| m.get("lastTimestamp")).and_then(Json::as_f64);
+            let old_first = meta
+                .as_ref()
+                .and_then(|m| m.get("firstTimestamp"))
+                .and_then(Json::as_f64);
+            let old_last = meta
+                .as_ref()
+                .and_then(|m| m.get("lastTimestamp"))
+                .and_then(Json::as_f64);
             let doc = json!({
                 "trackId": format!("local-track-{}", topic_folder(topic)),
                 "topic": topic,
