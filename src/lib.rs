@@ -48,6 +48,8 @@ pub mod config;
 mod core;
 mod encode;
 mod error;
+#[allow(dead_code, unused_imports)] // wired into the collector next
+mod files;
 pub mod read;
 mod record;
 mod ring;
@@ -59,4 +61,5 @@ pub use collector::{CloseReport, Counts};
 pub use config::{Backpressure, BufferConfig};
 pub use core::Status;
 pub use error::{Error, Result};
+pub use files::Image;
 pub use record::{Fields, Level, Value};

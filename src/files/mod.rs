@@ -1,0 +1,395 @@
+//! Files: content saved by a run (`save_json`, `save_text`, `save_blob`,
+//! `save_image`) or uploaded from the user's disk (`upload`), stored by a pool
+//! of upload workers in the ML-Dash layout:
+//!
+//! ```text
+//!  save_*(..) -> temp file in <experiment>/files/.pending/ (the engine's work area)
+//!            -> FILE record through the ring -> collector -> job queue
+//!  worker:   stream it (sha256 on the way) to files/<path>/<id>/<filename>,
+//!            then replace the entry in files/.files_metadata.json under the
+//!            SDK's flock, atomically (temp + rename); remove the temp file.
+//! ```
+//!
+//! A user's own file is only ever read: `upload` copies it in 64 KiB chunks
+//! (never whole into memory) and never moves, changes or deletes it.
+//! Saving the same path + filename again replaces the entry (as the SDK does);
+//! when two saves race, the later call wins, whichever worker finishes first.
+//!
+//! It depends on `encode` (timestamps), `error` and the store's JSON helpers.
+
+mod image;
+mod pool;
+
+pub use image::Image;
+pub(crate) use pool::{FileJob, Pool};
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+use crate::encode;
+use crate::error::{Error, Result};
+use crate::sink::local::{read_json, write_json_atomic};
+
+/// Where the content of a file job comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A temp file the engine wrote and owns (moved into place, or removed).
+    Temp(PathBuf),
+    /// The user's file: read only.
+    User(PathBuf),
+}
+
+/// Metadata of one stored file (one entry of `.files_metadata.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FileEntry {
+    pub(crate) id: String,
+    /// Logical folder with a leading `/` (`/configs`, `/`).
+    pub(crate) path: String,
+    pub(crate) filename: String,
+    pub(crate) description: Option<String>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) metadata: Option<Json>,
+    pub(crate) content_type: String,
+}
+
+/// A new file id, as the Python SDK makes them: `(ms << 12) | random 12 bits`.
+pub(crate) fn new_id() -> String {
+    let ms = encode::now_nanos() / 1_000_000;
+    ((ms << 12) | u64::from(fastrand::u16(..4096))).to_string()
+}
+
+/// The MIME type of a file name (`application/octet-stream` when unknown).
+pub(crate) fn content_type(filename: &str) -> String {
+    mime_guess::from_path(filename)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_string()
+}
+
+/// Splits `dir/name` into the logical folder (`/dir`) and the file name, and
+/// refuses anything that could leave the experiment's `files/` folder.
+pub(crate) fn logical_path(dir: &str, name: &str) -> Result<(String, String)> {
+    let joined = match (dir.trim_matches('/'), name) {
+        ("", n) => n.to_string(),
+        (d, n) => format!("{d}/{n}"),
+    };
+    let bad = |reason| Error::InvalidName {
+        name: joined.clone(),
+        reason,
+    };
+    if name.is_empty() || name.ends_with('/') {
+        return Err(bad("a file needs a name"));
+    }
+    if name.starts_with('/') || dir.starts_with("//") {
+        return Err(bad("a leading '/' would make it an absolute path"));
+    }
+    if joined.chars().any(char::is_control) || joined.contains('\\') {
+        return Err(bad("control characters and backslashes are not allowed"));
+    }
+    let segs: Vec<&str> = joined.split('/').collect();
+    if segs.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(bad(
+            "empty, '.' and '..' segments would leave the experiment folder",
+        ));
+    }
+    if segs.first() == Some(&".pending") {
+        return Err(bad("'.pending' is the engine's work area"));
+    }
+    let (folder, file) = segs.split_at(segs.len() - 1);
+    Ok((format!("/{}", folder.join("/")), file[0].to_string()))
+}
+
+/// Streams `src` into `dst` (a new file) and returns (bytes, sha256 hex).
+fn copy_hashing(src: &Path, dst: &Path) -> Result<(u64, String)> {
+    let mut input = File::open(src).map_err(|e| Error::io(src, e))?;
+    let mut out = File::create(dst).map_err(|e| Error::io(dst, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(|e| Error::io(src, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| Error::io(dst, e))?;
+        total += n as u64;
+    }
+    Ok((total, hex(&hasher.finalize())))
+}
+
+/// Hashes a file in place: (bytes, sha256 hex).
+fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut input = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex(&hasher.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// The files part of one experiment's local store.
+#[derive(Debug, Clone)]
+pub(crate) struct FileStore {
+    /// `<experiment>/files`
+    dir: PathBuf,
+    /// `"<project>/<prefix>"`, the SDK's `experimentId` in local mode.
+    experiment_id: String,
+    sync: bool,
+}
+
+impl FileStore {
+    pub(crate) fn new(experiment_dir: &Path, prefix: &str, sync: bool) -> FileStore {
+        let project = prefix.split('/').nth(1).unwrap_or_default();
+        FileStore {
+            dir: experiment_dir.join("files"),
+            experiment_id: format!("{project}/{prefix}"),
+            sync,
+        }
+    }
+
+    /// The engine's work area for temp files (inside the store, so a finished
+    /// file is moved into place by a rename, not copied).
+    pub(crate) fn pending_dir(&self) -> PathBuf {
+        self.dir.join(".pending")
+    }
+
+    /// Writes `content` to a new temp file in the work area.
+    pub(crate) fn write_temp(
+        &self,
+        id: &str,
+        content: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+    ) -> Result<PathBuf> {
+        let dir = self.pending_dir();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(id);
+        let mut f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        if let Err(e) = content(&mut f).and_then(|()| f.flush()) {
+            let _ = fs::remove_file(&path);
+            return Err(Error::io(&path, e));
+        }
+        Ok(path)
+    }
+
+    fn blob_dir(&self, entry: &FileEntry) -> PathBuf {
+        let rel = entry.path.trim_start_matches('/');
+        let base = if rel.is_empty() {
+            self.dir.clone()
+        } else {
+            self.dir.join(rel)
+        };
+        base.join(&entry.id)
+    }
+
+    /// Stores one file: content into place, then its metadata entry. `is_latest`
+    /// is asked under the metadata lock whether this save is still the newest
+    /// for its path + filename; if not, the content is discarded.
+    pub(crate) fn store(
+        &self,
+        entry: &FileEntry,
+        source: &Source,
+        is_latest: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let blob_dir = self.blob_dir(entry);
+        fs::create_dir_all(&blob_dir).map_err(|e| Error::io(&blob_dir, e))?;
+        let dest = blob_dir.join(&entry.filename);
+        let (size, checksum) = match source {
+            Source::Temp(tmp) => {
+                let r = hash_file(tmp)?;
+                fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+                r
+            }
+            Source::User(path) => {
+                let part = blob_dir.join(format!(".{}.part", entry.filename));
+                let r = copy_hashing(path, &part)?;
+                fs::rename(&part, &dest).map_err(|e| Error::io(&dest, e))?;
+                r
+            }
+        };
+        if self.sync {
+            File::open(&dest)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&dest, e))?;
+        }
+        let lock_path = self.dir.join(".files_metadata.lock");
+        let lock = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let r = self.merge_entry(entry, size, &checksum, is_latest, &blob_dir);
+        let _ = lock.unlock();
+        r
+    }
+
+    fn merge_entry(
+        &self,
+        entry: &FileEntry,
+        size: u64,
+        checksum: &str,
+        is_latest: &dyn Fn() -> bool,
+        blob_dir: &Path,
+    ) -> Result<()> {
+        if !is_latest() {
+            // A later save of the same path + filename won; drop this content.
+            let _ = fs::remove_dir_all(blob_dir);
+            return Ok(());
+        }
+        let meta_path = self.dir.join(".files_metadata.json");
+        let mut files: Vec<Json> = match read_json(&meta_path)? {
+            Some(Json::Object(mut m)) => match m.remove("files") {
+                Some(Json::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let now = encode::iso_now();
+        let doc = json!({
+            "id": entry.id,
+            "experimentId": self.experiment_id,
+            "path": entry.path,
+            "filename": entry.filename,
+            "description": entry.description,
+            "tags": entry.tags,
+            "bindrs": [],
+            "contentType": entry.content_type,
+            "sizeBytes": size,
+            "checksum": checksum,
+            "metadata": entry.metadata,
+            "uploadedAt": now,
+            "updatedAt": now,
+            "deletedAt": null,
+        });
+        let same = |f: &Json| {
+            f["path"] == entry.path.as_str()
+                && f["filename"] == entry.filename.as_str()
+                && f["deletedAt"].is_null()
+        };
+        match files.iter().position(same) {
+            Some(i) => {
+                // Replace in place, and remove the old content (as the SDK does).
+                if let Some(old_id) = files[i]["id"].as_str()
+                    && old_id != entry.id
+                {
+                    let mut old = entry.clone();
+                    old.id = old_id.to_string();
+                    let _ = fs::remove_dir_all(self.blob_dir(&old));
+                }
+                files[i] = doc;
+            }
+            None => files.push(doc),
+        }
+        write_json_atomic(&meta_path, &json!({ "files": files }), self.sync).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logical_paths() {
+        assert_eq!(
+            logical_path("configs", "a.json").unwrap(),
+            ("/configs".into(), "a.json".into())
+        );
+        assert_eq!(
+            logical_path("", "a.json").unwrap(),
+            ("/".into(), "a.json".into())
+        );
+        assert_eq!(
+            logical_path("/deep/dir/", "x.bin").unwrap(),
+            ("/deep/dir".into(), "x.bin".into())
+        );
+        assert_eq!(
+            logical_path("a", "b/c.txt").unwrap(),
+            ("/a/b".into(), "c.txt".into())
+        );
+        for (d, n) in [
+            ("..", "x"),
+            ("a", "../x"),
+            ("a", "/etc/passwd"),
+            ("a", ""),
+            ("a", "x\0"),
+            (".pending", "x"),
+        ] {
+            assert!(
+                matches!(logical_path(d, n), Err(Error::InvalidName { .. })),
+                "{d:?} {n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_and_types() {
+        let id: u64 = new_id().parse().unwrap();
+        assert!(id > (1_700_000_000_000u64 << 12));
+        assert_eq!(content_type("c.json"), "application/json");
+        assert_eq!(content_type("i.png"), "image/png");
+        assert_eq!(content_type("x.unknownext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn store_replaces_and_hashes() {
+        let root = tempfile::tempdir().unwrap();
+        let fs_ = FileStore::new(&root.path().join("a/b"), "a/b", false);
+        let entry = |id: &str| FileEntry {
+            id: id.into(),
+            path: "/c".into(),
+            filename: "x.txt".into(),
+            description: None,
+            tags: vec![],
+            metadata: None,
+            content_type: "text/plain".into(),
+        };
+        for (id, text) in [("1", "one"), ("2", "two")] {
+            let tmp = fs_
+                .write_temp(id, &mut |f| f.write_all(text.as_bytes()))
+                .unwrap();
+            fs_.store(&entry(id), &Source::Temp(tmp.clone()), &|| true)
+                .unwrap();
+            assert!(!tmp.exists());
+        }
+        let meta = read_json(&root.path().join("a/b/files/.files_metadata.json"))
+            .unwrap()
+            .unwrap();
+        let files = meta["files"].as_array().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0]["id"], "2");
+        assert_eq!(files[0]["sizeBytes"], 3);
+        assert_eq!(
+            files[0]["checksum"],
+            "3fc4ccfe745870e2c0d99f71f30ff0656c8dedd41cc1d7d3d376b0dbe685e2f3"
+        );
+        assert!(
+            !root.path().join("a/b/files/c/1").exists(),
+            "replaced content removed"
+        );
+        assert_eq!(
+            fs::read_to_string(root.path().join("a/b/files/c/2/x.txt")).unwrap(),
+            "two"
+        );
+    }
+}
