@@ -12,7 +12,8 @@
 //!   pause, into an hdrhistogram: p50/p90/p99/p99.9/max per call.
 //!
 //! `cargo bench --bench hot_path` (`-- --quick` for a smoke pass,
-//! `-- --paced-only` to skip the criterion part).
+//! `-- --paced-only` to skip the criterion part, `-- --threads N` for N paced
+//! producers at once, as `perf/scaling.sh` runs it).
 
 mod common;
 
@@ -54,10 +55,58 @@ fn criterion_benches(c: &mut Criterion) {
 
 criterion_group!(benches, criterion_benches);
 
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+/// `--threads N`: N producers run the paced 1-field loop at once into one run.
+fn paced_threads(n: usize, batches: usize, rate: f64) {
+    let root = tempfile::tempdir().unwrap();
+    let r = run(root.path(), "threads");
+    let hists: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|t| {
+                let m = r.metrics("train").unwrap();
+                s.spawn(move || {
+                    let mut i = 0i64;
+                    paced(batches, rate, || {
+                        i += 1;
+                        m.log(&point! {"loss" => i as f64, "thread" => t}).unwrap();
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let report_ = r.complete().unwrap();
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for h in &hists {
+        all.add(h).unwrap();
+    }
+    let p50s: Vec<u64> = hists.iter().map(|h| h.value_at_quantile(0.5)).collect();
+    let p99s: Vec<u64> = hists.iter().map(|h| h.value_at_quantile(0.99)).collect();
+    println!(
+        "threads={n} p50={} p99={} p99.9={} max={} per_thread_p50={:?} per_thread_p99={:?} dropped={} stored={}",
+        all.value_at_quantile(0.5),
+        all.value_at_quantile(0.99),
+        all.value_at_quantile(0.999),
+        all.max(),
+        p50s,
+        p99s,
+        report_.dropped,
+        report_.stored.metrics
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
     let rate = tick_rate();
     let batches = if quick { 2_000 } else { 200_000 };
+    if let Some(n) = arg("--threads") {
+        paced_threads(n.parse().expect("--threads N"), batches, rate);
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let r = run(root.path(), "paced");
     let m = r.metrics("train").unwrap();
