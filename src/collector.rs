@@ -19,21 +19,24 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
+use crate::config::Backpressure;
 use crate::core::{Control, RingShared, RunCore, Status, StreamKind};
 use crate::encode;
 use crate::record::{self, FieldValue, Level, RecordView, kind};
 use crate::ring::RingConsumer;
 use crate::sink::local::LocalStore;
-use crate::sink::{Batch, MetricBatch, TrackEntry};
-use crate::sync::{Ordering, heavy_barrier, mpsc, thread};
+use crate::sink::{Batch, MetricBatch, Sink, TrackEntry};
+use crate::sync::{Instant, Ordering, fence, heavy_barrier, mpsc, park_timeout, thread};
 
 /// Tick period while producers are active.
 const TICK: Duration = Duration::from_micros(250);
-/// Empty ticks before the collector parks until the next trigger.
+/// Empty ticks before the collector parks until the next trigger. The models
+/// have no time, so there every sleep is the full sleep protocol (a tick
+/// would be a wake-up that nobody sends).
 const IDLE_TICKS: u32 = 40;
 /// A metric batch this large is written during the drain, whatever the batch
 /// size: it bounds the collector's memory and keeps its buffers in cache.
@@ -94,11 +97,12 @@ struct TrackState {
     by_ts: HashMap<u64, usize>,
 }
 
-/// The collector's state; lives on its own thread.
-pub(crate) struct Collector {
+/// The collector's state; lives on its own thread. It writes to any [`Sink`]:
+/// the local store in the product, the in-memory sink in tests and models.
+pub(crate) struct Collector<S: Sink = LocalStore> {
     core: Arc<RunCore>,
     rx: mpsc::Receiver<Control>,
-    store: LocalStore,
+    store: S,
     chains: Vec<Chain>,
     metrics: Vec<Option<MetricSlot>>,
     tracks: Vec<Option<TrackState>>,
@@ -112,13 +116,14 @@ pub(crate) struct Collector {
     last_track_ts: f64,
     failing: bool,
     dropped_retired: u64,
+    dropped_seen: u64,
     report: CloseReport,
     status: Status,
     scratch: Vec<u8>,
 }
 
-impl Collector {
-    pub(crate) fn new(core: Arc<RunCore>, rx: mpsc::Receiver<Control>, store: LocalStore) -> Self {
+impl<S: Sink> Collector<S> {
+    pub(crate) fn new(core: Arc<RunCore>, rx: mpsc::Receiver<Control>, store: S) -> Self {
         Collector {
             core,
             rx,
@@ -136,6 +141,7 @@ impl Collector {
             last_track_ts: 0.0,
             failing: false,
             dropped_retired: 0,
+            dropped_seen: 0,
             report: CloseReport::default(),
             status: Status::Completed,
             scratch: Vec::new(),
@@ -191,7 +197,10 @@ impl Collector {
                 } => {
                     if let Some(i) = self.chains.iter().position(|c| c.id == chain) {
                         // Everything in the old ring was pushed before the new
-                        // ring existed: drain it completely, then switch.
+                        // ring existed (and before this message was sent, so
+                        // this receive made it visible): drain it completely,
+                        // then switch.
+                        #[cfg(not(ml_dash_mutant = "grow_skips_old_ring"))]
                         self.drain_chain(i);
                         let c = &mut self.chains[i];
                         let old = std::mem::replace(&mut c.bytes, bytes);
@@ -201,10 +210,33 @@ impl Collector {
                 }
                 Control::Retire { chain } => {
                     if let Some(i) = self.chains.iter().position(|c| c.id == chain) {
-                        self.chains[i].retired = true;
+                        // Freed by `drain_all` once drained (the producer's
+                        // last records were pushed before this message).
+                        #[cfg(not(ml_dash_mutant = "retire_frees_undrained"))]
+                        {
+                            self.chains[i].retired = true;
+                        }
+                        #[cfg(ml_dash_mutant = "retire_frees_undrained")]
+                        {
+                            let c = self.chains.swap_remove(i);
+                            self.core.ring_bytes.fetch_sub(c.bytes, Ordering::Relaxed);
+                        }
                     }
                 }
-                Control::Flush { epoch, waiter } => self.waiters.push((epoch, waiter)),
+                Control::Flush { epoch, waiter } => {
+                    #[cfg(not(ml_dash_mutant = "flush_late_no_unpark"))]
+                    let late = epoch <= self.completed;
+                    #[cfg(ml_dash_mutant = "flush_late_no_unpark")]
+                    let late = false;
+                    if late {
+                        // Its epoch completed before this message arrived (the
+                        // collector read `requested` first): its waiter may
+                        // have missed `completed` and parked, so wake it now.
+                        waiter.unpark();
+                    } else {
+                        self.waiters.push((epoch, waiter));
+                    }
+                }
                 Control::Close { status } => {
                     self.status = status;
                     close = true;
@@ -215,6 +247,8 @@ impl Collector {
     }
 
     fn drain_all(&mut self) -> usize {
+        // Only the lossy policy ever counts a drop.
+        let lossy = self.core.cfg.backpressure == Backpressure::DropNewest;
         let mut total = 0;
         let mut i = 0;
         while i < self.chains.len() {
@@ -222,20 +256,26 @@ impl Collector {
             if self.chains[i].retired && self.chains[i].consumer.is_empty() {
                 let c = self.chains.swap_remove(i);
                 self.core.ring_bytes.fetch_sub(c.bytes, Ordering::Relaxed);
-                self.dropped_retired += c.shared.dropped.load(Ordering::Relaxed);
+                if lossy {
+                    self.dropped_retired += c.shared.dropped.load(Ordering::Relaxed);
+                }
             } else {
                 i += 1;
             }
         }
-        let live: u64 = self
-            .chains
-            .iter()
-            .map(|c| c.shared.dropped.load(Ordering::Relaxed))
-            .sum();
-        // Relaxed: a statistic, read for reports only.
-        self.core
-            .dropped
-            .store(live + self.dropped_retired, Ordering::Relaxed);
+        if lossy {
+            let live: u64 = self
+                .chains
+                .iter()
+                .map(|c| c.shared.dropped.load(Ordering::Relaxed))
+                .sum();
+            let all = live + self.dropped_retired;
+            if all != self.dropped_seen {
+                self.dropped_seen = all;
+                // Relaxed: a statistic, read for reports only.
+                self.core.dropped.store(all, Ordering::Relaxed);
+            }
+        }
         total
     }
 
@@ -255,6 +295,9 @@ impl Collector {
             ..
         } = self;
         let chain = &mut chains[i];
+        // Relaxed: clearing the request can overwrite one whose records this
+        // drain does not see yet, but then `has_work`, after its SC fence,
+        // sees those records in the ring (see `sleep`).
         chain.shared.wake_wanted.store(false, Ordering::Relaxed);
         let mut error = None;
         let mut dec = Decoder {
@@ -422,7 +465,7 @@ impl Collector {
                 if !self.failing {
                     eprintln!(
                         "[ML-Dash] warning: could not write to {}: {e}; data stays buffered and is retried",
-                        self.store.dir().display()
+                        self.store.location().display()
                     );
                 }
                 self.failing = true;
@@ -457,23 +500,36 @@ impl Collector {
         });
     }
 
+    /// The re-check before a long park. Runs after `sleeping = true` and an
+    /// SC fence (see `sleep`).
     fn has_work(&mut self) -> bool {
-        if self.core.epochs.requested.load(Ordering::SeqCst) > self.completed {
+        // Acquire (and no lost wake-up without it): `flush` always unparks us
+        // after its RMW, so a stale value here costs one empty loop at most.
+        if self.core.epochs.requested.load(Ordering::Acquire) > self.completed {
             return true;
         }
-        // SeqCst: pairs with the SeqCst store of `wake_wanted` in `RunCore::nudge`.
+        // Relaxed is enough for `wake_wanted`: the SC fences order it (see
+        // `sleep`), and `true` only sends us round the loop. The ring's tail
+        // is read with Acquire (the ring's own pair with the producer's
+        // commit); after the fence it is at least as new as any tail stored
+        // before a nudge that missed `sleeping`.
         self.chains
             .iter()
-            .any(|c| c.shared.wake_wanted.load(Ordering::SeqCst) || !c.consumer.is_empty())
+            .any(|c| c.shared.wake_wanted.load(Ordering::Relaxed) || !c.consumer.is_empty())
     }
 
     fn sleep(&mut self) {
-        if self.idle_ticks < IDLE_TICKS {
+        if cfg!(not(ml_dash_loom)) && self.idle_ticks < IDLE_TICKS {
             park_timeout(TICK);
             return;
         }
-        // SeqCst: the collector half of the no-lost-wake-up pair with `nudge`.
-        self.core.sleeping.store(true, Ordering::SeqCst);
+        // The collector half of the Dekker pair with `RunCore::nudge`: store
+        // `sleeping`, SC fence, then re-check. Either a producer's nudge sees
+        // `sleeping` and unparks us, or this re-check sees its `wake_wanted`.
+        // Relaxed store: the fence orders it.
+        self.core.sleeping.store(true, Ordering::Relaxed);
+        #[cfg(not(ml_dash_mutant = "wake_no_fence"))]
+        fence(Ordering::SeqCst);
         if !self.has_work() {
             let pending = self.pending().any() || !self.params.is_empty();
             let interval = self.core.cfg.flush_interval;
@@ -484,28 +540,39 @@ impl Collector {
             };
             park_timeout(wait.max(TICK));
         }
-        self.core.sleeping.store(false, Ordering::SeqCst);
+        // Relaxed: only the nudges read it, and they re-check after their fence.
+        self.core.sleeping.store(false, Ordering::Relaxed);
         self.idle_ticks = 0;
     }
 
     fn close(mut self) -> CloseReport {
-        // `mark_closed` stored `closed` (SeqCst). The heavy barrier completes the
-        // Dekker pair with the producers' light barrier: from here each producer
-        // either saw `closed`, or its `in_push = true` is visible below.
+        // `mark_closed` stored `closed` (SeqCst) before sending `Close`, which we
+        // received. The heavy barrier completes the Dekker pair with the
+        // producers' light barrier in `ProducerRing::push`: from here each
+        // producer either saw `closed` (and pushed nothing), or its
+        // `in_push = true` -- and its `Register` / `Grow`, sent before it -- is
+        // visible below.
+        #[cfg(not(ml_dash_mutant = "close_no_barrier"))]
         heavy_barrier();
-        self.poll_control();
-        let mut i = 0;
-        while i < self.chains.len() {
+        // Wait out the pushes under way, re-scanning every chain until one
+        // pass finds none mid-push: `drain_all` reorders chains (it frees
+        // retired ones with `swap_remove`) and `poll_control` adds new ones,
+        // so a single pass by index could skip a chain. A chain seen idle
+        // after the barrier stays idle: its next push sees `closed`.
+        loop {
+            self.poll_control();
             // Acquire: pairs with the Release store of `in_push = false` in
-            // `ProducerRing::push`, so the racing record is in the ring now.
-            while self.chains[i].shared.in_push.load(Ordering::Acquire) {
-                self.drain_all(); // a producer blocked on a full ring needs room
-                self.poll_control();
-                crate::sync::yield_now();
+            // `ProducerRing::push`, so a finished racing record is in the ring.
+            let busy = self
+                .chains
+                .iter()
+                .any(|c| c.shared.in_push.load(Ordering::Acquire));
+            if !busy {
+                break;
             }
-            i += 1;
+            self.drain_all(); // a producer blocked on a full ring needs room
+            crate::sync::yield_now();
         }
-        self.poll_control();
         self.drain_all();
         let pending = self.pending();
         let quiet = self.core.cfg.quiet;
@@ -533,7 +600,7 @@ impl Collector {
                     u.logs,
                     u.metrics,
                     u.tracks,
-                    self.store.dir().display(),
+                    self.store.location().display(),
                     self.report.errors.last().map_or("", String::as_str)
                 );
             } else if pending.any() {
@@ -547,27 +614,29 @@ impl Collector {
             }
         }
         if outcome.is_err() {
+            // Release: read by a waiter after its Acquire of `completed`.
             self.core.epochs.failed.store(u64::MAX, Ordering::Release);
         }
-        let target = self.core.epochs.requested.load(Ordering::Acquire);
-        self.publish_completed(target.max(self.completed));
+        // Every epoch, requested or still to be requested, is complete: the
+        // store holds everything any push accepted (pushes after this point
+        // see `closed`). A flush that races close returns with this.
+        self.publish_completed(u64::MAX);
+        // SC fence, then one last look for flush waiters: pairs with the SC
+        // fence after the send in `RunCore::flush`. Either that waiter's load
+        // of `completed` sees `u64::MAX`, or this receive sees its message and
+        // unparks it (a Dekker pair: no waiter parks with nobody to wake it).
+        #[cfg(not(ml_dash_mutant = "close_no_final_poll"))]
+        {
+            fence(Ordering::SeqCst);
+            self.poll_control();
+        }
         std::mem::take(&mut self.report)
-    }
-}
-
-fn park_timeout(d: Duration) {
-    #[cfg(not(ml_dash_loom))]
-    thread::park_timeout(d);
-    #[cfg(ml_dash_loom)]
-    {
-        let _ = d;
-        thread::yield_now();
     }
 }
 
 /// Writes one metric batch and counts it.
 fn write_metrics(
-    store: &mut LocalStore,
+    store: &mut impl Sink,
     id: usize,
     m: &mut MetricSlot,
     stored: &mut Counts,
@@ -581,9 +650,9 @@ fn write_metrics(
 }
 
 /// Turns records into JSON in the right batch.
-struct Decoder<'a> {
+struct Decoder<'a, S: Sink> {
     core: &'a RunCore,
-    store: &'a mut LocalStore,
+    store: &'a mut S,
     stored: &'a mut Counts,
     error: &'a mut Option<String>,
     metrics: &'a mut Vec<Option<MetricSlot>>,
@@ -595,7 +664,7 @@ struct Decoder<'a> {
     scratch: &'a mut Vec<u8>,
 }
 
-impl Decoder<'_> {
+impl<S: Sink> Decoder<'_, S> {
     fn record(&mut self, bytes: &[u8]) {
         let r = RecordView::parse(bytes);
         match r.head.kind {
@@ -771,5 +840,125 @@ impl Decoder<'_> {
                 self.params.insert(k, v);
             }
         }
+    }
+}
+
+/// The collector against the in-memory sink, with std threads: the registry,
+/// flush-epoch and shutdown protocols end to end (what `loom-tests/` models
+/// exhaustively, here on real threads; these also run under Miri and TSan,
+/// see `loom-tests/sanitizers.sh`).
+#[cfg(all(test, not(ml_dash_loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use crate::__loom::start;
+    use crate::config::BufferConfig;
+    use crate::error::Error;
+
+    fn config(batch: usize, ring: usize) -> BufferConfig {
+        BufferConfig {
+            log_batch_size: batch,
+            metric_batch_size: batch,
+            track_batch_size: batch,
+            ring_capacity: ring,
+            flush_interval: Duration::from_secs(3600),
+            quiet: true,
+            ..BufferConfig::default()
+        }
+    }
+
+    #[test]
+    fn retired_rings_are_drained_before_they_are_freed() {
+        let mut run = start(config(1000, 64));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let h = run.handle();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        h.log(&format!("{t}-{i}")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let report = run.close().unwrap();
+        assert_eq!(report.stored.logs, 200);
+        let got = run.sink().messages();
+        for t in 0..4 {
+            let mine: Vec<_> = got
+                .iter()
+                .filter(|m| m.starts_with(&format!("{t}-")))
+                .cloned()
+                .collect();
+            let want: Vec<_> = (0..50).map(|i| format!("{t}-{i}")).collect();
+            assert_eq!(mine, want, "thread {t}: order and completeness");
+        }
+    }
+
+    #[test]
+    fn flush_covers_everything_pushed_before_it() {
+        let mut run = start(config(1000, 256));
+        let threads: Vec<_> = (0..3)
+            .map(|t| {
+                let h = run.handle();
+                let sink = run.sink();
+                std::thread::spawn(move || {
+                    for round in 0..5 {
+                        h.log(&format!("{t}-{round}")).unwrap();
+                        h.flush().unwrap();
+                        let got = sink.messages();
+                        assert!(got.contains(&format!("{t}-{round}")), "{got:?}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(run.close().unwrap().stored.logs, 15);
+    }
+
+    #[test]
+    fn full_rings_grow_and_keep_order() {
+        let mut run = start(config(1000, 64));
+        let h = run.handle();
+        for i in 0..100 {
+            h.log(&format!("m{i}")).unwrap();
+        }
+        h.flush().unwrap();
+        let want: Vec<_> = (0..100).map(|i| format!("m{i}")).collect();
+        assert_eq!(run.sink().messages(), want);
+        run.close().unwrap();
+    }
+
+    #[test]
+    fn close_is_idempotent_and_later_calls_are_refused() {
+        let mut run = start(config(2, 64));
+        let h = run.handle();
+        h.log("a").unwrap();
+        let report = run.close().unwrap();
+        assert_eq!(report.stored.logs, 1);
+        assert!(matches!(run.close(), Err(Error::Closed)));
+        assert!(!h.request_close());
+        assert!(matches!(h.log("b"), Err(Error::Closed)));
+        assert!(matches!(h.flush(), Err(Error::Closed)));
+        assert_eq!(run.sink().messages(), ["a"]);
+    }
+
+    #[test]
+    fn a_failing_sink_fails_the_flush_and_keeps_the_data() {
+        let mut run = start(config(1000, 256));
+        let h = run.handle();
+        let sink = run.sink();
+        sink.set_failing(true);
+        h.log("kept").unwrap();
+        assert!(matches!(h.flush(), Err(Error::Sink(_))));
+        assert!(sink.messages().is_empty());
+        sink.set_failing(false);
+        h.flush().unwrap();
+        assert_eq!(sink.messages(), ["kept"]);
+        run.close().unwrap();
     }
 }

@@ -11,7 +11,8 @@
 //! | `epochs.completed` Release (collector after the sink wrote) | Acquire (`flush` waiter) | the store's contents |
 //! | `in_push` false, Release (producer) | Acquire (collector `close`) | the last record of a racing push |
 //! | `closed` SeqCst + heavy barrier (close) | Relaxed after light barrier (producer) | store-load order (Dekker) |
-//! | `wake_wanted` SeqCst (producer) / `sleeping` SeqCst (collector) | each other's SeqCst load | no lost wake-up |
+//! | `wake_wanted` + SC fence (producer, `nudge`) / `sleeping` + SC fence (collector, `sleep`) | each other's load after the fence (and the ring tails) | no lost wake-up |
+//! | `Control` send (RMW inside the channel) + SC fence (`flush`) | SC fence + receive (end of `Collector::close`) | a flush racing close is woken |
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -27,7 +28,10 @@ use crate::record::{self, Fields, Head};
 use crate::ring::{self, RingConsumer, RingProducer};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, light_barrier, mpsc, thread};
+use crate::sync::{
+    AtomicBool, AtomicU64, AtomicUsize, Backoff, Ordering, const_thread_local, fence,
+    light_barrier, mpsc, park_timeout, thread,
+};
 
 /// Kind of a named stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,8 +167,6 @@ impl Status {
     }
 }
 
-static NEXT_RUN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 /// Everything a run's handles, producers and collector share.
 #[derive(Debug)]
 pub(crate) struct RunCore {
@@ -198,7 +200,7 @@ impl RunCore {
             .min(cfg.track_batch_size)
             .clamp(1, u32::MAX as usize) as u32;
         let core = RunCore {
-            id: NEXT_RUN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: crate::sync::next_run_id(),
             cfg,
             closed: CachePadded::new(AtomicBool::new(false)),
             epochs: Epochs::default(),
@@ -228,7 +230,19 @@ impl RunCore {
     }
 
     pub(crate) fn alive(&self) -> bool {
+        // Acquire: pairs with the Release store in `collector_exited`.
         !self.collector_done.load(Ordering::Acquire)
+    }
+
+    /// Marks the collector gone (called when its thread ends, however it
+    /// ends): no waiter hangs on it, and no push is accepted any more.
+    #[cfg_attr(not(ml_dash_loom), allow(dead_code))] // the API's `ExitGuard` does the same
+    pub(crate) fn collector_exited(&self) {
+        // Release: pairs with the Acquire load in `alive`; everything the
+        // collector did (its last `completed`) happens-before a waiter's
+        // "not alive".
+        self.collector_done.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// The `_ts` of a record logged now (see [`crate::clock`]).
@@ -268,19 +282,37 @@ impl RunCore {
         // SeqCst (an AcqRel RMW would do): pairs with the collector's Acquire load
         // of `requested` at the top of its loop, so every record pushed before
         // this call (by any thread that happens-before it) is drained for this epoch.
+        #[cfg(not(ml_dash_mutant = "flush_request_relaxed"))]
         let epoch = self.epochs.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        #[cfg(ml_dash_mutant = "flush_request_relaxed")]
+        let epoch = self.epochs.requested.fetch_add(1, Ordering::Relaxed) + 1;
         self.send(Control::Flush {
             epoch,
             waiter: thread::current(),
         });
+        // SC fence between the send and the first load of `completed`: pairs
+        // with the SC fence at the end of `Collector::close`, so a flush that
+        // races close either sees close's final `completed` or has its message
+        // received (and is unparked). Every other case has its unpark in
+        // `Collector::publish_completed` or `poll_control`.
+        fence(Ordering::SeqCst);
         self.wake_collector();
-        // Acquire: pairs with the collector's Release store of `completed`.
-        while self.epochs.completed.load(Ordering::Acquire) < epoch {
+        loop {
+            // Acquire: pairs with the collector's Release store of `completed`.
+            if self.epochs.completed.load(Ordering::Acquire) >= epoch {
+                break;
+            }
             if !self.alive() {
+                // `alive` (Acquire) ordered the collector's last `completed`.
+                if self.epochs.completed.load(Ordering::Acquire) >= epoch {
+                    break;
+                }
                 return Err(Error::Collector(
                     "it stopped before this flush completed".into(),
                 ));
             }
+            // The timeout is a safety net only (a collector that died in a
+            // panic unparks nobody); the models run without it.
             park_timeout(Duration::from_millis(100));
         }
         if self.epochs.failed.load(Ordering::Acquire) >= epoch {
@@ -300,22 +332,23 @@ impl RunCore {
 
     #[cold]
     pub(crate) fn nudge(&self, ring: &RingShared) {
-        // SeqCst pair: store wake_wanted / load sleeping here, store sleeping /
-        // load wake_wanted in `collector::sleep`: one of the two sees the other.
-        ring.wake_wanted.store(true, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
+        // A store-buffering (Dekker) pair written with SC fences: store
+        // `wake_wanted`, fence, load `sleeping` here; store `sleeping`, fence,
+        // load `wake_wanted` (and the rings) in `Collector::sleep`. Whichever
+        // fence comes second sees the other side's store: either we see the
+        // collector asleep and unpark it, or its re-check sees our request.
+        // (SeqCst stores and loads without the fences would be as correct in
+        // C++, but loom cannot check that form: it lets an SC load return an
+        // initial value older than an SC store. The fences cost the same.)
+        // Relaxed: the fence orders it, and it publishes nothing (the records
+        // are published by the ring's own commit, which the fence also orders
+        // before the collector's re-check).
+        ring.wake_wanted.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence orders the load; the swap makes one unpark per sleep.
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
             self.wake_collector();
         }
-    }
-}
-
-fn park_timeout(d: Duration) {
-    #[cfg(not(ml_dash_loom))]
-    thread::park_timeout(d);
-    #[cfg(ml_dash_loom)]
-    {
-        let _ = d;
-        thread::yield_now();
     }
 }
 
@@ -349,6 +382,12 @@ impl ProducerRing {
             shared: shared.clone(),
             bytes,
         });
+        // A collector about to park cannot see this ring in its `has_work`
+        // re-check until it reads the message, so a later nudge that finds it
+        // not yet `sleeping` would be lost: leave it an unpark token now (the
+        // park after the re-check returns, and the next loop reads the message).
+        #[cfg(not(ml_dash_mutant = "register_no_wake"))]
+        core.wake_collector();
         ProducerRing {
             ring: p,
             shared,
@@ -421,7 +460,8 @@ impl ProducerRing {
                 Ok(())
             }
             _ => {
-                let backoff = crossbeam_utils::Backoff::new();
+                // A poll: the collector never unparks producers.
+                let backoff = Backoff::new(Duration::from_micros(50));
                 loop {
                     core.nudge(&self.shared);
                     core.wake_collector();
@@ -433,11 +473,7 @@ impl ProducerRing {
                             "it stopped while this thread waited for room".into(),
                         ));
                     }
-                    if backoff.is_completed() {
-                        park_timeout(Duration::from_micros(50));
-                    } else {
-                        backoff.snooze();
-                    }
+                    backoff.wait();
                 }
             }
         }
@@ -450,12 +486,7 @@ struct Slot {
     ring: ProducerRing,
 }
 
-#[cfg(not(ml_dash_loom))]
-std::thread_local! {
-    static SLOTS: std::cell::RefCell<Vec<Slot>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-#[cfg(ml_dash_loom)]
-loom::thread_local! {
+const_thread_local! {
     static SLOTS: std::cell::RefCell<Vec<Slot>> = std::cell::RefCell::new(Vec::new());
 }
 

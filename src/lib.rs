@@ -56,6 +56,15 @@ mod ring;
 mod sink;
 mod sync;
 
+/// Internal doors for the loom models in `loom-tests/` (only under
+/// `--cfg ml_dash_loom`; never part of a normal build).
+#[cfg(ml_dash_loom)]
+#[doc(hidden)]
+pub mod __loom;
+// The same doors for the engine's own unit tests (std threads, in-memory sink).
+#[cfg(all(test, not(ml_dash_loom)))]
+mod __loom;
+
 pub use api::{Experiment, Logger, Metrics, Params, Run, Track, validate_prefix};
 pub use collector::{CloseReport, Counts};
 pub use config::{Backpressure, BufferConfig};

@@ -276,10 +276,16 @@ mod rt {
 #[cfg(ml_dash_loom)]
 mod model {
     //! A loom-visible SPSC byte ring with the contract of the rtrb wrapper.
+    //!
+    //! Like rtrb, each side keeps its own position in a plain field and a
+    //! cached copy of the other side's, so an access to the shared positions
+    //! (a loom operation) happens only where rtrb does one: the producer reads
+    //! `head` only when its cached view says the ring is full, publishes with
+    //! one Release store of `tail` per commit (two when it writes a padding
+    //! record first, as `write_wrapped` commits twice); the consumer reads
+    //! `tail` once per drain and frees with one Release store of `head`.
     use super::*;
-    use loom::cell::UnsafeCell;
-    use loom::sync::Arc;
-    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use crate::sync::{Arc, AtomicUsize, Ordering, UnsafeCell};
 
     #[derive(Debug)]
     struct Shared {
@@ -299,12 +305,15 @@ mod model {
     #[derive(Debug)]
     pub(crate) struct RingProducer {
         s: Arc<Shared>,
+        tail: usize,
+        head_cache: usize,
         scratch: Vec<MaybeUninit<u8>>,
     }
     /// Loom model of the reading end.
     #[derive(Debug)]
     pub(crate) struct RingConsumer {
         s: Arc<Shared>,
+        head: usize,
     }
 
     /// A model ring of `capacity` bytes.
@@ -318,9 +327,11 @@ mod model {
         (
             RingProducer {
                 s: s.clone(),
+                tail: 0,
+                head_cache: 0,
                 scratch: Vec::new(),
             },
-            RingConsumer { s },
+            RingConsumer { s, head: 0 },
         )
     }
 
@@ -335,10 +346,22 @@ mod model {
                 // SAFETY: the encoder initialised every byte (the contract of `fill`).
                 let v = unsafe { b.assume_init() };
                 self.s.buf[(at + i) % cap].with_mut(|p| {
-                    // SAFETY: the slot is outside [head, tail): only we touch it.
+                    // SAFETY: the slot is outside [head, tail): only we touch it,
+                    // and loom checks that the consumer's last read of it
+                    // happened before (through `head`).
                     unsafe { *p = v }
                 });
             }
+        }
+
+        fn publish(&mut self, to: usize) {
+            self.tail = to;
+            // Release: pairs with the Acquire load of tail in `drain` / `is_empty`,
+            // so the bytes written above are visible to the consumer.
+            #[cfg(not(ml_dash_mutant = "ring_publish_relaxed"))]
+            self.s.tail.store(to, Ordering::Release);
+            #[cfg(ml_dash_mutant = "ring_publish_relaxed")]
+            self.s.tail.store(to, Ordering::Relaxed);
         }
 
         pub(crate) fn try_write(
@@ -347,20 +370,23 @@ mod model {
             fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
         ) -> bool {
             let cap = self.capacity();
-            let tail = self.s.tail.load(Ordering::Relaxed); // our own variable
-            // Acquire: pairs with the consumer's Release store of head in `drain`,
-            // so its reads of the freed bytes happen before our overwrites.
-            let head = self.s.head.load(Ordering::Acquire);
-            let free = cap - (tail - head);
+            let tail = self.tail;
             let to_end = cap - tail % cap;
             let pad = if to_end < len { to_end } else { 0 };
-            if free < pad + len {
-                return false;
+            if cap - (tail - self.head_cache) < pad + len {
+                // Acquire: pairs with the consumer's Release store of head in
+                // `drain`, so its reads of the freed bytes happen before our
+                // overwrites.
+                self.head_cache = self.s.head.load(Ordering::Acquire);
+                if cap - (tail - self.head_cache) < pad + len {
+                    return false;
+                }
             }
             if pad > 0 {
                 let mut p = vec![MaybeUninit::new(0u8); pad];
                 write_pad(&mut p);
                 self.put(tail, &p);
+                self.publish(tail + pad);
             }
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
@@ -368,8 +394,7 @@ mod model {
             fill(&mut scratch);
             self.put(tail + pad, &scratch);
             self.scratch = scratch;
-            // Release: pairs with the Acquire load of tail in `drain`.
-            self.s.tail.store(tail + pad + len, Ordering::Release);
+            self.publish(tail + pad + len);
             true
         }
     }
@@ -377,8 +402,8 @@ mod model {
     impl RingConsumer {
         pub(crate) fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
             let cap = self.s.buf.len();
-            let head = self.s.head.load(Ordering::Relaxed); // our own variable
-            // Acquire: pairs with the Release store of tail in `try_write`.
+            let head = self.head;
+            // Acquire: pairs with the Release store of tail in `publish`.
             let tail = self.s.tail.load(Ordering::Acquire);
             if tail == head {
                 return 0;
@@ -395,13 +420,15 @@ mod model {
             let split = (cap - head % cap).min(bytes.len());
             for_each_record(&bytes[..split], &mut f);
             for_each_record(&bytes[split..], &mut f);
+            self.head = tail;
             // Release: pairs with the Acquire load of head in `try_write`.
             self.s.head.store(tail, Ordering::Release);
             tail - head
         }
 
         pub(crate) fn is_empty(&self) -> bool {
-            self.s.tail.load(Ordering::Acquire) == self.s.head.load(Ordering::Relaxed)
+            // Acquire: pairs with the Release store of tail in `publish`.
+            self.s.tail.load(Ordering::Acquire) == self.head
         }
     }
 }

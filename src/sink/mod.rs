@@ -1,9 +1,89 @@
 //! Where batches go. Sinks never see rings or records: they receive batches of
 //! JSON objects that the collector serialized, and write them out.
 //!
-//! - [`local`]: the ML-Dash `.dash/<prefix>` layout (the default).
+//! - [`local`]: the ML-Dash `.dash/<prefix>` layout (the default);
+//! - `memory` (tests and the loom models only): keeps every batch in memory,
+//!   no I/O.
+//!
+//! The collector writes through the [`Sink`] trait, so the same collector code
+//! runs against either.
+
+use std::path::Path;
+
+use serde_json::{Map, Value as Json};
+
+use crate::core::Status;
+use crate::error::Result;
 
 pub(crate) mod local;
+#[cfg(any(test, ml_dash_loom))]
+pub(crate) mod memory;
+
+/// What the collector needs from a store. Every method is called from the
+/// collector thread only; a failed write leaves the batch with the caller,
+/// which keeps it and retries.
+pub(crate) trait Sink {
+    /// Where the data goes, for messages.
+    fn location(&self) -> &Path;
+    /// The index the next point of metric stream `id` gets.
+    fn metric_next_index(&mut self, id: u32, name: Option<&str>) -> Result<u64>;
+    /// Appends one batch of metric lines (renumbered if another writer appended).
+    fn append_metrics(
+        &mut self,
+        id: u32,
+        name: Option<&str>,
+        batch: &mut MetricBatch,
+    ) -> Result<()>;
+    /// Appends one batch of log entries.
+    fn append_logs(&mut self, batch: &Batch) -> Result<()>;
+    /// Appends the entries of one track topic.
+    fn append_tracks(&mut self, id: u32, topic: &str, entries: &mut [TrackEntry]) -> Result<()>;
+    /// Merges parameters; `calls` is the number of `set` calls they came from.
+    fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()>;
+    /// Makes everything written so far durable (when the store is set to).
+    fn sync_all(&mut self) -> Result<()>;
+    /// Records the run's final status.
+    fn finish(&mut self, status: Status) -> Result<()>;
+}
+
+impl Sink for local::LocalStore {
+    fn location(&self) -> &Path {
+        self.dir()
+    }
+
+    fn metric_next_index(&mut self, id: u32, name: Option<&str>) -> Result<u64> {
+        local::LocalStore::metric_next_index(self, id, name)
+    }
+
+    fn append_metrics(
+        &mut self,
+        id: u32,
+        name: Option<&str>,
+        batch: &mut MetricBatch,
+    ) -> Result<()> {
+        local::LocalStore::append_metrics(self, id, name, batch)
+    }
+
+    fn append_logs(&mut self, batch: &Batch) -> Result<()> {
+        local::LocalStore::append_logs(self, batch)
+    }
+
+    fn append_tracks(&mut self, id: u32, topic: &str, entries: &mut [TrackEntry]) -> Result<()> {
+        local::LocalStore::append_tracks(self, id, topic, entries)
+    }
+
+    fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
+        local::LocalStore::merge_params(self, params, calls)
+    }
+
+    fn sync_all(&mut self) -> Result<()> {
+        local::LocalStore::sync_all(self)
+    }
+
+    fn finish(&mut self, status: Status) -> Result<()> {
+        local::LocalStore::finish(self, status)
+    }
+}
 
 /// A batch of serialized JSON objects, back to back in one buffer.
 #[derive(Debug, Default)]
