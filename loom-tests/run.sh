@@ -36,6 +36,7 @@ MUTANTS=(
   "flush:flush_racing:close_no_final_poll"
   "growth:full_ring_grows:grow_skips_old_ring"
   "shutdown:close_with:close_no_barrier"
+  "shutdown:close_while_a_retired:close_single_pass"
 )
 
 mode=models

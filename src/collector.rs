@@ -559,6 +559,7 @@ impl<S: Sink> Collector<S> {
         // retired ones with `swap_remove`) and `poll_control` adds new ones,
         // so a single pass by index could skip a chain. A chain seen idle
         // after the barrier stays idle: its next push sees `closed`.
+        #[cfg(not(ml_dash_mutant = "close_single_pass"))]
         loop {
             self.poll_control();
             // Acquire: pairs with the Release store of `in_push = false` in
@@ -572,6 +573,21 @@ impl<S: Sink> Collector<S> {
             }
             self.drain_all(); // a producer blocked on a full ring needs room
             crate::sync::yield_now();
+        }
+        // The loop as it was: one pass by index.
+        #[cfg(ml_dash_mutant = "close_single_pass")]
+        {
+            self.poll_control();
+            let mut i = 0;
+            while i < self.chains.len() {
+                while self.chains[i].shared.in_push.load(Ordering::Acquire) {
+                    self.drain_all();
+                    self.poll_control();
+                    crate::sync::yield_now();
+                }
+                i += 1;
+            }
+            self.poll_control();
         }
         self.drain_all();
         let pending = self.pending();

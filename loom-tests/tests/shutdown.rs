@@ -44,3 +44,34 @@ fn close_with_a_push_in_flight_and_a_flush_waiting() {
         assert_eq!(run.sink().status(), Some(Status::Completed));
     });
 }
+
+/// Close while two threads push and a third one's retired ring still holds a
+/// record: freeing that ring during the wait for in-flight pushes reorders
+/// the collector's chains, and the wait must still cover every pusher.
+#[test]
+fn close_while_a_retired_ring_is_freed_and_two_threads_push() {
+    model(|| {
+        let mut run = start(config(100, 256, 1 << 20));
+        let h = run.handle();
+        thread::spawn(move || h.log("r").unwrap()).join().unwrap();
+        let pushers: Vec<_> = ["b", "c"]
+            .into_iter()
+            .map(|m| {
+                let h = run.handle();
+                thread::spawn(move || match h.log(m) {
+                    Ok(()) => Some(m.to_string()),
+                    Err(Error::Closed) => None,
+                    Err(e) => panic!("push during close: {e}"),
+                })
+            })
+            .collect();
+        let report = run.close().unwrap();
+        let mut accepted = vec!["r".to_string()];
+        accepted.extend(pushers.into_iter().filter_map(|p| p.join().unwrap()));
+        let mut got = run.sink().messages();
+        got.sort();
+        accepted.sort();
+        assert_eq!(got, accepted, "accepted = stored");
+        assert_eq!(report.stored.logs, accepted.len() as u64);
+    });
+}
