@@ -1,0 +1,826 @@
+//! The remote sink: batches for an ML-Dash server go through a durable
+//! on-disk spool ([`crate::spool`]) and one sender thread. Nothing is lost on
+//! outages, kills or bad answers: a batch leaves the spool only when the
+//! server took it (2xx) or refused it for good (4xx, kept in the dead-letter
+//! file).
+//!
+//! ```text
+//!  collector thread                      sender thread ("ml-dash-sender")        server
+//!  ----------------                      --------------------------------        ------
+//!  append_metrics/logs/tracks/params --> spool segment (one write per batch)
+//!  finish(status)                        | read in order (orphaned sessions first)
+//!  sync() = fsync, once per flush epoch  +-> experiment upsert (GraphQL, folders) --> /graphql, nodes
+//!  close(deadline) -> RemoteReport       +-> batches, split <= 1000 items / 1 MB  --> /api/experiments/..
+//!                                        +-> status PATCH                         --> /api/nodes/{id}
+//!                                        ack cursor per record (+ items of a split one)
+//! ```
+//!
+//! # How the collector uses it
+//!
+//! ```text
+//!  open:        let sink = RemoteSink::open(RemoteConfig::from_env(prefix, spool_dir)?)?;
+//!  per batch:   sink.append_metrics(name, batch.items())?   // name None = the unnamed stream
+//!               sink.append_logs(batch.items())?
+//!               sink.append_tracks(topic, rows)?             // rows: {"timestamp":..,"q":[..]}
+//!               sink.merge_params(&flat_map)?
+//!  flush epoch: sink.sync()?        (after this the epoch's batches survive kill -9 / power loss)
+//!  close:       sink.finish(status)?; let report = sink.close(close_timeout);
+//! ```
+//!
+//! An `append_*` error means nothing was kept (the segment is cut back): the
+//! collector keeps the batch and retries, as with the local store. `close`
+//! returns within its deadline plus a few milliseconds whatever the server
+//! does (it never waits on an in-flight request: the sender thread is left to
+//! finish or time out on its own, and its record stays counted as spooled).
+//! [`RemoteSink::spool_bytes`] / [`RemoteSink::over_budget`] let the
+//! collector stop draining rings while the spool is over its disk budget
+//! (backpressure instead of filling the disk); the sink itself never drops.
+//!
+//! The spool folder should be the experiment's work area:
+//! `<dash_root>/<prefix>/.spool` (hybrid, and remote-only with the default
+//! `.dash` root). The next sink opened on the same folder adopts the sessions
+//! that no live process holds (their `flock` is free) and sends them first, in
+//! order, with their original idempotency keys; [`sync`] does the same from
+//! any program (`ml-dash sync`).
+//!
+//! # Requests (ML-DASH.md §4) and what the Python SDK 0.11.0 sends
+//!
+//! Recorded from `ml-dash` 0.11.0 against the test server
+//! (`tests/sink_remote_conformance.rs`), for a run `alice/proj/f1/f2/exp1`
+//! with params, three logs, two metric streams, one track topic, one file and
+//! `complete()` (buffered mode; all JSON, `Authorization: Bearer <token>`):
+//!
+//! 1. `POST /graphql` `{"query": "<GetProject>", "variables": {"namespace": "alice"}}`
+//!    (the query text is byte-for-byte [`sender::GET_PROJECT_QUERY`]); answer
+//!    `{"data":{"namespace":{"projects":[{"id","slug"}]}}}`.
+//! 2. Only if the project is not found and there are folders:
+//!    `POST /api/namespaces/alice/nodes` `{"type":"PROJECT","name":"proj","slug":"proj"}`.
+//! 3. Per folder: `POST /api/namespaces/alice/nodes`
+//!    `{"type":"FOLDER","projectId":<id>,"parentId":"ROOT"|<folder id>,"name":"f1"}`
+//!    (ids are sent back as the JSON the server gave: bare integers).
+//! 4. `POST /api/namespaces/alice/nodes` `{"type":"EXPERIMENT","name":"exp1",
+//!    "parentId":<last folder id>,"projectId":<id>[,"description","tags","bindrs","metadata"]}`
+//!    (`"projectSlug":"proj"` instead of `projectId` when the project is unknown);
+//!    answer `{"experiment":{"id"},"node":{"id"},"project":{..}}`.
+//! 5. Each `params.set`: `POST /api/experiments/{id}/parameters` `{"data":{flat map}}`
+//!    (sent at once, unbuffered).
+//! 6. At flush/close, in this order: `POST /api/experiments/{id}/logs`
+//!    `{"logs":[{"timestamp":"…Z","level","message"[,"metadata"]}]}`;
+//!    per metric stream `POST /api/experiments/{id}/metrics/{name}/append-batch`
+//!    `{"dataPoints":[{...fields,"_ts":float}]}` (unnamed stream: name `None`);
+//!    per topic `POST /api/experiments/{id}/tracks/{quote(topic)}/append_batch`
+//!    `{"entries":[{"timestamp":float,...}]}`; then files (multipart node
+//!    creation, after GraphQL lookups of the experiment's node and folders).
+//! 7. `PATCH /api/nodes/{node id}` `{"status":"COMPLETED"}`.
+//!
+//! This sink sends the same methods, paths and bodies, with these deliberate
+//! differences: every data request carries an `Idempotency-Key`
+//! (`<run id hex>-<pid>-<stream>-<seq>[.<from>-<to>]`) so retries and
+//! replays never duplicate on a server that honours it; a metric name is
+//! percent-encoded like a topic (the SDK puts it raw in the path, so a `/` in
+//! it breaks the URL); NaN and ±Infinity are sent as `null` and counted (the
+//! SDK refuses the whole batch); batches over 1000 items or 1 MB, and any
+//! batch answered 413, are split; and nothing is dropped on failure.
+//!
+//! Files (multipart upload) are not sent by this module yet.
+
+mod auth;
+mod http;
+mod sender;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json};
+
+use crate::core::Status;
+use crate::error::{Error, Result};
+use crate::spool::{self, Damage, Kind, SessionId, SpoolWriter};
+use sender::{Descriptor, Job, SendConfig, Sender, Shared};
+
+pub use auth::{
+    ENV_CONFIG_DIR, ENV_TOKEN, TOKEN_KEY, TokenLookup, TokenSource, config_dir, resolve_token,
+};
+
+/// `ML_DASH_API_URL`: the server (default `https://api.dash.ml`).
+pub const ENV_API_URL: &str = "ML_DASH_API_URL";
+/// Default of [`RemoteConfig::dash_url`].
+pub const DEFAULT_API_URL: &str = sender::DEFAULT_DASH_URL;
+/// `ML_DASH_CLOSE_TIMEOUT`: seconds close waits for the spool to drain.
+pub const ENV_CLOSE_TIMEOUT: &str = "ML_DASH_CLOSE_TIMEOUT";
+/// Default of [`RemoteConfig::close_timeout`]: 30 s.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// `ML_DASH_DELIVERY_TIMEOUT`: seconds of failed delivery before a warning
+/// (sending goes on at `retry_max_delay`; nothing is dropped).
+pub const ENV_DELIVERY_TIMEOUT: &str = "ML_DASH_DELIVERY_TIMEOUT";
+/// Default of [`RemoteConfig::delivery_timeout`]: 120 s.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// `ML_DASH_REQUEST_TIMEOUT`: seconds one request may take.
+pub const ENV_REQUEST_TIMEOUT: &str = "ML_DASH_REQUEST_TIMEOUT";
+/// Default of [`RemoteConfig::request_timeout`]: 30 s (as the Python SDK).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `ML_DASH_SPOOL_BUDGET`: bytes the spool may hold before it warns.
+pub const ENV_SPOOL_BUDGET: &str = "ML_DASH_SPOOL_BUDGET";
+/// Default of [`RemoteConfig::disk_budget`]: 1 GiB.
+pub const DEFAULT_SPOOL_BUDGET: u64 = 1 << 30;
+/// Default of [`RemoteConfig::segment_bytes`]: 16 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
+/// Default of [`RemoteConfig::max_batch_points`]: the server's limit per request.
+pub const DEFAULT_MAX_BATCH_POINTS: usize = 1000;
+/// Default of [`RemoteConfig::max_batch_bytes`]: 1 MB per request body.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 1_000_000;
+
+/// Settings of a remote sink.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RemoteConfig {
+    /// Server URL without `/api` (default `ML_DASH_API_URL`, else `https://api.dash.ml`).
+    pub dash_url: String,
+    /// Token given in code (default none: `ML_DASH_TOKEN`, then `tokens.json`).
+    pub token: Option<String>,
+    /// The spool folder (the experiment's work area).
+    pub spool_dir: PathBuf,
+    /// `owner/project/[folders/]name`.
+    pub prefix: String,
+    /// Experiment description (the SDK's `readme`).
+    pub description: Option<String>,
+    /// Experiment tags.
+    pub tags: Option<Vec<String>>,
+    /// Experiment bindrs.
+    pub bindrs: Option<Vec<String>>,
+    /// Experiment metadata.
+    pub metadata: Option<Json>,
+    /// First retry delay, doubling (default 1 s).
+    pub retry_base_delay: Duration,
+    /// Largest retry delay (default 30 s).
+    pub retry_max_delay: Duration,
+    /// One request's limit (default 30 s).
+    pub request_timeout: Duration,
+    /// TCP connect limit (default 10 s).
+    pub connect_timeout: Duration,
+    /// Failed delivery this long gives one warning (default 120 s); sending goes on.
+    pub delivery_timeout: Duration,
+    /// How long [`RemoteSink`]'s drop waits for the spool to drain (default 30 s).
+    pub close_timeout: Duration,
+    /// Spool bytes before the over-budget warning (default 1 GiB).
+    pub disk_budget: u64,
+    /// Spool segment size (default 16 MiB); acknowledged segments are deleted.
+    pub segment_bytes: u64,
+    /// Items per request (default 1000).
+    pub max_batch_points: usize,
+    /// Bytes per request body (default 1 MB; one larger item goes alone).
+    pub max_batch_bytes: usize,
+    /// No warnings on stderr (they are still in [`Stats::warnings`]).
+    pub quiet: bool,
+}
+
+impl RemoteConfig {
+    /// The documented defaults, for `prefix`, spooling in `spool_dir`.
+    pub fn new(
+        dash_url: impl Into<String>,
+        prefix: impl Into<String>,
+        spool_dir: impl Into<PathBuf>,
+    ) -> RemoteConfig {
+        RemoteConfig {
+            dash_url: dash_url.into(),
+            token: None,
+            spool_dir: spool_dir.into(),
+            prefix: prefix.into(),
+            description: None,
+            tags: None,
+            bindrs: None,
+            metadata: None,
+            retry_base_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: Duration::from_secs(10),
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            disk_budget: DEFAULT_SPOOL_BUDGET,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_batch_points: DEFAULT_MAX_BATCH_POINTS,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            quiet: false,
+        }
+    }
+
+    /// Defaults overridden by `ML_DASH_API_URL`, `ML_DASH_CLOSE_TIMEOUT`,
+    /// `ML_DASH_DELIVERY_TIMEOUT`, `ML_DASH_REQUEST_TIMEOUT`,
+    /// `ML_DASH_SPOOL_BUDGET`, `ML_DASH_RETRY_BASE_DELAY` and
+    /// `ML_DASH_RETRY_MAX_DELAY`; a bad value is an error naming the variable.
+    pub fn from_env(
+        prefix: impl Into<String>,
+        spool_dir: impl Into<PathBuf>,
+    ) -> Result<RemoteConfig> {
+        let url = std::env::var(ENV_API_URL)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+        let mut c = RemoteConfig::new(url, prefix, spool_dir);
+        let secs = |name: &'static str, d: &mut Duration| -> Result<()> {
+            if let Ok(v) = std::env::var(name) {
+                let s: f64 = v.trim().parse().map_err(|_| bad(name, &v))?;
+                if !(s.is_finite() && s >= 0.0) {
+                    return Err(bad(name, &v));
+                }
+                *d = Duration::from_secs_f64(s);
+            }
+            Ok(())
+        };
+        secs(ENV_CLOSE_TIMEOUT, &mut c.close_timeout)?;
+        secs(ENV_DELIVERY_TIMEOUT, &mut c.delivery_timeout)?;
+        secs(ENV_REQUEST_TIMEOUT, &mut c.request_timeout)?;
+        secs("ML_DASH_RETRY_BASE_DELAY", &mut c.retry_base_delay)?;
+        secs("ML_DASH_RETRY_MAX_DELAY", &mut c.retry_max_delay)?;
+        if let Ok(v) = std::env::var(ENV_SPOOL_BUDGET) {
+            c.disk_budget = v.trim().parse().map_err(|_| Error::Config {
+                name: ENV_SPOOL_BUDGET,
+                value: v.clone(),
+                reason: "expected a number of bytes",
+            })?;
+        }
+        Ok(c)
+    }
+
+    fn send_config(&self) -> SendConfig {
+        SendConfig {
+            dash_url: Some(self.dash_url.clone()),
+            token: self.token.clone(),
+            retry_base_delay: self.retry_base_delay,
+            retry_max_delay: self.retry_max_delay.max(self.retry_base_delay),
+            request_timeout: self.request_timeout,
+            connect_timeout: self.connect_timeout,
+            delivery_timeout: self.delivery_timeout,
+            max_batch_points: self.max_batch_points,
+            max_batch_bytes: self.max_batch_bytes,
+            quiet: self.quiet,
+            spool_dir: self.spool_dir.clone(),
+        }
+    }
+}
+
+fn bad(name: &'static str, v: &str) -> Error {
+    Error::Config {
+        name,
+        value: v.to_owned(),
+        reason: "expected a non-negative number of seconds",
+    }
+}
+
+/// Counters of a sink or a [`sync`], live.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records (batches, param sets, the status) fully taken by the server.
+    pub sent_records: u64,
+    /// Items (points, logs, rows, param sets, status) taken by the server.
+    pub sent_items: u64,
+    /// Records still in the spool.
+    pub pending_records: u64,
+    /// Bytes of spool segments on disk.
+    pub spool_bytes: u64,
+    /// HTTP requests made (retries included).
+    pub requests: u64,
+    /// Retries after a transient failure.
+    pub retries: u64,
+    /// Retries that waited a server's `Retry-After`.
+    pub retry_after_honoured: u64,
+    /// Requests split in two after a 413.
+    pub splits: u64,
+    /// Requests refused for good (4xx), kept in the dead-letter file.
+    pub dead_lettered: u64,
+    /// Items in those requests.
+    pub dead_lettered_items: u64,
+    /// The dead-letter file, once anything went there.
+    pub dead_letter_file: Option<PathBuf>,
+    /// NaN / ±Infinity values sent as `null`.
+    pub nonfinite_nulled: u64,
+    /// Damage found in adopted spool sessions (truncated or skipped).
+    pub damage: Damage,
+    /// The server refused the token (401/403) and has not taken anything since.
+    pub auth_failed: bool,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// Adopted sessions fully sent and removed.
+    pub sessions_replayed: u64,
+    /// Sessions left alone because a live process holds them.
+    pub locked_sessions: u64,
+    /// Every warning given (also printed unless quiet).
+    pub warnings: Vec<String>,
+}
+
+/// What close (or [`sync`]) achieved.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RemoteReport {
+    /// The spool folder.
+    pub spool_dir: PathBuf,
+    /// The counters at the end.
+    pub stats: Stats,
+    /// The deadline passed before the spool was drained.
+    pub timed_out: bool,
+}
+
+impl RemoteReport {
+    /// Everything was delivered (or dead-lettered): nothing stays spooled.
+    pub fn is_drained(&self) -> bool {
+        self.stats.pending_records == 0
+    }
+
+    /// How to send what stays spooled, when anything does.
+    pub fn how_to_send(&self) -> Option<String> {
+        (!self.is_drained()).then(|| {
+            format!(
+                "{} batch(es) ({} bytes) stay in the spool at {}: they are sent by the next run that \
+                 opens this experiment, or now with `ml_dash::sync({:?}, &SyncOptions::default())`{}",
+                self.stats.pending_records,
+                self.stats.spool_bytes,
+                self.spool_dir.display(),
+                self.spool_dir,
+                if self.stats.auth_failed {
+                    " after `ml-dash login`"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for RemoteReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stats;
+        write!(
+            f,
+            "[ML-Dash] server: {} batch(es) sent ({} item(s)), {} still spooled",
+            s.sent_records, s.sent_items, s.pending_records
+        )?;
+        if s.dead_lettered > 0 {
+            write!(f, ", {} refused", s.dead_lettered)?;
+            if let Some(p) = &s.dead_letter_file {
+                write!(f, " (kept in {})", p.display())?;
+            }
+        }
+        if s.nonfinite_nulled > 0 {
+            write!(f, ", {} NaN/Infinity sent as null", s.nonfinite_nulled)?;
+        }
+        if !s.damage.is_clean() {
+            write!(f, ", {} damaged spool byte(s) dropped", s.damage.bytes)?;
+        }
+        if s.locked_sessions > 0 {
+            write!(
+                f,
+                ", {} session(s) skipped (held by a live process)",
+                s.locked_sessions
+            )?;
+        }
+        if let Some(h) = self.how_to_send() {
+            write!(f, "\n[ML-Dash]   {h}")?;
+            if let Some(e) = &s.last_error {
+                write!(f, "\n[ML-Dash]   last error: {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The remote sink of one run: a spool writer used by the collector thread,
+/// and the sender thread that empties the spool.
+#[derive(Debug)]
+pub struct RemoteSink {
+    writer: SpoolWriter,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    spool_dir: PathBuf,
+    disk_budget: u64,
+    close_timeout: Duration,
+    quiet: bool,
+    over_budget_warned: bool,
+    closed: Option<RemoteReport>,
+    _lock: Arc<File>,
+}
+
+impl RemoteSink {
+    /// Creates this run's spool session, adopts the sessions left by dead
+    /// processes (sent first, in order), and starts the sender thread.
+    pub fn open(cfg: RemoteConfig) -> Result<RemoteSink> {
+        check_url(&cfg.dash_url)?;
+        let id = SessionId::new();
+        let desc = Descriptor {
+            prefix: cfg.prefix.clone(),
+            dash_url: Some(cfg.dash_url.clone()),
+            description: cfg.description.clone(),
+            tags: cfg.tags.clone(),
+            bindrs: cfg.bindrs.clone(),
+            metadata: cfg.metadata.clone(),
+        };
+        let io = |e| Error::io(&cfg.spool_dir, e);
+        let (writer, lock) =
+            SpoolWriter::create(&cfg.spool_dir, id, &desc.to_json(&id), cfg.segment_bytes)
+                .map_err(io)?;
+        let lock = Arc::new(lock);
+        let (mut jobs, _) = adopt(&cfg.spool_dir, writer.id()).map_err(io)?;
+        jobs.push(Job {
+            dir: writer.dir().to_owned(),
+            id,
+            live: true,
+            lock: lock.clone(),
+        });
+        let shared = Arc::new(Shared::default());
+        {
+            let mut st = shared.lock();
+            st.written = writer.end();
+            st.stats.spool_bytes = spool::SEGMENT_HEADER_LEN;
+        }
+        let sender = Sender::new(cfg.send_config(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("ml-dash-sender".into())
+            .spawn(move || sender.run(jobs))
+            .map_err(|e| Error::Collector(format!("cannot start the sender thread: {e}")))?;
+        Ok(RemoteSink {
+            writer,
+            shared,
+            thread: Some(thread),
+            spool_dir: cfg.spool_dir,
+            disk_budget: cfg.disk_budget,
+            close_timeout: cfg.close_timeout,
+            quiet: cfg.quiet,
+            over_budget_warned: false,
+            closed: None,
+            _lock: lock,
+        })
+    }
+
+    fn append<'a, I>(&mut self, kind: Kind, stream: Option<&str>, items: I) -> Result<()>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
+        let a = self
+            .writer
+            .append(kind, stream, items)
+            .map_err(|e| Error::io(self.writer.dir(), e))?;
+        let bytes = {
+            let mut st = self.shared.lock();
+            st.written = a.end;
+            st.live_appended += 1;
+            st.stats.pending_records += 1;
+            st.stats.spool_bytes += a.bytes;
+            self.shared.cv.notify_all();
+            st.stats.spool_bytes
+        };
+        self.check_budget(bytes);
+        Ok(())
+    }
+
+    fn check_budget(&mut self, bytes: u64) {
+        if bytes > self.disk_budget && !self.over_budget_warned {
+            self.over_budget_warned = true;
+            let msg = format!(
+                "the spool at {} holds {} MiB, over its disk budget of {} MiB \
+                 (ML_DASH_SPOOL_BUDGET): the server is not taking data as fast as it is logged, \
+                 or is down. Nothing is dropped, but the disk fills; {}",
+                self.spool_dir.display(),
+                bytes >> 20,
+                self.disk_budget >> 20,
+                self.shared
+                    .lock()
+                    .stats
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!("last error: {e}"))
+                    .unwrap_or_else(|| "no error so far".into())
+            );
+            if !self.quiet {
+                eprintln!("[ML-Dash] warning: {msg}");
+            }
+            self.shared.lock().stats.warnings.push(msg);
+        } else if bytes < self.disk_budget / 2 {
+            self.over_budget_warned = false;
+        }
+    }
+
+    /// Spools one batch of metric points (`{"loss":0.5,"step":1,"_ts":…}`
+    /// each) of stream `name` (`None`: the unnamed stream). An empty batch is a no-op.
+    pub fn append_metrics<'a, I>(&mut self, name: Option<&str>, points: I) -> Result<()>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut it = points.into_iter().peekable();
+        if it.peek().is_none() {
+            return Ok(());
+        }
+        self.append(Kind::Metrics, name, it)
+    }
+
+    /// Spools one batch of log entries (`{"timestamp":"…Z","level":"info","message":"…"}` each).
+    pub fn append_logs<'a, I>(&mut self, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut it = entries.into_iter().peekable();
+        if it.peek().is_none() {
+            return Ok(());
+        }
+        self.append(Kind::Logs, None, it)
+    }
+
+    /// Spools one batch of rows (`{"timestamp":1.0,"q":[0.1,0.2]}` each) of track `topic`.
+    pub fn append_tracks<'a, I>(&mut self, topic: &str, rows: I) -> Result<()>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut it = rows.into_iter().peekable();
+        if it.peek().is_none() {
+            return Ok(());
+        }
+        self.append(Kind::Tracks, Some(topic), it)
+    }
+
+    /// Spools a parameter merge (a flat map, as `parameters.json`'s `data`).
+    pub fn merge_params(&mut self, params: &Map<String, Json>) -> Result<()> {
+        let bytes = serde_json::to_vec(params).map_err(|e| Error::InvalidValue(e.to_string()))?;
+        self.append(Kind::Params, None, [bytes.as_slice()])
+    }
+
+    /// Spools the run's final status (sent after everything before it).
+    pub fn finish(&mut self, status: Status) -> Result<()> {
+        self.append(Kind::Status, None, [status.as_str().as_bytes()])
+    }
+
+    /// Makes everything spooled so far durable (fsync): call once per flush
+    /// epoch and before close.
+    pub fn sync(&mut self) -> Result<()> {
+        self.writer
+            .sync()
+            .map_err(|e| Error::io(self.writer.dir(), e))
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Bytes the spool holds now.
+    pub fn spool_bytes(&self) -> u64 {
+        self.shared.lock().stats.spool_bytes
+    }
+
+    /// The spool is over its disk budget (a collector may stop draining).
+    pub fn over_budget(&self) -> bool {
+        self.spool_bytes() > self.disk_budget
+    }
+
+    /// This run's spool session folder.
+    pub fn session_dir(&self) -> &Path {
+        self.writer.dir()
+    }
+
+    /// Waits until the server has taken (or refused) every record appended
+    /// so far, or `timeout` passes; `true` when it has. No effect on sending.
+    pub fn wait_sent(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        loop {
+            if st.live_done >= st.live_appended && st.stats.pending_records == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= end || st.finished {
+                return st.live_done >= st.live_appended && st.stats.pending_records == 0;
+            }
+            st = self
+                .shared
+                .cv
+                .wait_timeout(st, end - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Closes the spool (fsync), lets the sender drain it until `deadline`,
+    /// and reports. Returns within `deadline` (plus scheduling noise) even
+    /// against a server that accepts connections and never answers. What is
+    /// not sent stays in the spool for the next run or [`sync`].
+    pub fn close(mut self, deadline: Duration) -> RemoteReport {
+        self.close_inner(deadline)
+    }
+
+    fn close_inner(&mut self, deadline: Duration) -> RemoteReport {
+        if let Some(r) = &self.closed {
+            return r.clone();
+        }
+        let end = Instant::now() + deadline;
+        if let Err(e) = self.writer.sync() {
+            let msg = format!(
+                "the spool at {} could not be synced at close: {e}",
+                self.writer.dir().display()
+            );
+            if !self.quiet {
+                eprintln!("[ML-Dash] warning: {msg}");
+            }
+            self.shared.lock().stats.warnings.push(msg);
+        }
+        let mut st = self.shared.lock();
+        st.closing = Some(end);
+        st.close_calls += 1;
+        self.shared.cv.notify_all();
+        loop {
+            if st.live_drained || st.finished {
+                break;
+            }
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            st = self
+                .shared
+                .cv
+                .wait_timeout(st, end - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let drained = st.live_drained && st.live_done >= st.live_appended;
+        if !st.live_drained {
+            st.abandon = true;
+            self.shared.cv.notify_all();
+        }
+        let stats = st.stats.clone();
+        let done = st.live_drained || st.finished;
+        drop(st);
+        if done && let Some(t) = self.thread.take() {
+            // The sender is past its last request: joining is immediate.
+            let _ = t.join();
+        }
+        if drained {
+            // Everything of this session was handled: remove it.
+            let freed = spool::session_bytes(self.writer.dir());
+            if std::fs::remove_dir_all(self.writer.dir()).is_ok() {
+                let mut st = self.shared.lock();
+                st.stats.spool_bytes = st.stats.spool_bytes.saturating_sub(freed);
+            }
+        }
+        let stats = if drained { self.stats() } else { stats };
+        let report = RemoteReport {
+            spool_dir: self.spool_dir.clone(),
+            timed_out: !drained && Instant::now() >= end,
+            stats,
+        };
+        self.closed = Some(report.clone());
+        report
+    }
+}
+
+impl Drop for RemoteSink {
+    fn drop(&mut self) {
+        if self.closed.is_none() {
+            let r = self.close_inner(self.close_timeout);
+            if !self.quiet && !r.is_drained() {
+                eprintln!("{r}");
+            }
+        }
+    }
+}
+
+/// A server URL the sink can reach: `http://` or (with the `tls` feature) `https://`.
+fn check_url(url: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::Config {
+            name: ENV_API_URL,
+            value: url.to_owned(),
+            reason,
+        })
+    };
+    if url.starts_with("https://") {
+        if cfg!(feature = "tls") {
+            Ok(())
+        } else {
+            bad("https needs the `tls` feature of ml-dash (on by default)")
+        }
+    } else if url.starts_with("http://") && url.len() > "http://".len() {
+        Ok(())
+    } else {
+        bad("expected an http:// or https:// URL")
+    }
+}
+
+/// Locks the sessions in `spool_dir` that no live process holds (oldest
+/// first); also returns how many were held.
+fn adopt(spool_dir: &Path, own: SessionId) -> std::io::Result<(Vec<Job>, u64)> {
+    let mut jobs = Vec::new();
+    let mut locked = 0;
+    for (id, dir) in spool::sessions(spool_dir)? {
+        if id == own {
+            continue;
+        }
+        if let Some(lock) = spool::try_lock(&dir)? {
+            jobs.push(Job {
+                dir,
+                id,
+                live: false,
+                lock: Arc::new(lock),
+            });
+        } else {
+            locked += 1;
+        }
+    }
+    Ok((jobs, locked))
+}
+
+/// Options of [`sync`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SyncOptions {
+    /// Server URL; default: the one each session was written for.
+    pub dash_url: Option<String>,
+    /// Token; default `ML_DASH_TOKEN`, then `tokens.json`.
+    pub token: Option<String>,
+    /// How long to try before returning with what is left (default 5 min).
+    pub deadline: Duration,
+    /// First retry delay (default 1 s).
+    pub retry_base_delay: Duration,
+    /// Largest retry delay (default 30 s).
+    pub retry_max_delay: Duration,
+    /// One request's limit (default 30 s).
+    pub request_timeout: Duration,
+    /// Items per request (default 1000).
+    pub max_batch_points: usize,
+    /// Bytes per request body (default 1 MB).
+    pub max_batch_bytes: usize,
+    /// No warnings on stderr.
+    pub quiet: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            dash_url: None,
+            token: None,
+            deadline: Duration::from_secs(300),
+            retry_base_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_batch_points: DEFAULT_MAX_BATCH_POINTS,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            quiet: false,
+        }
+    }
+}
+
+/// Sends what a spool folder holds (sessions left by runs that ended before
+/// the server took everything), in order and with each batch's original
+/// idempotency key, on the calling thread; returns within `deadline` (plus
+/// scheduling noise). Sessions a live process holds are skipped. What is not
+/// sent in time stays for the next call.
+pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<RemoteReport> {
+    let spool_dir = spool_dir.as_ref();
+    if let Some(u) = &options.dash_url {
+        check_url(u)?;
+    }
+    let none = SessionId {
+        run: 0,
+        pid: 0,
+        created_ms: 0,
+    };
+    let (jobs, locked) = adopt(spool_dir, none).map_err(|e| Error::io(spool_dir, e))?;
+    let shared = Arc::new(Shared::default());
+    {
+        let mut st = shared.lock();
+        st.closing = Some(Instant::now() + options.deadline);
+        st.stats.locked_sessions = locked;
+    }
+    let cfg = SendConfig {
+        dash_url: options.dash_url.clone(),
+        token: options.token.clone(),
+        retry_base_delay: options.retry_base_delay,
+        retry_max_delay: options.retry_max_delay.max(options.retry_base_delay),
+        request_timeout: options.request_timeout,
+        connect_timeout: options.request_timeout.min(Duration::from_secs(10)),
+        delivery_timeout: options.deadline,
+        max_batch_points: options.max_batch_points,
+        max_batch_bytes: options.max_batch_bytes,
+        quiet: options.quiet,
+        spool_dir: spool_dir.to_owned(),
+    };
+    Sender::new(cfg, shared.clone()).run(jobs);
+    let st = shared.lock();
+    Ok(RemoteReport {
+        spool_dir: spool_dir.to_owned(),
+        timed_out: st.stats.pending_records > 0,
+        stats: st.stats.clone(),
+    })
+}
+
+/// The remote sink's pieces, for the integration tests (`tests/sink_remote_*`).
+#[doc(hidden)]
+pub mod testing {
+    pub use super::*;
+    pub use crate::spool::*;
+    /// The GraphQL query the SDK and this sink send to find a project.
+    pub const GET_PROJECT_QUERY: &str = super::sender::GET_PROJECT_QUERY;
+}
