@@ -1,0 +1,213 @@
+//! Conformance with the Python SDK (`ml-dash` 0.11.0): for the same calls,
+//! the SDK (pointed at the test server with a token file) and the remote sink
+//! send the same requests: method, path and JSON body, up to timestamps and
+//! ids. Skipped (with a note) when no Python with `ml_dash` is available:
+//! set `ML_DASH_PYTHON`, or it tries `target/interop-venv/bin/python`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use ml_dash::__remote_testing as rt;
+use ml_dash::Status;
+use serde_json::{Value, json};
+use support::{Request, TestServer, config, refs};
+
+const SCRIPT: &str = r#"
+import os, sys
+from ml_dash import Experiment
+url = sys.argv[1]
+with Experiment(prefix="alice/proj/f1/f2/exp1", dash_url=url).run as exp:
+    exp.params.set(model={"lr": 0.001, "layers": 3}, optimizer="adam")
+    exp.log("Training started", level="info", epoch=0)
+    exp.logs.warn("GPU memory low", memory_gb=1.5)
+    exp.log("Bad batch", level="error", metadata={"batch": 7, "ids": [1, 2]})
+    exp.metrics("train").log(loss=0.5, step=0)
+    exp.metrics("train").log(loss=0.25, step=1)
+    exp.metrics("eval").log(acc=0.9, step=1)
+    exp.tracks("robot/pose").append(q=[0.1, 0.2], frame=0, _ts=1.0)
+    exp.tracks("robot/pose").append(q=[0.3, 0.4], frame=1, _ts=2.0)
+    exp.files("configs").save_json({"lr": 0.001}, to="config.json")
+"#;
+
+fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("ML_DASH_PYTHON").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python")),
+        Some(PathBuf::from("/tmp/mldash-venv/bin/python")),
+    ];
+    candidates.into_iter().flatten().find(|p| {
+        p.exists()
+            && Command::new(p)
+                .args(["-c", "import ml_dash"])
+                .env("ML_DASH_NO_VERSION_CHECK", "1")
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
+/// Replaces what legitimately differs (ids, timestamps) by placeholders.
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let x = match k.as_str() {
+                        "projectId" | "parentId" if x.is_u64() => json!("<integer id>"),
+                        "projectId" | "parentId" if x != "ROOT" => json!("<string id>"),
+                        _ => normalize(x),
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        x => x.clone(),
+    }
+}
+
+fn shape(r: &Request) -> (String, String, Value) {
+    let path: Vec<String> = r
+        .path
+        .split('/')
+        .map(|s| {
+            if s.len() >= 16 && s.bytes().all(|b| b.is_ascii_digit()) {
+                "<id>".into()
+            } else {
+                s.to_owned()
+            }
+        })
+        .collect();
+    (r.method.clone(), path.join("/"), normalize(&r.json()))
+}
+
+#[test]
+fn the_sink_sends_what_the_python_sdk_sends() {
+    let Some(py) = python() else {
+        eprintln!("skipped: no Python with ml_dash 0.11 (set ML_DASH_PYTHON)");
+        return;
+    };
+    // The SDK against the test server.
+    let sdk = TestServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join(".dash");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("tokens.json"),
+        format!("{{\"ml-dash-token\": \"{}\"}}", support::TOKEN),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(&py)
+        .args(["-c", SCRIPT, &sdk.url()])
+        .current_dir(work.path())
+        .env("HOME", home.path())
+        .env("ML_DASH_CONFIG_DIR", &cfg)
+        .env("ML_DASH_NO_VERSION_CHECK", "1")
+        .env("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sdk_reqs = sdk.requests();
+    let dump: Vec<Value> = sdk_reqs
+        .iter()
+        .map(|r| json!({"method": r.method, "path": r.path, "body": if r.json().is_null() { json!(String::from_utf8_lossy(&r.body[..r.body.len().min(300)])) } else { r.json() }}))
+        .collect();
+    let dump_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-requests.json");
+    let _ = std::fs::write(&dump_path, serde_json::to_string_pretty(&dump).unwrap());
+
+    // The sink with the same calls, as the collector will hand them over.
+    let ours = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink =
+        rt::RemoteSink::open(config(&ours.url(), "alice/proj/f1/f2/exp1", dir.path())).unwrap();
+    let params = json!({"model.lr": 0.001, "model.layers": 3, "optimizer": "adam"});
+    sink.merge_params(params.as_object().unwrap()).unwrap();
+    let logs = [
+        json!({"timestamp": "2026-01-01T00:00:00.000001Z", "level": "info", "message": "Training started", "metadata": {"epoch": 0}}),
+        json!({"timestamp": "2026-01-01T00:00:00.000002Z", "level": "warn", "message": "GPU memory low", "metadata": {"memory_gb": 1.5}}),
+        json!({"timestamp": "2026-01-01T00:00:00.000003Z", "level": "error", "message": "Bad batch", "metadata": {"batch": 7, "ids": [1, 2]}}),
+    ]
+    .map(|v| serde_json::to_vec(&v).unwrap());
+    sink.append_logs(refs(&logs)).unwrap();
+    sink.append_metrics(
+        Some("train"),
+        [
+            &br#"{"loss":0.5,"step":0,"_ts":1795817645.891359}"#[..],
+            br#"{"loss":0.25,"step":1,"_ts":1795817645.891400}"#,
+        ],
+    )
+    .unwrap();
+    sink.append_metrics(
+        Some("eval"),
+        [&br#"{"acc":0.9,"step":1,"_ts":1795817645.891500}"#[..]],
+    )
+    .unwrap();
+    sink.append_tracks(
+        "robot/pose",
+        [
+            &br#"{"timestamp":1.0,"q":[0.1,0.2],"frame":0}"#[..],
+            br#"{"timestamp":2.0,"q":[0.3,0.4],"frame":1}"#,
+        ],
+    )
+    .unwrap();
+    sink.finish(Status::Completed).unwrap();
+    let report = sink.close(Duration::from_secs(20));
+    assert!(report.is_drained(), "{report}");
+
+    // Files are not sent by the sink yet: compare everything else.
+    let is_file = |r: &&Request| {
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("multipart/"))
+            || (r.path == "/graphql"
+                && !r.json()["query"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("GetProject("))
+            || r.json()["experimentId"].is_number() && r.json()["type"] == "FOLDER"
+    };
+    let mut sdk_shapes: Vec<_> = sdk_reqs.iter().filter(|r| !is_file(r)).map(shape).collect();
+    let mut ours_shapes: Vec<_> = ours.requests().iter().map(shape).collect();
+    // Timestamps differ (the values, not the types: `_ts` and track
+    // `timestamp` are floats on both sides, log timestamps strings).
+    for s in sdk_shapes.iter_mut().chain(ours_shapes.iter_mut()) {
+        strip_times(&mut s.2);
+    }
+    for (i, (a, b)) in sdk_shapes.iter().zip(&ours_shapes).enumerate() {
+        assert_eq!(
+            a,
+            b,
+            "request {i} differs (SDK left, ours right); SDK requests in {}",
+            dump_path.display()
+        );
+    }
+    assert_eq!(
+        sdk_shapes.len(),
+        ours_shapes.len(),
+        "SDK: {sdk_shapes:#?}\nours: {ours_shapes:#?}"
+    );
+}
+
+fn strip_times(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "_ts" && x.is_f64() {
+                    *x = json!("<float time>");
+                } else if k == "timestamp" && x.is_string() {
+                    *x = json!("<time>");
+                } else {
+                    strip_times(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_times),
+        _ => {}
+    }
+}

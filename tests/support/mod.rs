@@ -1,0 +1,1012 @@
+//! A test ML-Dash server on 127.0.0.1 (random port), std only: the
+//! endpoints of ML-DASH.md §4 with answers shaped like the real server's
+//! (19-digit ids as bare JSON numbers), a record of every request,
+//! deduplication by `Idempotency-Key`, and switches for faults.
+//!
+//! Used by `tests/sink_remote_*.rs` (each includes it with `mod support;`).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::io::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+/// First id handed out: 19 digits, as the server's snowflakes.
+const FIRST_ID: u64 = 7_355_667_590_605_628_000;
+
+/// One request as received, and what the server did with it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The status answered (0: no answer: reset, black hole or dropped).
+    pub status: u16,
+    /// The fault applied, if any.
+    pub fault: Option<&'static str>,
+    /// A repeated idempotency key: answered from the record, not applied.
+    pub duplicate: bool,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn key(&self) -> Option<&str> {
+        self.header("idempotency-key")
+    }
+    /// Applied to the server's data (answered 2xx, not a duplicate).
+    pub fn applied(&self) -> bool {
+        (200..300).contains(&self.status) && !self.duplicate
+    }
+}
+
+/// Random faults, drawn per request from a seeded generator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomFaults {
+    pub p_5xx: f64,
+    pub p_429: f64,
+    pub p_reset: f64,
+    /// Applied, but answered after `late` (after the client's timeout).
+    pub p_late: f64,
+    pub seed: u64,
+}
+
+/// A rule answering `status` to requests whose path contains `path`.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub path: String,
+    pub status: u16,
+    /// How many times (`u32::MAX`: always).
+    pub times: u32,
+}
+
+/// Fault switches (all off by default).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The next N requests fail with `fail_status` (500 or 503).
+    pub fail_next: u32,
+    pub fail_status: u16,
+    pub random: Option<RandomFaults>,
+    /// `Retry-After` sent with 429 (and 503) answers.
+    pub retry_after: Option<String>,
+    /// The next N requests get their connection reset in the middle of the body.
+    pub reset_next: u32,
+    /// Accept connections and never answer.
+    pub black_hole: bool,
+    /// Answer 503 to everything (the server is "down").
+    pub down: bool,
+    pub reject: Vec<Reject>,
+    /// 413 when a data request carries more items than this.
+    pub max_items: Option<usize>,
+    /// Delay of late answers.
+    pub late: Duration,
+    /// Answer 401 unless `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Answer 409 to the next N node creations.
+    pub conflict_next: u32,
+    /// Apply the next N data requests but answer them `late` later.
+    pub late_next: u32,
+}
+
+/// What the server holds.
+#[derive(Debug, Default)]
+pub struct State {
+    pub requests: Vec<Request>,
+    seen: HashMap<String, (u16, Vec<u8>)>,
+    next_id: u64,
+    /// (namespace, slug) -> project id.
+    pub projects: Vec<(String, String, u64)>,
+    /// Nodes: id -> node JSON.
+    pub nodes: Vec<Value>,
+    /// experiment id -> experiment name.
+    pub experiments: HashMap<u64, String>,
+    /// (experiment id, metric name) -> points.
+    pub metrics: HashMap<(u64, String), Vec<Value>>,
+    pub logs: HashMap<u64, Vec<Value>>,
+    pub tracks: HashMap<(u64, String), Vec<Value>>,
+    pub params: HashMap<u64, Map<String, Value>>,
+    pub param_versions: HashMap<u64, u64>,
+    /// node id -> statuses in order.
+    pub statuses: HashMap<u64, Vec<String>>,
+    pub faults: Faults,
+    rng: Option<fastrand::Rng>,
+}
+
+impl State {
+    fn id(&mut self) -> u64 {
+        if self.next_id == 0 {
+            self.next_id = FIRST_ID;
+        }
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The experiment id of experiment `name` (the last prefix segment).
+    pub fn experiment(&self, name: &str) -> Option<u64> {
+        self.experiments
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
+    }
+
+    /// The points of one metric stream of experiment `name`.
+    pub fn points(&self, name: &str, metric: &str) -> Vec<Value> {
+        self.experiment(name)
+            .and_then(|e| self.metrics.get(&(e, metric.to_owned())))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Requests whose path contains `part`.
+    pub fn matching(&self, part: &str) -> Vec<&Request> {
+        self.requests
+            .iter()
+            .filter(|r| r.path.contains(part))
+            .collect()
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    cv: Condvar,
+    stop: AtomicBool,
+    open: Mutex<Vec<TcpStream>>,
+}
+
+/// The running server; stopped on drop.
+pub struct TestServer {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            open: Mutex::new(Vec::new()),
+        });
+        let i2 = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("test-server".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if i2.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let _ = conn.set_nodelay(true);
+                    if let Ok(c) = conn.try_clone() {
+                        i2.open.lock().unwrap().push(c);
+                    }
+                    let i3 = i2.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("test-server-conn".into())
+                        .spawn(move || serve(&i3, conn));
+                }
+            })
+            .unwrap();
+        TestServer {
+            addr,
+            inner,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        let mut st = self.state();
+        f(&mut st.faults);
+        if let Some(r) = st.faults.random {
+            st.rng = Some(fastrand::Rng::with_seed(r.seed));
+        }
+        drop(st);
+        self.inner.cv.notify_all();
+    }
+
+    /// Closes every connection the server holds (a black hole lets go).
+    pub fn drop_connections(&self) {
+        for c in self.inner.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state().requests.clone()
+    }
+
+    /// Waits until `cond` holds (re-checked after every request), at most `timeout`.
+    pub fn wait_for(&self, timeout: Duration, mut cond: impl FnMut(&State) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        let mut st = self.state();
+        loop {
+            if cond(&st) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return false;
+            }
+            st = self.inner.cv.wait_timeout(st, end - now).unwrap().0;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        for c in self.inner.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Raw {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Method, path and headers of a request.
+type Head = (String, String, Vec<(String, String)>);
+
+/// Reads the request line and headers; `None` at EOF.
+fn read_head(r: &mut BufReader<TcpStream>) -> Option<Head> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    Some((method, path, headers))
+}
+
+fn reset(conn: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+fn serve(inner: &Inner, conn: TcpStream) {
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
+    let mut r = BufReader::new(read_half);
+    let mut w = conn;
+    loop {
+        let Some((method, path, headers)) = read_head(&mut r) else {
+            return;
+        };
+        let len: usize = header(&headers, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+
+        // Faults decided before reading the body.
+        let (black_hole, reset_now) = {
+            let mut st = inner.state.lock().unwrap();
+            let f = &mut st.faults;
+            let bh = f.black_hole;
+            let mut rs = false;
+            if !bh && f.reset_next > 0 && path.starts_with("/api/experiments/") {
+                f.reset_next -= 1;
+                rs = true;
+            }
+            if !bh
+                && !rs
+                && let Some(rf) = st.faults.random
+                && is_data(&path)
+            {
+                let rng = st
+                    .rng
+                    .get_or_insert_with(|| fastrand::Rng::with_seed(rf.seed));
+                rs = rng.f64() < rf.p_reset;
+            }
+            (bh, rs)
+        };
+        if black_hole {
+            record(
+                inner,
+                Raw {
+                    method,
+                    path,
+                    headers,
+                    body: Vec::new(),
+                },
+                0,
+                Some("black hole"),
+                false,
+            );
+            // Hold the connection: read until the client gives up.
+            let mut sink = [0u8; 4096];
+            while let Ok(n) = r.read(&mut sink) {
+                if n == 0 {
+                    break;
+                }
+            }
+            return;
+        }
+        if reset_now {
+            let mut half = vec![0u8; len / 2];
+            let _ = r.read_exact(&mut half);
+            record(
+                inner,
+                Raw {
+                    method,
+                    path,
+                    headers,
+                    body: half,
+                },
+                0,
+                Some("reset"),
+                false,
+            );
+            reset(&w);
+            return;
+        }
+        let mut body = vec![0u8; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let raw = Raw {
+            method,
+            path,
+            headers,
+            body,
+        };
+        let (status, extra_headers, answer, late) = handle(inner, raw);
+        if let Some(d) = late {
+            std::thread::sleep(d);
+        }
+        let mut out = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            reason(status),
+            answer.len()
+        );
+        for (k, v) in extra_headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&answer);
+        if w.write_all(&bytes).is_err() {
+            return;
+        }
+        let _ = w.flush();
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn is_data(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+fn record(inner: &Inner, raw: Raw, status: u16, fault: Option<&'static str>, duplicate: bool) {
+    let mut st = inner.state.lock().unwrap();
+    st.requests.push(Request {
+        method: raw.method,
+        path: raw.path,
+        headers: raw.headers,
+        body: raw.body,
+        status,
+        fault,
+        duplicate,
+    });
+    drop(st);
+    inner.cv.notify_all();
+}
+
+type Answer = (u16, Vec<(String, String)>, Vec<u8>, Option<Duration>);
+
+fn handle(inner: &Inner, raw: Raw) -> Answer {
+    let mut st = inner.state.lock().unwrap();
+    let mut fault: Option<&'static str> = None;
+    let mut late = None;
+    let mut extra = Vec::new();
+    let reply = 'reply: {
+        if st.faults.down {
+            fault = Some("down");
+            break 'reply (503, json!({"error": "down"}));
+        }
+        if let Some(tok) = &st.faults.token {
+            let want = format!("Bearer {tok}");
+            if header(&raw.headers, "authorization") != Some(want.as_str()) {
+                fault = Some("401");
+                break 'reply (
+                    401,
+                    json!({"error": "Unauthorized", "message": "invalid token"}),
+                );
+            }
+        }
+        if let Some(i) = st
+            .faults
+            .reject
+            .iter()
+            .position(|r| raw.path.contains(&r.path) && r.times > 0)
+        {
+            let r = &mut st.faults.reject[i];
+            if r.times != u32::MAX {
+                r.times -= 1;
+            }
+            let status = r.status;
+            fault = Some("reject");
+            break 'reply (
+                status,
+                json!({"error": "rejected", "message": format!("test rule {status}")}),
+            );
+        }
+        if st.faults.fail_next > 0 {
+            st.faults.fail_next -= 1;
+            fault = Some("fail_next");
+            let s = if st.faults.fail_status == 0 {
+                500
+            } else {
+                st.faults.fail_status
+            };
+            if let Some(ra) = st.faults.retry_after.clone() {
+                extra.push(("Retry-After".to_owned(), ra));
+            }
+            break 'reply (s, json!({"error": "injected"}));
+        }
+        if let Some(rf) = st.faults.random
+            && is_data(&raw.path)
+        {
+            let rng = st
+                .rng
+                .get_or_insert_with(|| fastrand::Rng::with_seed(rf.seed));
+            let x = rng.f64();
+            if x < rf.p_5xx {
+                fault = Some("5xx");
+                let s = if rng.bool() { 500 } else { 503 };
+                break 'reply (s, json!({"error": "injected"}));
+            }
+            if x < rf.p_5xx + rf.p_429 {
+                fault = Some("429");
+                if let Some(ra) = st.faults.retry_after.clone() {
+                    extra.push(("Retry-After".to_owned(), ra));
+                }
+                break 'reply (429, json!({"error": "slow down"}));
+            }
+            if x < rf.p_5xx + rf.p_429 + rf.p_late {
+                fault = Some("late");
+                late = Some(st.faults.late);
+            }
+        }
+        if st.faults.late_next > 0 && raw.path.starts_with("/api/experiments/") {
+            st.faults.late_next -= 1;
+            fault = Some("late");
+            late = Some(st.faults.late);
+        }
+        if let Some(max) = st.faults.max_items {
+            let n = serde_json::from_slice::<Value>(&raw.body)
+                .ok()
+                .and_then(|v| {
+                    ["dataPoints", "logs", "entries"]
+                        .iter()
+                        .find_map(|k| v.get(*k).and_then(Value::as_array).map(Vec::len))
+                })
+                .unwrap_or(0);
+            if n > max {
+                fault = Some("413");
+                break 'reply (413, json!({"error": "Payload Too Large"}));
+            }
+        }
+        let key = header(&raw.headers, "idempotency-key").map(str::to_owned);
+        if let Some(k) = &key
+            && let Some((s, body)) = st.seen.get(k).cloned()
+        {
+            let req = Request {
+                method: raw.method,
+                path: raw.path,
+                headers: raw.headers,
+                body: raw.body,
+                status: s,
+                fault,
+                duplicate: true,
+            };
+            st.requests.push(req);
+            drop(st);
+            inner.cv.notify_all();
+            return (s, extra, body, late);
+        }
+        let (s, v) = route(&mut st, &raw);
+        if let Some(k) = key
+            && (200..300).contains(&s)
+        {
+            st.seen.insert(k, (s, serde_json::to_vec(&v).unwrap()));
+        }
+        (s, v)
+    };
+    let (status, v) = reply;
+    let body = serde_json::to_vec(&v).unwrap();
+    st.requests.push(Request {
+        method: raw.method,
+        path: raw.path,
+        headers: raw.headers,
+        body: raw.body,
+        status,
+        fault,
+        duplicate: false,
+    });
+    drop(st);
+    inner.cv.notify_all();
+    (status, extra, body, late)
+}
+
+fn not_found() -> (u16, Value) {
+    (404, json!({"error": "Not Found"}))
+}
+
+fn bad(msg: &str) -> (u16, Value) {
+    (400, json!({"error": "Bad Request", "message": msg}))
+}
+
+fn decode(seg: &str) -> String {
+    let b = seg.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(x) = u8::from_str_radix(&seg[i + 1..i + 3], 16)
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn id_of(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn route(st: &mut State, raw: &Raw) -> (u16, Value) {
+    let path = raw.path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ct = header(&raw.headers, "content-type").unwrap_or("");
+    let body: Value = if ct.starts_with("multipart/") {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&raw.body) {
+            Ok(v) => v,
+            Err(_) if raw.body.is_empty() => Value::Null,
+            Err(e) => return bad(&format!("invalid JSON: {e}")),
+        }
+    };
+    match (raw.method.as_str(), segs.as_slice()) {
+        ("GET", ["health"]) => (200, json!({"status": "ok"})),
+        ("POST", ["graphql"]) => graphql(st, &body),
+        ("POST", ["api", "namespaces", ns, "nodes"]) => {
+            if st.faults.conflict_next > 0 {
+                st.faults.conflict_next -= 1;
+                return (409, json!({"error": "Conflict", "message": "P2002"}));
+            }
+            if ct.starts_with("multipart/") {
+                return file_node(st, raw);
+            }
+            create_node(st, ns, &body)
+        }
+        ("PATCH", ["api", "nodes", id]) => {
+            let Ok(id) = id.parse::<u64>() else {
+                return not_found();
+            };
+            let Some(node) = st.nodes.iter_mut().find(|n| n["id"].as_u64() == Some(id)) else {
+                return not_found();
+            };
+            let Some(s) = body.get("status").and_then(Value::as_str) else {
+                return bad("status required");
+            };
+            node["status"] = s.into();
+            let n = node.clone();
+            st.statuses.entry(id).or_default().push(s.to_owned());
+            (200, n)
+        }
+        ("POST", ["api", "experiments", id, rest @ ..]) => {
+            let Ok(exp) = id.parse::<u64>() else {
+                return not_found();
+            };
+            if !st.experiments.contains_key(&exp) {
+                return not_found();
+            }
+            match rest {
+                ["parameters"] => {
+                    let Some(data) = body.get("data").and_then(Value::as_object) else {
+                        return bad("data must be an object");
+                    };
+                    let p = st.params.entry(exp).or_default();
+                    for (k, v) in data {
+                        p.insert(k.clone(), v.clone());
+                    }
+                    let d = Value::Object(p.clone());
+                    let v = st.param_versions.entry(exp).or_insert(0);
+                    *v += 1;
+                    let version = *v;
+                    let id = st.id();
+                    (
+                        200,
+                        json!({"id": id, "experimentId": exp, "data": d, "version": version}),
+                    )
+                }
+                ["logs"] => {
+                    let Some(logs) = body.get("logs").and_then(Value::as_array) else {
+                        return bad("logs must be an array");
+                    };
+                    for l in logs {
+                        let lvl = l.get("level").and_then(Value::as_str).unwrap_or("");
+                        if !["info", "warn", "error", "debug", "fatal"].contains(&lvl)
+                            || l.get("message").is_none()
+                        {
+                            return bad("invalid log entry");
+                        }
+                    }
+                    let v = st.logs.entry(exp).or_default();
+                    let start = v.len();
+                    v.extend(logs.iter().cloned());
+                    let end = v.len().saturating_sub(1);
+                    (
+                        201,
+                        json!({"created": logs.len(), "startSequence": start, "endSequence": end, "experimentId": exp.to_string()}),
+                    )
+                }
+                ["metrics", name, "append-batch"] => {
+                    let Some(points) = body.get("dataPoints").and_then(Value::as_array) else {
+                        return bad("dataPoints must be an array");
+                    };
+                    if points.is_empty() || points.iter().any(|p| !p.is_object()) {
+                        return bad("dataPoints must be non-empty objects");
+                    }
+                    let name = decode(name);
+                    let mid = st.id();
+                    let v = st.metrics.entry((exp, name)).or_default();
+                    let start = v.len();
+                    v.extend(points.iter().cloned());
+                    (
+                        200,
+                        json!({"metricId": mid, "startIndex": start, "endIndex": v.len() - 1, "count": points.len()}),
+                    )
+                }
+                ["tracks", topic, "append_batch"] => {
+                    let Some(entries) = body.get("entries").and_then(Value::as_array) else {
+                        return bad("entries must be an array");
+                    };
+                    if entries.is_empty() || entries.iter().any(|e| e.get("timestamp").is_none()) {
+                        return bad("entries must be non-empty, each with a timestamp");
+                    }
+                    let topic = decode(topic);
+                    st.tracks
+                        .entry((exp, topic.clone()))
+                        .or_default()
+                        .extend(entries.iter().cloned());
+                    (201, json!({"count": entries.len(), "topic": topic}))
+                }
+                _ => not_found(),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+fn project(st: &mut State, ns: &str, slug: &str) -> u64 {
+    if let Some(p) = st.projects.iter().find(|p| p.0 == ns && p.1 == slug) {
+        return p.2;
+    }
+    let id = st.id();
+    st.projects.push((ns.to_owned(), slug.to_owned(), id));
+    id
+}
+
+fn create_node(st: &mut State, ns: &str, body: &Value) -> (u16, Value) {
+    let ty = body.get("type").and_then(Value::as_str).unwrap_or("");
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if name.is_empty() {
+        return bad("name required");
+    }
+    if ty == "PROJECT" {
+        let slug = body
+            .get("slug")
+            .and_then(Value::as_str)
+            .unwrap_or(&name)
+            .to_owned();
+        let pid = project(st, ns, &slug);
+        return (
+            201,
+            json!({"project": {"id": pid, "slug": slug, "name": name}, "node": {"id": pid, "type": "PROJECT"}}),
+        );
+    }
+    let pid = match id_of(body.get("projectId")) {
+        Some(p) => p,
+        None => match body.get("projectSlug").and_then(Value::as_str) {
+            Some(slug) => project(st, ns, slug),
+            None => return bad("projectId or projectSlug required"),
+        },
+    };
+    let parent: Value = match body.get("parentId") {
+        Some(Value::String(s)) if s == "ROOT" => Value::Null,
+        Some(v) => match id_of(Some(v)) {
+            Some(p) => p.into(),
+            None => return bad("bad parentId"),
+        },
+        None => Value::Null,
+    };
+    if !matches!(ty, "FOLDER" | "EXPERIMENT") {
+        return bad("unknown node type");
+    }
+    let existing = st
+        .nodes
+        .iter()
+        .find(|n| {
+            n["type"] == ty
+                && n["projectId"].as_u64() == Some(pid)
+                && n["parentId"] == parent
+                && n["name"] == name.as_str()
+        })
+        .cloned();
+    let node = match existing {
+        Some(n) => n,
+        None => {
+            let id = st.id();
+            let mut n = json!({"id": id, "type": ty, "name": name, "projectId": pid, "parentId": parent, "status": null});
+            if ty == "EXPERIMENT" {
+                let eid = st.id();
+                n["experimentId"] = eid.into();
+                n["status"] = "RUNNING".into();
+                st.experiments.insert(eid, name.clone());
+            }
+            st.nodes.push(n.clone());
+            n
+        }
+    };
+    let proj = st.projects.iter().find(|p| p.2 == pid).cloned();
+    let project = json!({"id": pid, "slug": proj.as_ref().map(|p| p.1.clone())});
+    if ty == "EXPERIMENT" {
+        let eid = node["experimentId"].clone();
+        (
+            201,
+            json!({"experiment": {"id": eid, "name": name, "projectId": pid}, "node": node, "project": project}),
+        )
+    } else {
+        (201, json!({"node": node, "project": project}))
+    }
+}
+
+fn file_node(st: &mut State, raw: &Raw) -> (u16, Value) {
+    let text = String::from_utf8_lossy(&raw.body);
+    let field = |name: &str| -> Option<String> {
+        let marker = format!("name=\"{name}\"");
+        let at = text.find(&marker)?;
+        let rest = &text[at..];
+        let start = rest.find("\r\n\r\n")? + 4;
+        let end = rest[start..].find("\r\n--")?;
+        Some(rest[start..start + end].to_owned())
+    };
+    let id = st.id();
+    let name = field("name").unwrap_or_default();
+    let node = json!({"id": id, "type": "FILE", "name": name, "experimentId": field("experimentId"), "parentId": field("parentId")});
+    st.nodes.push(node.clone());
+    (
+        201,
+        json!({"node": node, "physicalFile": {"id": st.id(), "filename": name, "checksum": field("checksum"), "sizeBytes": "0", "contentType": "application/octet-stream"}}),
+    )
+}
+
+/// GraphQL: a superset answer (the SDK reads only what it asked for).
+fn graphql(st: &mut State, body: &Value) -> (u16, Value) {
+    let vars = body.get("variables").cloned().unwrap_or(Value::Null);
+    let mut data = Map::new();
+    if let Some(ns) = vars.get("namespace").and_then(Value::as_str) {
+        let projects: Vec<Value> = st
+            .projects
+            .iter()
+            .filter(|p| p.0 == ns)
+            .map(|p| json!({"id": p.2, "slug": p.1}))
+            .collect();
+        data.insert("namespace".into(), json!({"projects": projects}));
+    }
+    let exp = id_of(vars.get("experimentId"));
+    let exp_node = exp.and_then(|e| {
+        st.nodes
+            .iter()
+            .find(|n| n["experimentId"].as_u64() == Some(e))
+            .cloned()
+    });
+    let pid = exp_node
+        .as_ref()
+        .and_then(|n| n["projectId"].as_u64())
+        .or_else(|| id_of(vars.get("projectId")))
+        .or_else(|| {
+            let slug = vars.get("projectSlug")?.as_str()?;
+            st.projects.iter().find(|p| p.1 == slug).map(|p| p.2)
+        });
+    if let Some(pid) = pid {
+        let proj = st.projects.iter().find(|p| p.2 == pid).cloned();
+        let slug = proj.as_ref().map(|p| p.1.clone());
+        let ns = proj.as_ref().map(|p| p.0.clone());
+        if let Some(n) = &exp_node {
+            data.insert(
+                "experimentById".into(),
+                json!({"id": n["experimentId"], "projectId": pid, "project": {"slug": slug, "name": slug, "namespace": {"slug": ns}}}),
+            );
+            data.insert("experimentNode".into(), json!({"id": n["id"]}));
+        }
+        fn tree(nodes: &[Value], pid: u64, parent: &Value) -> Vec<Value> {
+            nodes
+                .iter()
+                .filter(|n| n["projectId"].as_u64() == Some(pid) && &n["parentId"] == parent)
+                .map(|n| {
+                    let mut m = n.clone();
+                    m["children"] = Value::Array(tree(nodes, pid, &n["id"]));
+                    m
+                })
+                .collect()
+        }
+        let nodes = tree(&st.nodes, pid, &Value::Null);
+        data.insert(
+            "project".into(),
+            json!({"id": pid, "slug": slug, "nodes": nodes}),
+        );
+    }
+    (200, json!({"data": data}))
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for driving the remote sink.
+
+use ml_dash::__remote_testing as rt;
+
+/// The test token.
+pub const TOKEN: &str = "test-token";
+
+/// A sink config for `server`: fast retries, quiet, explicit token.
+pub fn config(url: &str, prefix: &str, spool_dir: &std::path::Path) -> rt::RemoteConfig {
+    let mut c = rt::RemoteConfig::new(url, prefix, spool_dir);
+    c.token = Some(TOKEN.into());
+    c.retry_base_delay = Duration::from_millis(1);
+    c.retry_max_delay = Duration::from_millis(20);
+    c.request_timeout = Duration::from_secs(5);
+    c.connect_timeout = Duration::from_secs(2);
+    c.quiet = true;
+    c
+}
+
+/// Options of a replay against `url`.
+pub fn sync_options(url: &str) -> rt::SyncOptions {
+    let mut o = rt::SyncOptions::default();
+    o.dash_url = Some(url.into());
+    o.token = Some(TOKEN.into());
+    o.retry_base_delay = Duration::from_millis(1);
+    o.retry_max_delay = Duration::from_millis(20);
+    o.request_timeout = Duration::from_secs(5);
+    o.deadline = Duration::from_secs(60);
+    o.quiet = true;
+    o
+}
+
+/// `n` metric points `{"i":k,"t":tag,"_ts":…}` for k in `from..from+n`.
+pub fn points(tag: u32, from: u64, n: u64) -> Vec<Vec<u8>> {
+    (from..from + n)
+        .map(|i| format!("{{\"i\":{i},\"t\":{tag},\"_ts\":{}.5}}", 1_795_817_645 + i).into_bytes())
+        .collect()
+}
+
+/// Slices of `v` for an `append_*` call.
+pub fn refs(v: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> {
+    v.iter().map(Vec::as_slice)
+}
+
+/// `(t, i)` of stored points, with how many times each is there.
+pub fn census(points: &[Value]) -> HashMap<(u64, u64), u32> {
+    let mut m = HashMap::new();
+    for p in points {
+        let key = (
+            p["t"].as_u64().unwrap_or(u64::MAX),
+            p["i"].as_u64().unwrap_or(u64::MAX),
+        );
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Blocks until no one holds the session's lock (a sender left running by a
+/// close that timed out lets go of it when its request ends).
+pub fn wait_unlocked(session_dir: &std::path::Path) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(session_dir.join("lock"));
+    if let Ok(f) = f {
+        // SAFETY: flock on a file we own; blocks until the holder lets go.
+        unsafe {
+            libc::flock(f.as_raw_fd(), libc::LOCK_EX);
+            libc::flock(f.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
