@@ -889,7 +889,7 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let h = run.handle();
-                std::thread::spawn(move || {
+                crate::sync::thread::spawn(move || {
                     for i in 0..50 {
                         h.log(&format!("{t}-{i}")).unwrap();
                     }
@@ -920,7 +920,7 @@ mod tests {
             .map(|t| {
                 let h = run.handle();
                 let sink = run.sink();
-                std::thread::spawn(move || {
+                crate::sync::thread::spawn(move || {
                     for round in 0..5 {
                         h.log(&format!("{t}-{round}")).unwrap();
                         h.flush().unwrap();

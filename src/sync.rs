@@ -4,10 +4,10 @@
 //! Under `--cfg ml_dash_loom` every item here is loom's model of it (or a
 //! small loom-visible stand-in), so the loom suite in `loom-tests/` runs the
 //! real protocol code of the ring hand-off, registration, the collector's
-//! wake-up, the flush epochs, growth and shutdown. Nothing else in the crate
-//! imports `std::sync::atomic`, `std::thread` or `std::sync::mpsc`, except
-//! `clock.rs`, a std-only thread that is deliberately not part of the models
-//! (it is real time).
+//! wake-up, the flush epochs, growth and shutdown. The engine's protocol code
+//! (`ring`, `core`, `collector`, the sinks' hand-off) names none of those
+//! itself. Outside the models, with their own std threads: `clock.rs` (real
+//! time by nature), the file upload pool and the remote sender.
 //!
 //! Time in the models: there is none. [`park_timeout`] becomes a plain `park`
 //! (the timeout never fires, so every wake-up must come from the protocol's
