@@ -57,7 +57,9 @@ criterion_group!(benches, criterion_benches);
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 /// `--threads N`: N producers run the paced 1-field loop at once into one run.
