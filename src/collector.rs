@@ -26,6 +26,7 @@ use serde_json::{Map, Value as Json};
 use crate::config::Backpressure;
 use crate::core::{Control, RingShared, RunCore, Status, StreamKind};
 use crate::encode;
+use crate::files::{FileJob, FileRecord, Pool};
 use crate::record::{self, FieldValue, Level, RecordView, kind};
 use crate::ring::RingConsumer;
 use crate::sink::local::LocalStore;
@@ -120,9 +121,50 @@ pub(crate) struct Collector<S: Sink = LocalStore> {
     report: CloseReport,
     status: Status,
     scratch: Vec<u8>,
+    /// The upload workers (none in tests and models: file records are dropped).
+    files: Option<Pool>,
+    /// File jobs decoded and not yet handed to the workers.
+    file_jobs: Vec<FileJob>,
 }
 
 impl<S: Sink> Collector<S> {
+    /// Stores the run's files with `pool`.
+    pub(crate) fn with_files(mut self, pool: Pool) -> Self {
+        self.files = Some(pool);
+        self
+    }
+
+    /// Hands decoded file jobs to the workers and collects finished ones.
+    fn pump_files(&mut self) {
+        let Some(pool) = self.files.as_mut() else {
+            self.file_jobs.clear();
+            return;
+        };
+        for job in self.file_jobs.drain(..) {
+            pool.submit(job);
+        }
+        let errors = pool.poll();
+        self.report.stored.files = pool.stored;
+        for e in errors {
+            self.note(Err(e));
+        }
+    }
+
+    /// Waits for every queued file; false when one could not be stored.
+    fn wait_files(&mut self) -> bool {
+        self.pump_files();
+        let Some(pool) = self.files.as_mut() else {
+            return true;
+        };
+        let errors = pool.wait_idle();
+        self.report.stored.files = pool.stored;
+        let ok = errors.is_empty();
+        for e in errors {
+            self.note(Err(e));
+        }
+        ok
+    }
+
     pub(crate) fn new(core: Arc<RunCore>, rx: mpsc::Receiver<Control>, store: S) -> Self {
         Collector {
             core,
@@ -145,6 +187,8 @@ impl<S: Sink> Collector<S> {
             report: CloseReport::default(),
             status: Status::Completed,
             scratch: Vec::new(),
+            files: None,
+            file_jobs: Vec::new(),
         }
     }
 
@@ -292,6 +336,7 @@ impl<S: Sink> Collector<S> {
             scratch,
             store,
             report,
+            file_jobs,
             ..
         } = self;
         let chain = &mut chains[i];
@@ -312,6 +357,7 @@ impl<S: Sink> Collector<S> {
             store,
             stored: &mut report.stored,
             error: &mut error,
+            file_jobs,
         };
         let n = chain.consumer.drain(|bytes| dec.record(bytes));
         if let Some(e) = error {
@@ -335,7 +381,7 @@ impl<S: Sink> Collector<S> {
                 .flatten()
                 .map(|t| t.entries.len() as u64)
                 .sum(),
-            files: 0,
+            files: (self.file_jobs.len() + self.files.as_ref().map_or(0, Pool::outstanding)) as u64,
         }
     }
 
@@ -386,6 +432,7 @@ impl<S: Sink> Collector<S> {
 
     fn write_everything(&mut self) -> Result<(), String> {
         self.last_write = Instant::now();
+        self.pump_files();
         let mut r = self.write_where(|n, _| n > 0);
         if r.is_ok() && !self.params.is_empty() {
             let params = std::mem::take(&mut self.params);
@@ -478,7 +525,8 @@ impl<S: Sink> Collector<S> {
     }
 
     fn complete_epoch(&mut self, target: u64) {
-        if self.write_everything().is_err() {
+        let written = self.write_everything().is_ok();
+        if !self.wait_files() || !written {
             // Release: read by the waiter after its Acquire of `completed`.
             self.core.epochs.failed.store(target, Ordering::Release);
         }
@@ -599,8 +647,17 @@ impl<S: Sink> Collector<S> {
                 pending.logs, pending.metrics, pending.tracks, pending.files
             );
         }
+        if pending.files > 0 && !quiet {
+            eprintln!("[ML-Dash]   Uploading {} file(s)...", pending.files);
+        }
         self.report.pending_at_close = pending;
-        let written = self.write_everything();
+        let mut written = self.write_everything();
+        if !self.wait_files() && written.is_ok() {
+            written = Err(self.report.errors.last().cloned().unwrap_or_default());
+        }
+        if let Some(mut pool) = self.files.take() {
+            pool.shutdown();
+        }
         let finished = self.store.finish(self.status).map_err(|e| e.to_string());
         let outcome = written.and(finished);
         if let Err(e) = &outcome {
@@ -678,6 +735,7 @@ struct Decoder<'a, S: Sink> {
     params_calls: &'a mut u64,
     last_track_ts: &'a mut f64,
     scratch: &'a mut Vec<u8>,
+    file_jobs: &'a mut Vec<FileJob>,
 }
 
 impl<S: Sink> Decoder<'_, S> {
@@ -688,6 +746,12 @@ impl<S: Sink> Decoder<'_, S> {
             kind::LOG => self.log(&r),
             kind::TRACK => self.track(&r),
             kind::PARAMS => self.params(&r),
+            kind::FILE => {
+                // The producer serialized a FileRecord with serde_json.
+                if let Ok(rec) = serde_json::from_slice::<FileRecord>(r.msg) {
+                    self.file_jobs.push(rec.into_job());
+                }
+            }
             _ => {}
         }
     }

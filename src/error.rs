@@ -28,6 +28,14 @@ pub enum Error {
     /// A value that cannot be stored (for example a parameter set that is not a map).
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    /// A file that cannot be uploaded (missing, a directory, a non-UTF-8 name).
+    #[error("cannot upload {path}: {reason}")]
+    InvalidFile {
+        /// The path as given.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// A record larger than the configured `max_record_bytes`.
     #[error(
         "record of {size} bytes exceeds max_record_bytes = {limit}: raise BufferConfig::max_record_bytes or store the content as a file"

@@ -48,13 +48,20 @@ pub mod config;
 mod core;
 mod encode;
 mod error;
-#[allow(dead_code, unused_imports)] // wired into the collector next
 mod files;
 pub mod read;
 mod record;
+#[allow(dead_code)] // the remote sink and its spool: wired into the collector next
+mod remote;
 mod ring;
 mod sink;
+#[allow(dead_code)]
+mod spool;
 mod sync;
+
+/// The remote sink's pieces for `tests/sink_remote_*` (not a public API).
+#[doc(hidden)]
+pub use remote::testing as __remote_testing;
 
 /// Internal doors for the loom models in `loom-tests/` (only under
 /// `--cfg ml_dash_loom`; never part of a normal build).
@@ -65,7 +72,7 @@ pub mod __loom;
 #[cfg(all(test, not(ml_dash_loom)))]
 mod __loom;
 
-pub use api::{Experiment, Logger, Metrics, Params, Run, Track, validate_prefix};
+pub use api::{Experiment, Files, Logger, Metrics, Params, Run, Track, validate_prefix};
 pub use collector::{CloseReport, Counts};
 pub use config::{Backpressure, BufferConfig};
 pub use core::Status;

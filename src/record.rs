@@ -5,11 +5,11 @@
 //!
 //! ```text
 //! 0  u32 len      total bytes, multiple of 8 (the ring's framing word)
-//! 4  u8  kind     Metric, Log, Track, Params (PAD belongs to the ring)
+//! 4  u8  kind     Metric, Log, Track, Params, File (PAD belongs to the ring)
 //! 5  u8  aux      log level / track flags
 //! 6  u16 nfields
 //! 8  u32 stream   stream or topic id
-//! 12 u32 msg_len  bytes of the message (logs) or JSON text (params)
+//! 12 u32 msg_len  bytes of the message (logs) or JSON text (params, files)
 //! 16 u64 ts       wall clock, nanoseconds since the Unix epoch (0: none)
 //! 24 message bytes, then per field: u8 name_len, u8 tag, name, value
 //! ```
@@ -31,6 +31,7 @@ pub(crate) mod kind {
     pub(crate) const LOG: u8 = 2;
     pub(crate) const TRACK: u8 = 3;
     pub(crate) const PARAMS: u8 = 4;
+    pub(crate) const FILE: u8 = 5;
 }
 
 /// Track flag in `aux`: the caller gave the timestamp.

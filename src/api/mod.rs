@@ -5,7 +5,10 @@
 //! It depends on `core` (to push records and flush) and on the store only to
 //! open it; it never reaches into the collector's internals.
 
+mod files;
 mod names;
+
+pub use files::Files;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use crate::collector::{CloseReport, Collector};
 use crate::config::BufferConfig;
 use crate::core::{Control, RunCore, Status, StreamKind};
 use crate::error::{Error, Result};
+use crate::files::{FileStore, Pool};
 use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, kind};
 use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
 use crate::sync::{Ordering, thread};
@@ -127,8 +131,11 @@ impl Experiment {
         };
         let store = LocalStore::open(&self.dash_root, &info, cfg.sync_on_flush)?;
         let dir = store.dir().to_path_buf();
+        let files = Arc::new(FileStore::new(&dir, &prefix, cfg.sync_on_flush));
+        let cfg_workers = cfg.file_upload_workers;
         let (core, rx) = RunCore::new(cfg);
-        let collector = Collector::new(core.clone(), rx, store);
+        let pool = Pool::new(FileStore::clone(&files), cfg_workers);
+        let collector = Collector::new(core.clone(), rx, store).with_files(pool);
         let done = core.clone();
         let handle = thread::Builder::new()
             .name(format!("ml-dash-collector-{}", core.id))
@@ -143,6 +150,7 @@ impl Experiment {
             collector: Some(handle),
             dir,
             prefix,
+            files,
         })
     }
 }
@@ -153,9 +161,7 @@ struct ExitGuard(Arc<RunCore>);
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        // Release: pairs with the Acquire load in `RunCore::alive`.
-        self.0.collector_done.store(true, Ordering::Release);
-        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.collector_exited();
     }
 }
 
@@ -169,9 +175,23 @@ pub struct Run {
     collector: Option<thread::JoinHandle<CloseReport>>,
     dir: PathBuf,
     prefix: String,
+    files: Arc<FileStore>,
 }
 
 impl Run {
+    /// The files of folder `dir` of the run (`""` is the root). The folder is
+    /// checked when a file is saved.
+    pub fn files(&self, dir: &str) -> Files {
+        Files {
+            core: self.core.clone(),
+            store: self.files.clone(),
+            dir: dir.to_string(),
+            description: None,
+            tags: Vec::new(),
+            metadata: None,
+        }
+    }
+
     /// The handle of metric stream `name` (created on first use). Keep it
     /// across iterations; clone it into other threads.
     ///

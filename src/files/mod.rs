@@ -27,12 +27,52 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use crate::encode;
 use crate::error::{Error, Result};
 use crate::sink::local::{read_json, write_json_atomic};
+
+/// What travels through the ring for one file (JSON in the record's message).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct FileRecord {
+    pub(crate) id: String,
+    pub(crate) path: String,
+    pub(crate) filename: String,
+    pub(crate) description: Option<String>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) metadata: Option<Json>,
+    pub(crate) content_type: String,
+    /// The engine's temp file, or the user's file for `upload`.
+    pub(crate) source: String,
+    pub(crate) user_file: bool,
+    pub(crate) seq: u64,
+}
+
+impl FileRecord {
+    pub(crate) fn into_job(self) -> FileJob {
+        let source = if self.user_file {
+            Source::User(self.source.into())
+        } else {
+            Source::Temp(self.source.into())
+        };
+        FileJob {
+            entry: FileEntry {
+                id: self.id,
+                path: self.path,
+                filename: self.filename,
+                description: self.description,
+                tags: self.tags,
+                metadata: self.metadata,
+                content_type: self.content_type,
+            },
+            source,
+            seq: self.seq,
+        }
+    }
+}
 
 /// Where the content of a file job comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
