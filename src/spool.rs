@@ -10,6 +10,7 @@
 //!      lock                              flock'd while a live sink or a sender owns the session
 //!      ack                               the sender's cursor (two checksummed slots)
 //!      00000001.seg 00000002.seg ...     segments of records, deleted once acknowledged
+//!      files/<seq>-<name>                the content of spooled files, deleted once sent
 //!    dead-letter.jsonl                   batches the server refused (4xx), with the answer
 //! ```
 //!
@@ -64,6 +65,8 @@ pub const MAX_PAYLOAD: u64 = 1 << 30;
 pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
 /// Name of the session descriptor in a session folder.
 pub const SESSION_FILE: &str = "session.json";
+/// Folder of a session's file blobs.
+pub const FILES_DIR: &str = "files";
 
 const PAYLOAD_FIXED: usize = 1 + 1 + 2 + 8 + 2;
 
@@ -81,6 +84,8 @@ pub enum Kind {
     Tracks = 5,
     /// The run's final status: one item, `COMPLETED`, `FAILED` or `CANCELLED`.
     Status = 6,
+    /// A file: one item, its descriptor (the content is a blob in the session's `files/`).
+    File = 7,
 }
 
 impl Kind {
@@ -91,6 +96,7 @@ impl Kind {
             4 => Kind::Metrics,
             5 => Kind::Tracks,
             6 => Kind::Status,
+            7 => Kind::File,
             _ => return None,
         })
     }
@@ -103,6 +109,7 @@ impl Kind {
             Kind::Metrics => 'm',
             Kind::Tracks => 't',
             Kind::Status => 's',
+            Kind::File => 'f',
         }
     }
 
@@ -114,6 +121,7 @@ impl Kind {
             Kind::Metrics => "metric point",
             Kind::Tracks => "track entry",
             Kind::Status => "status",
+            Kind::File => "file",
         }
     }
 }
@@ -559,6 +567,11 @@ impl SpoolWriter {
         self.id
     }
 
+    /// The sequence number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Where the data written so far ends.
     pub fn end(&self) -> Pos {
         Pos {
@@ -886,14 +899,22 @@ impl SessionReader {
     }
 }
 
-/// Bytes held by a session's segments.
+/// Bytes held by a session's segments and file blobs.
 pub fn session_bytes(session_dir: &Path) -> u64 {
-    segments(session_dir)
+    let segs: u64 = segments(session_dir)
         .unwrap_or_default()
         .into_iter()
         .filter_map(|n| fs::metadata(session_dir.join(segment_name(n))).ok())
         .map(|m| m.len())
-        .sum()
+        .sum();
+    let blobs: u64 = fs::read_dir(session_dir.join(FILES_DIR))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    segs + blobs
 }
 
 #[cfg(test)]

@@ -55,8 +55,12 @@ fn normalize(v: &Value) -> Value {
             m.iter()
                 .map(|(k, x)| {
                     let x = match k.as_str() {
-                        "projectId" | "parentId" if x.is_u64() => json!("<integer id>"),
-                        "projectId" | "parentId" if x != "ROOT" => json!("<string id>"),
+                        "projectId" | "parentId" | "experimentId" if x.is_u64() => {
+                            json!("<integer id>")
+                        }
+                        "projectId" | "parentId" | "experimentId" if x != "ROOT" => {
+                            json!("<string id>")
+                        }
                         _ => normalize(x),
                     };
                     (k.clone(), x)
@@ -68,7 +72,36 @@ fn normalize(v: &Value) -> Value {
     }
 }
 
+/// A multipart body as JSON: fields by name, the file part as an object.
+fn multipart_json(r: &Request) -> Value {
+    let parts = support::multipart(r.header("content-type").unwrap_or(""), &r.body);
+    let mut m = serde_json::Map::new();
+    for p in parts {
+        let text = String::from_utf8_lossy(&p.data).into_owned();
+        let v = match (&p.filename, p.name.as_str()) {
+            (Some(f), _) => json!({"filename": f, "contentType": p.content_type, "content": text}),
+            (None, "projectId" | "experimentId" | "parentId")
+                if text.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                json!("<integer id>")
+            }
+            (None, "metadata") => serde_json::from_str(&text).unwrap_or(json!(text)),
+            _ => json!(text),
+        };
+        m.insert(p.name, v);
+    }
+    Value::Object(m)
+}
+
 fn shape(r: &Request) -> (String, String, Value) {
+    let body = if r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("multipart/"))
+    {
+        multipart_json(r)
+    } else {
+        normalize(&r.json())
+    };
     let path: Vec<String> = r
         .path
         .split('/')
@@ -80,7 +113,7 @@ fn shape(r: &Request) -> (String, String, Value) {
             }
         })
         .collect();
-    (r.method.clone(), path.join("/"), normalize(&r.json()))
+    (r.method.clone(), path.join("/"), body)
 }
 
 #[test]
@@ -117,7 +150,7 @@ fn the_sink_sends_what_the_python_sdk_sends() {
     let sdk_reqs = sdk.requests();
     let dump: Vec<Value> = sdk_reqs
         .iter()
-        .map(|r| json!({"method": r.method, "path": r.path, "body": if r.json().is_null() { json!(String::from_utf8_lossy(&r.body[..r.body.len().min(300)])) } else { r.json() }}))
+        .map(|r| json!({"method": r.method, "path": r.path, "body": if r.json().is_null() { json!(String::from_utf8_lossy(&r.body[..r.body.len().min(4000)])) } else { r.json() }}))
         .collect();
     let dump_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-requests.json");
     let _ = std::fs::write(&dump_path, serde_json::to_string_pretty(&dump).unwrap());
@@ -157,28 +190,59 @@ fn the_sink_sends_what_the_python_sdk_sends() {
         ],
     )
     .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let tmp = src.path().join("save.tmp");
+    let content = b"{\n  \"lr\": 0.001\n}";
+    std::fs::write(&tmp, content).unwrap();
+    let sum: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    sink.append_file(&rt::FileUpload {
+        source: &tmp,
+        owned: true,
+        path: "/configs",
+        filename: "config.json",
+        content_type: "application/json",
+        checksum: &sum,
+        description: None,
+        tags: &[],
+        metadata: None,
+    })
+    .unwrap();
     sink.finish(Status::Completed).unwrap();
     let report = sink.close(Duration::from_secs(20));
     assert!(report.is_drained(), "{report}");
 
-    // Files are not sent by the sink yet: compare everything else.
-    let is_file = |r: &&Request| {
-        r.header("content-type")
-            .is_some_and(|c| c.starts_with("multipart/"))
-            || (r.path == "/graphql"
-                && !r.json()["query"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("GetProject("))
-            || r.json()["experimentId"].is_number() && r.json()["type"] == "FOLDER"
+    // Deliberate difference: before a file upload the SDK asks GraphQL for the
+    // project id, the experiment's project and its folder path; the sink has
+    // them from the experiment's creation and does not ask.
+    let is_lookup = |r: &&Request| {
+        r.path == "/graphql"
+            && !r.json()["query"]
+                .as_str()
+                .unwrap_or("")
+                .contains("GetProject(")
     };
-    let mut sdk_shapes: Vec<_> = sdk_reqs.iter().filter(|r| !is_file(r)).map(shape).collect();
+    let mut sdk_shapes: Vec<_> = sdk_reqs
+        .iter()
+        .filter(|r| !is_lookup(r))
+        .map(shape)
+        .collect();
     let mut ours_shapes: Vec<_> = ours.requests().iter().map(shape).collect();
     // Timestamps differ (the values, not the types: `_ts` and track
     // `timestamp` are floats on both sides, log timestamps strings).
     for s in sdk_shapes.iter_mut().chain(ours_shapes.iter_mut()) {
         strip_times(&mut s.2);
     }
+    assert!(
+        ours_shapes.iter().any(|s| s.2.get("file").is_some()),
+        "the file upload is compared too"
+    );
+    assert_eq!(ours_shapes.len(), 13, "{ours_shapes:#?}");
     for (i, (a, b)) in sdk_shapes.iter().zip(&ours_shapes).enumerate() {
         assert_eq!(
             a,

@@ -495,3 +495,191 @@ fn server_down_then_back_loses_nothing() {
     assert_eq!(c.len(), 10_000);
     assert!(c.values().all(|&n| n == 1));
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Files: moved (engine temp file) or copied (a user's file, untouched) into
+/// the spool, streamed as the SDK's multipart FILE node under folder nodes of
+/// the experiment, retried on 503, removed from the spool once sent.
+#[test]
+fn files_are_streamed_retried_and_removed_once_sent() {
+    let server = TestServer::start();
+    server.faults(|f| f.fail_files = 2);
+    let dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let temp = src.path().join("save-1.tmp");
+    let config_json = b"{\n  \"lr\": 0.001\n}".to_vec();
+    std::fs::write(&temp, &config_json).unwrap();
+    let user = src.path().join("weights.bin");
+    let weights: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&user, &weights).unwrap();
+
+    let mut sink =
+        rt::RemoteSink::open(config(&server.url(), "alice/proj/files", dir.path())).unwrap();
+    let sum = sha256_hex(&config_json);
+    sink.append_file(&rt::FileUpload {
+        source: &temp,
+        owned: true,
+        path: "/configs",
+        filename: "config.json",
+        content_type: "application/json",
+        checksum: &sum,
+        description: None,
+        tags: &[],
+        metadata: None,
+    })
+    .unwrap();
+    let wsum = sha256_hex(&weights);
+    let meta = json!({"epoch": 3});
+    sink.append_file(&rt::FileUpload {
+        source: &user,
+        owned: false,
+        path: "/models/best",
+        filename: "weights.bin",
+        content_type: "application/octet-stream",
+        checksum: &wsum,
+        description: Some("best"),
+        tags: &["a".into(), "b".into()],
+        metadata: Some(&meta),
+    })
+    .unwrap();
+    assert!(
+        !temp.exists(),
+        "an engine temp file is moved into the spool"
+    );
+    assert_eq!(
+        std::fs::read(&user).unwrap(),
+        weights,
+        "a user's file is left alone"
+    );
+    sink.finish(Status::Completed).unwrap();
+    let report = sink.close(Duration::from_secs(20));
+    assert!(report.is_drained(), "{report}");
+    assert_eq!(report.stats.sent_records, 3);
+
+    let st = server.state();
+    assert_eq!(st.files.len(), 2);
+    assert_eq!(st.files[0].content, config_json);
+    assert_eq!(st.files[0].checksum, sum);
+    assert_eq!(st.files[1].content, weights);
+    let exp = st.experiment("files").unwrap();
+    let exp_node = st
+        .nodes
+        .iter()
+        .find(|n| n["experimentId"] == exp && n["type"] == "EXPERIMENT")
+        .unwrap()["id"]
+        .clone();
+    let folder = |name: &str| {
+        st.nodes
+            .iter()
+            .find(|n| n["name"] == name && n["type"] == "FOLDER")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(folder("configs")["parentId"], exp_node);
+    assert_eq!(folder("models")["parentId"], exp_node);
+    assert_eq!(folder("best")["parentId"], folder("models")["id"]);
+    assert_eq!(st.files[1].parent, folder("best")["id"].as_u64());
+    let uploads: Vec<&support::Request> = st
+        .requests
+        .iter()
+        .filter(|r| {
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("multipart/"))
+        })
+        .collect();
+    assert_eq!(uploads.len(), 4, "two 503s retried");
+    assert!(uploads.iter().all(|r| r.key().is_some()));
+    let parts = support::multipart(uploads[3].header("content-type").unwrap(), &uploads[3].body);
+    let field = |n: &str| {
+        parts
+            .iter()
+            .find(|p| p.name == n)
+            .map(|p| String::from_utf8_lossy(&p.data).into_owned())
+    };
+    let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "type",
+            "projectId",
+            "experimentId",
+            "parentId",
+            "name",
+            "checksum",
+            "description",
+            "tags",
+            "metadata",
+            "file"
+        ]
+    );
+    assert_eq!(field("tags").as_deref(), Some("a,b"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&field("metadata").unwrap()).unwrap(),
+        meta
+    );
+    assert_eq!(parts[9].filename.as_deref(), Some("weights.bin"));
+    assert_eq!(
+        rt::sessions(dir.path()).unwrap().len(),
+        0,
+        "blobs and session removed"
+    );
+}
+
+/// A refused file goes to the dead-letter file; its content is kept beside it.
+#[test]
+fn a_refused_file_is_dead_lettered_with_its_content() {
+    let server = TestServer::start();
+    server.faults(|f| f.reject_files = Some(422));
+    let dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let user = src.path().join("notes.txt");
+    std::fs::write(&user, b"hello").unwrap();
+    let mut sink =
+        rt::RemoteSink::open(config(&server.url(), "alice/proj/refused", dir.path())).unwrap();
+    let sum = sha256_hex(b"hello");
+    sink.append_file(&rt::FileUpload {
+        source: &user,
+        owned: false,
+        path: "/",
+        filename: "notes.txt",
+        content_type: "text/plain",
+        checksum: &sum,
+        description: None,
+        tags: &[],
+        metadata: None,
+    })
+    .unwrap();
+    let report = sink.close(Duration::from_secs(20));
+    assert!(report.is_drained(), "{report}");
+    assert_eq!(report.stats.dead_lettered, 1);
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("dead-letter.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["status"], 422);
+    assert_eq!(line["body"]["filename"], "notes.txt");
+    assert_eq!(
+        std::fs::read(line["file"].as_str().unwrap()).unwrap(),
+        b"hello"
+    );
+    assert_eq!(
+        server
+            .state()
+            .requests
+            .iter()
+            .filter(|r| r.status == 422)
+            .count(),
+        1
+    );
+}

@@ -1,6 +1,7 @@
 //! One HTTP request to the ML-Dash server, its answer sorted into what the
 //! sender does next. The only module that names `ureq`.
 
+use std::io::Read;
 use std::time::Duration;
 
 use ureq::Agent;
@@ -26,6 +27,20 @@ impl Method {
     }
 }
 
+/// A request body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// A JSON document.
+    Json(&'a [u8]),
+    /// `multipart/form-data`: `head`, the file's bytes (streamed), `tail`.
+    Multipart {
+        boundary: &'a str,
+        head: &'a [u8],
+        file: &'a std::path::Path,
+        tail: &'a [u8],
+    },
+}
+
 /// What an answer means for the sender.
 #[derive(Debug)]
 pub(crate) enum Answer {
@@ -44,6 +59,8 @@ pub(crate) enum Answer {
     TooLarge(String),
     /// Any other status: the server will never take this request.
     Rejected { status: u16, body: String },
+    /// The request cannot be made (its file is gone).
+    Unsendable(String),
 }
 
 /// An HTTP client bound to one server and token.
@@ -92,7 +109,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: &[u8],
+        body: Body<'_>,
         key: Option<&str>,
         timeout: Duration,
     ) -> Answer {
@@ -105,7 +122,6 @@ impl Client {
             .config()
             .timeout_global(Some(timeout.max(Duration::from_millis(1))))
             .build()
-            .header("Content-Type", "application/json")
             .header("Accept", "application/json");
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a.as_str());
@@ -113,7 +129,33 @@ impl Client {
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
         }
-        let mut resp = match req.send(body) {
+        let sent = match body {
+            Body::Json(b) => req.header("Content-Type", "application/json").send(b),
+            Body::Multipart {
+                boundary,
+                head,
+                file,
+                tail,
+            } => {
+                // Streamed from the file, never read whole into memory.
+                let f = match std::fs::File::open(file) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        return Answer::Unsendable(format!("cannot read {}: {e}", file.display()));
+                    }
+                };
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                let len = head.len() as u64 + size + tail.len() as u64;
+                let mut reader = head.chain(f.take(size)).chain(tail);
+                req.header(
+                    "Content-Type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .header("Content-Length", len.to_string())
+                .send(ureq::SendBody::from_reader(&mut reader))
+            }
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 return Answer::Transient {

@@ -23,6 +23,7 @@
 //!               sink.append_logs(batch.items())?
 //!               sink.append_tracks(topic, rows)?             // rows: {"timestamp":..,"q":[..]}
 //!               sink.merge_params(&flat_map)?
+//!  per file:    sink.append_file(&FileUpload { source, owned, path, filename, .. })?
 //!  flush epoch: sink.sync()?        (after this the epoch's batches survive kill -9 / power loss)
 //!  close:       sink.finish(status)?; let report = sink.close(close_timeout);
 //! ```
@@ -63,15 +64,25 @@
 //!    (`"projectSlug":"proj"` instead of `projectId` when the project is unknown);
 //!    answer `{"experiment":{"id"},"node":{"id"},"project":{..}}`.
 //! 5. Each `params.set`: `POST /api/experiments/{id}/parameters` `{"data":{flat map}}`
-//!    (sent at once, unbuffered).
+//!    (sent at once, unbuffered; `model={"lr":..}` arrives as `"model.lr"`).
 //! 6. At flush/close, in this order: `POST /api/experiments/{id}/logs`
 //!    `{"logs":[{"timestamp":"…Z","level","message"[,"metadata"]}]}`;
 //!    per metric stream `POST /api/experiments/{id}/metrics/{name}/append-batch`
 //!    `{"dataPoints":[{...fields,"_ts":float}]}` (unnamed stream: name `None`);
 //!    per topic `POST /api/experiments/{id}/tracks/{quote(topic)}/append_batch`
-//!    `{"entries":[{"timestamp":float,...}]}`; then files (multipart node
-//!    creation, after GraphQL lookups of the experiment's node and folders).
-//! 7. `PATCH /api/nodes/{node id}` `{"status":"COMPLETED"}`.
+//!    `{"entries":[{"timestamp":float,...}]}`.
+//! 7. Per file: three GraphQL lookups (`GetExperimentProject` →
+//!    `experimentById.projectId`, `GetExpInfo` → the project and namespace
+//!    slugs, `GetExperimentPath` → the node tree, 3 levels), then per folder
+//!    of the file's path `POST /api/namespaces/alice/nodes`
+//!    `{"type":"FOLDER","projectId":<id>,"experimentId":<id>,"parentId":<experiment node id>
+//!    or the previous folder,"name":"configs"}`, then the same URL as
+//!    `multipart/form-data` with text fields `type=FILE`, `projectId`,
+//!    `experimentId`, `parentId` (the last folder), `name`, `checksum`
+//!    (sha256 hex), `description`?, `tags`? (comma-joined), `metadata`? (JSON
+//!    text), and the part `file` (`filename`, its content type); answer
+//!    `{"node":{..},"physicalFile":{..}}`.
+//! 8. `PATCH /api/nodes/{node id}` `{"status":"COMPLETED"}`.
 //!
 //! This sink sends the same methods, paths and bodies, with these deliberate
 //! differences: every data request carries an `Idempotency-Key`
@@ -80,9 +91,10 @@
 //! percent-encoded like a topic (the SDK puts it raw in the path, so a `/` in
 //! it breaks the URL); NaN and ±Infinity are sent as `null` and counted (the
 //! SDK refuses the whole batch); batches over 1000 items or 1 MB, and any
-//! batch answered 413, are split; and nothing is dropped on failure.
-//!
-//! Files (multipart upload) are not sent by this module yet.
+//! batch answered 413, are split; a file upload skips the SDK's three GraphQL
+//! lookups (the project id and the experiment node come from the
+//! experiment's creation) and streams the content instead of reading it
+//! whole; and nothing is dropped on failure.
 
 mod auth;
 mod http;
@@ -387,6 +399,30 @@ impl std::fmt::Display for RemoteReport {
     }
 }
 
+/// A file for the server, as [`RemoteSink::append_file`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileUpload<'a> {
+    /// Where the content is.
+    pub source: &'a Path,
+    /// `true` for a file the engine owns (a `save_*` temp file): it is moved
+    /// into the spool. `false` (a user's file): it is copied, never touched.
+    pub owned: bool,
+    /// The logical folder, `"/configs"` (`"/"` for the experiment's root).
+    pub path: &'a str,
+    /// The file's name.
+    pub filename: &'a str,
+    /// Its MIME type.
+    pub content_type: &'a str,
+    /// SHA-256 of the content, lowercase hex.
+    pub checksum: &'a str,
+    /// Optional description.
+    pub description: Option<&'a str>,
+    /// Tags (sent comma-joined, as the SDK).
+    pub tags: &'a [String],
+    /// Optional metadata (sent as JSON text, as the SDK).
+    pub metadata: Option<&'a Json>,
+}
+
 /// The remote sink of one run: a spool writer used by the collector thread,
 /// and the sender thread that empties the spool.
 #[derive(Debug)]
@@ -546,6 +582,69 @@ impl RemoteSink {
     pub fn merge_params(&mut self, params: &Map<String, Json>) -> Result<()> {
         let bytes = serde_json::to_vec(params).map_err(|e| Error::InvalidValue(e.to_string()))?;
         self.append(Kind::Params, None, [bytes.as_slice()])
+    }
+
+    /// Spools a file: its content is moved (`owned`: an engine temp file) or
+    /// copied (a user's file, left alone) into the session's `files/` folder
+    /// and fsynced, then a record describes it. The sender streams it to the
+    /// server as the SDK's multipart `FILE` node and deletes it once sent.
+    pub fn append_file(&mut self, f: &FileUpload<'_>) -> Result<()> {
+        if self.closed.is_some() {
+            return Err(Error::Closed);
+        }
+        let files = self.writer.dir().join(spool::FILES_DIR);
+        std::fs::create_dir_all(&files).map_err(|e| Error::io(&files, e))?;
+        let safe: String = f
+            .filename
+            .chars()
+            .map(|c| {
+                if c == '/' || c == '\\' || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .take(100)
+            .collect();
+        let name = format!("{}-{safe}", self.writer.next_seq());
+        let blob = files.join(&name);
+        let moved = f.owned && std::fs::rename(f.source, &blob).is_ok();
+        if !moved {
+            std::fs::copy(f.source, &blob).map_err(|e| Error::io(f.source, e))?;
+            if f.owned {
+                let _ = std::fs::remove_file(f.source);
+            }
+        }
+        let size = File::open(&blob)
+            .and_then(|b| {
+                b.sync_all()?;
+                b.metadata()
+            })
+            .map(|m| m.len())
+            .map_err(|e| Error::io(&blob, e))?;
+        let desc = serde_json::json!({
+            "blob": format!("{}/{name}", spool::FILES_DIR),
+            "path": f.path,
+            "filename": f.filename,
+            "contentType": f.content_type,
+            "checksum": f.checksum,
+            "sizeBytes": size,
+            "description": f.description,
+            "tags": f.tags,
+            "metadata": f.metadata,
+        });
+        let bytes = serde_json::to_vec(&desc).map_err(|e| Error::InvalidValue(e.to_string()))?;
+        if let Err(e) = self.append(Kind::File, None, [bytes.as_slice()]) {
+            // Give the content back (or drop the copy): the caller keeps the file.
+            if moved {
+                let _ = std::fs::rename(&blob, f.source);
+            } else {
+                let _ = std::fs::remove_file(&blob);
+            }
+            return Err(e);
+        }
+        self.shared.lock().stats.spool_bytes += size;
+        Ok(())
     }
 
     /// Spools the run's final status (sent after everything before it).

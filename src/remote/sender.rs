@@ -22,11 +22,14 @@ use serde_json::{Value as Json, json};
 
 use super::Stats;
 use super::auth::{TokenSource, resolve_token};
-use super::http::{Answer, Client, Method, encode_segment, excerpt, push_finite};
+use super::http::{Answer, Body, Client, Method, encode_segment, excerpt, push_finite};
 use crate::spool::{
     AckFile, Cursor, DEAD_LETTER_FILE, Kind, Pos, Record, SESSION_FILE, SessionId, SessionReader,
     session_bytes,
 };
+
+/// Where refused files go (beside the dead-letter file).
+pub(crate) const DEAD_LETTER_FILES: &str = "dead-letter-files";
 
 /// The GraphQL query the Python SDK sends to find the project id (byte for byte).
 pub(crate) const GET_PROJECT_QUERY: &str = "\n        query GetProject($namespace: String!) {\n          namespace(slug: $namespace) {\n            projects {\n              id\n              slug\n            }\n          }\n        }\n        ";
@@ -100,6 +103,12 @@ pub(crate) struct Job {
 struct ExpIds {
     experiment: String,
     node: String,
+    /// The same ids as the server sent them (sent back unchanged in bodies).
+    experiment_json: Json,
+    node_json: Json,
+    project_json: Option<Json>,
+    /// Folder nodes made for files: logical path -> id.
+    folders: std::collections::HashMap<String, Json>,
 }
 
 /// Why a request did not succeed.
@@ -182,6 +191,8 @@ pub(crate) struct Sender {
     warned_auth: bool,
     warned_dead: bool,
     warned_nonfinite: bool,
+    /// The namespace of the session being sent.
+    owner: String,
 }
 
 impl Sender {
@@ -199,6 +210,7 @@ impl Sender {
             warned_auth: false,
             warned_dead: false,
             warned_nonfinite: false,
+            owner: String::new(),
         };
         s.refresh_token();
         s
@@ -279,7 +291,7 @@ impl Sender {
         if !job.live && !self.recover(job, cursor.pos)? {
             return Ok(());
         }
-        let Some(ids) = self.open_experiment(&desc, &job.dir)? else {
+        let Some(mut ids) = self.open_experiment(&desc, &job.dir)? else {
             return Ok(());
         };
         let mut reader = SessionReader::new(&job.dir, cursor.pos);
@@ -309,7 +321,15 @@ impl Sender {
                 }
             };
             let rec = std::mem::take(&mut self.rec);
-            let r = self.deliver(&rec, &ids, &key_base, start, &mut done_items, &mut ack);
+            let r = self.deliver(
+                &rec,
+                &mut ids,
+                &key_base,
+                start,
+                &mut done_items,
+                &mut ack,
+                &job.dir,
+            );
             self.rec = rec;
             r?;
             done_items = 0;
@@ -409,14 +429,16 @@ impl Sender {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         rec: &Record,
-        ids: &ExpIds,
+        ids: &mut ExpIds,
         key_base: &str,
         start: Pos,
         done_items: &mut u32,
         ack: &mut AckFile,
+        dir: &Path,
     ) -> Result<(), Stop> {
         let kind = rec.kind();
         let stream_tag = match rec.stream() {
@@ -426,6 +448,12 @@ impl Sender {
         let key = format!("{key_base}-{stream_tag}-{}", rec.seq());
         let exp = encode_segment(&ids.experiment);
         match kind {
+            Kind::File => {
+                if rec.is_empty() {
+                    return Ok(());
+                }
+                self.send_file(rec.item(0), ids, &key, dir)
+            }
             Kind::Status | Kind::Params => {
                 if rec.is_empty() {
                     return Ok(());
@@ -447,7 +475,7 @@ impl Sender {
                     self.count_nonfinite(nulled);
                     (Method::Post, format!("/api/experiments/{exp}/parameters"))
                 };
-                let r = self.request(method, &path, &body, Some(&key), false);
+                let r = self.request(method, &path, Body::Json(&body), Some(&key), false);
                 let out = match r {
                     Ok(_) => {
                         self.stats(|s| {
@@ -458,10 +486,10 @@ impl Sender {
                     }
                     Err(Fail::Stop) => Err(Stop),
                     Err(Fail::TooLarge(b)) => {
-                        self.dead_letter(413, &b, method, &path, &key, &body, 1)
+                        self.dead_letter(413, &b, method, &path, &key, &body, 1, None)
                     }
                     Err(Fail::Rejected { status, body: b }) => {
-                        self.dead_letter(status, &b, method, &path, &key, &body, 1)
+                        self.dead_letter(status, &b, method, &path, &key, &body, 1, None)
                     }
                 };
                 self.body = body;
@@ -509,7 +537,13 @@ impl Sender {
                         }
                         body.extend_from_slice(b"]}");
                         let items = u64::from(y - x);
-                        match self.request(Method::Post, &path, &body, Some(&chunk_key), false) {
+                        match self.request(
+                            Method::Post,
+                            &path,
+                            Body::Json(&body),
+                            Some(&chunk_key),
+                            false,
+                        ) {
                             Ok(_) => {
                                 self.count_nonfinite(nulled);
                                 self.stats(|s| s.sent_items += items);
@@ -534,6 +568,7 @@ impl Sender {
                                     &chunk_key,
                                     &body,
                                     items,
+                                    None,
                                 );
                                 if r.is_err() {
                                     out = r;
@@ -549,6 +584,7 @@ impl Sender {
                                     &chunk_key,
                                     &body,
                                     items,
+                                    None,
                                 );
                                 if r.is_err() {
                                     out = r;
@@ -618,8 +654,18 @@ impl Sender {
         key: &str,
         body: &[u8],
         items: u64,
+        blob: Option<&Path>,
     ) -> Result<(), Stop> {
         let file = self.cfg.spool_dir.join(DEAD_LETTER_FILE);
+        // A refused file's content is kept beside the dead-letter file.
+        let kept = blob.and_then(|b| {
+            let d = self.cfg.spool_dir.join(DEAD_LETTER_FILES);
+            let name = b.file_name()?;
+            let to = d.join(format!("{}-{}", key, name.to_string_lossy()));
+            fs::create_dir_all(&d).ok()?;
+            fs::rename(b, &to).ok()?;
+            Some(to)
+        });
         let mut line = Vec::with_capacity(body.len() + 256);
         let s = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
         let time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
@@ -638,6 +684,10 @@ impl Sender {
             line.extend_from_slice(body);
         } else {
             line.extend_from_slice(s(&String::from_utf8_lossy(body)).as_bytes());
+        }
+        if let Some(k) = &kept {
+            line.extend_from_slice(b",\"file\":");
+            line.extend_from_slice(s(&k.display().to_string()).as_bytes());
         }
         line.extend_from_slice(b"}\n");
         let written = fs::create_dir_all(&self.cfg.spool_dir).and_then(|()| {
@@ -677,7 +727,7 @@ impl Sender {
         &mut self,
         method: Method,
         path: &str,
-        body: &[u8],
+        body: Body<'_>,
         key: Option<&str>,
         retry_conflict: bool,
     ) -> Result<Vec<u8>, Fail> {
@@ -735,6 +785,12 @@ impl Sender {
                 }
                 Answer::TooLarge(b) => return Err(Fail::TooLarge(b)),
                 Answer::Rejected { status, body } => return Err(Fail::Rejected { status, body }),
+                Answer::Unsendable(why) => {
+                    return Err(Fail::Rejected {
+                        status: 0,
+                        body: why,
+                    });
+                }
             };
             attempt = attempt.saturating_add(1);
             self.stats(|s| s.retries += 1);
@@ -865,7 +921,7 @@ impl Sender {
                 dir.display()
             ));
         };
-        match self.request(Method::Post, path, &bytes, None, true) {
+        match self.request(Method::Post, path, Body::Json(&bytes), None, true) {
             Ok(b) => match serde_json::from_slice::<Json>(&b) {
                 Ok(v) => Ok(Some(v)),
                 Err(e) => {
@@ -897,6 +953,7 @@ impl Sender {
             return Ok(None);
         }
         let (owner, project, name) = (parts[0], parts[1], parts[parts.len() - 1]);
+        self.owner = owner.to_owned();
         let folders: &[&str] = if parts.len() > 3 {
             &parts[2..parts.len() - 1]
         } else {
@@ -995,16 +1052,197 @@ impl Sender {
         let Some(ans) = self.request_json(&nodes, &Json::Object(body), &what, dir)? else {
             return Ok(None);
         };
-        let exp = ans
-            .get("experiment")
-            .and_then(|e| e.get("id"))
-            .and_then(id_text);
-        let node = ans.get("node").and_then(|e| e.get("id")).and_then(id_text);
-        match (exp, node) {
-            (Some(experiment), Some(node)) => Ok(Some(ExpIds { experiment, node })),
+        let exp_json = ans.get("experiment").and_then(|e| e.get("id")).cloned();
+        let node_json = ans.get("node").and_then(|e| e.get("id")).cloned();
+        let project_json = project_id.or_else(|| {
+            ans.get("project")
+                .and_then(|p| p.get("id"))
+                .filter(|id| id_text(id).is_some())
+                .cloned()
+        });
+        let exp = exp_json.as_ref().and_then(id_text);
+        let node = node_json.as_ref().and_then(id_text);
+        match (exp, node, exp_json, node_json) {
+            (Some(experiment), Some(node), Some(experiment_json), Some(node_json)) => {
+                Ok(Some(ExpIds {
+                    experiment,
+                    node,
+                    experiment_json,
+                    node_json,
+                    project_json,
+                    folders: Default::default(),
+                }))
+            }
             _ => {
                 self.bad_answer(&what, "no integer or string experiment.id and node.id", dir);
                 Ok(None)
+            }
+        }
+    }
+
+    /// Sends one spooled file: its folders under the experiment node (as the
+    /// SDK: `FOLDER` nodes with `experimentId`), then the multipart `FILE`
+    /// node, the content streamed from the blob. The blob is removed once sent.
+    fn send_file(
+        &mut self,
+        item: &[u8],
+        ids: &mut ExpIds,
+        key: &str,
+        dir: &Path,
+    ) -> Result<(), Stop> {
+        let desc: Json = match serde_json::from_slice(item) {
+            Ok(v) => v,
+            Err(e) => {
+                self.warn(format!(
+                    "a spooled file descriptor in {} does not parse ({e}); skipped",
+                    dir.display()
+                ));
+                return Ok(());
+            }
+        };
+        let text = |k: &str| desc.get(k).and_then(Json::as_str).unwrap_or("").to_owned();
+        let blob = dir.join(text("blob"));
+        let (filename, logical) = (text("filename"), text("path"));
+        let nodes = format!("/api/namespaces/{}/nodes", encode_segment(&self.owner));
+        let Some(project) = ids.project_json.clone() else {
+            self.warn(format!(
+                "the server gave no project id for the experiment, so {filename} cannot be \
+                 uploaded; it stays in {}",
+                blob.display()
+            ));
+            return Ok(());
+        };
+        let mut parent = ids.node_json.clone();
+        let mut walked = String::new();
+        for seg in logical.split('/').filter(|s| !s.is_empty()) {
+            walked.push('/');
+            walked.push_str(seg);
+            if let Some(id) = ids.folders.get(&walked) {
+                parent = id.clone();
+                continue;
+            }
+            let body = json!({"type": "FOLDER", "projectId": project,
+                "experimentId": ids.experiment_json, "parentId": parent, "name": seg});
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let id = match self.request(Method::Post, &nodes, Body::Json(&bytes), None, true) {
+                Ok(b) => serde_json::from_slice::<Json>(&b)
+                    .ok()
+                    .and_then(|v| v.get("node")?.get("id").cloned())
+                    .filter(|id| id_text(id).is_some()),
+                Err(Fail::Stop) => return Err(Stop),
+                Err(Fail::TooLarge(b)) => {
+                    return self.dead_letter(
+                        413,
+                        &b,
+                        Method::Post,
+                        &nodes,
+                        key,
+                        item,
+                        1,
+                        Some(&blob),
+                    );
+                }
+                Err(Fail::Rejected { status, body: b }) => {
+                    return self.dead_letter(
+                        status,
+                        &b,
+                        Method::Post,
+                        &nodes,
+                        key,
+                        item,
+                        1,
+                        Some(&blob),
+                    );
+                }
+            };
+            let Some(id) = id else {
+                self.bad_answer(
+                    "to create a file's folder",
+                    "a folder without an integer or string id",
+                    dir,
+                );
+                return Ok(());
+            };
+            ids.folders.insert(walked.clone(), id.clone());
+            parent = id;
+        }
+        let boundary = format!("{:032x}", fastrand::u128(..));
+        let mut head = Vec::with_capacity(1024);
+        let mut field = |name: &str, value: &str| {
+            head.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        };
+        let id_str = |v: &Json| id_text(v).unwrap_or_else(|| "ROOT".into());
+        field("type", "FILE");
+        field("projectId", &id_str(&project));
+        field("experimentId", &ids.experiment);
+        field("parentId", &id_str(&parent));
+        field("name", &filename);
+        field("checksum", &text("checksum"));
+        if let Some(d) = desc
+            .get("description")
+            .and_then(Json::as_str)
+            .filter(|d| !d.is_empty())
+        {
+            field("description", d);
+        }
+        let tags: Vec<&str> = desc
+            .get("tags")
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_str).collect())
+            .unwrap_or_default();
+        if !tags.is_empty() {
+            field("tags", &tags.join(","));
+        }
+        if let Some(m) = desc
+            .get("metadata")
+            .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+        {
+            field("metadata", &m.to_string());
+        }
+        let quoted: String = filename
+            .chars()
+            .filter(|c| *c != '\r' && *c != '\n')
+            .map(|c| if c == '"' { '\'' } else { c })
+            .collect();
+        let content_type = Some(text("contentType"))
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "application/octet-stream".into());
+        head.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"{quoted}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let body = Body::Multipart {
+            boundary: &boundary,
+            head: &head,
+            file: &blob,
+            tail: tail.as_bytes(),
+        };
+        match self.request(Method::Post, &nodes, body, Some(key), true) {
+            Ok(_) => {
+                let size = fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
+                let _ = fs::remove_file(&blob);
+                self.stats(|s| {
+                    s.sent_records += 1;
+                    s.sent_items += 1;
+                    s.spool_bytes = s.spool_bytes.saturating_sub(size);
+                });
+                Ok(())
+            }
+            Err(Fail::Stop) => Err(Stop),
+            Err(Fail::TooLarge(b)) => {
+                self.dead_letter(413, &b, Method::Post, &nodes, key, item, 1, Some(&blob))
+            }
+            Err(Fail::Rejected { status, body: b }) => {
+                self.dead_letter(status, &b, Method::Post, &nodes, key, item, 1, Some(&blob))
             }
         }
     }

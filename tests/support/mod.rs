@@ -100,6 +100,10 @@ pub struct Faults {
     pub conflict_next: u32,
     /// Apply the next N data requests but answer them `late` later.
     pub late_next: u32,
+    /// Answer 503 to the next N file uploads.
+    pub fail_files: u32,
+    /// Answer this status to every file upload.
+    pub reject_files: Option<u16>,
 }
 
 /// What the server holds.
@@ -122,6 +126,7 @@ pub struct State {
     pub param_versions: HashMap<u64, u64>,
     /// node id -> statuses in order.
     pub statuses: HashMap<u64, Vec<String>>,
+    pub files: Vec<StoredFile>,
     pub faults: Faults,
     rng: Option<fastrand::Rng>,
 }
@@ -667,6 +672,16 @@ fn route(st: &mut State, raw: &Raw) -> (u16, Value) {
                 return (409, json!({"error": "Conflict", "message": "P2002"}));
             }
             if ct.starts_with("multipart/") {
+                if st.faults.fail_files > 0 {
+                    st.faults.fail_files -= 1;
+                    return (503, json!({"error": "injected"}));
+                }
+                if let Some(s) = st.faults.reject_files {
+                    return (
+                        s,
+                        json!({"error": "rejected", "message": format!("test rule {s}")}),
+                    );
+                }
                 return file_node(st, raw);
             }
             create_node(st, ns, &body)
@@ -859,23 +874,118 @@ fn create_node(st: &mut State, ns: &str, body: &Value) -> (u16, Value) {
 }
 
 fn file_node(st: &mut State, raw: &Raw) -> (u16, Value) {
-    let text = String::from_utf8_lossy(&raw.body);
+    let ct = header(&raw.headers, "content-type").unwrap_or("");
+    let parts = multipart(ct, &raw.body);
     let field = |name: &str| -> Option<String> {
-        let marker = format!("name=\"{name}\"");
-        let at = text.find(&marker)?;
-        let rest = &text[at..];
-        let start = rest.find("\r\n\r\n")? + 4;
-        let end = rest[start..].find("\r\n--")?;
-        Some(rest[start..start + end].to_owned())
+        parts
+            .iter()
+            .find(|p| p.name == name && p.filename.is_none())
+            .map(|p| String::from_utf8_lossy(&p.data).into_owned())
     };
+    let Some(file) = parts
+        .iter()
+        .find(|p| p.name == "file" && p.filename.is_some())
+    else {
+        return bad("a file part is required");
+    };
+    if field("type").as_deref() != Some("FILE") {
+        return bad("type must be FILE");
+    }
     let id = st.id();
     let name = field("name").unwrap_or_default();
-    let node = json!({"id": id, "type": "FILE", "name": name, "experimentId": field("experimentId"), "parentId": field("parentId")});
+    let exp: Option<u64> = field("experimentId").and_then(|e| e.parse().ok());
+    let parent: Option<u64> = field("parentId").and_then(|e| e.parse().ok());
+    let node = json!({"id": id, "type": "FILE", "name": name, "experimentId": exp,
+        "parentId": parent, "projectId": field("projectId").and_then(|p| p.parse::<u64>().ok())});
     st.nodes.push(node.clone());
+    st.files.push(StoredFile {
+        name: name.clone(),
+        parent,
+        experiment: exp,
+        checksum: field("checksum").unwrap_or_default(),
+        content_type: file.content_type.clone().unwrap_or_default(),
+        content: file.data.clone(),
+    });
     (
         201,
-        json!({"node": node, "physicalFile": {"id": st.id(), "filename": name, "checksum": field("checksum"), "sizeBytes": "0", "contentType": "application/octet-stream"}}),
+        json!({"node": node, "physicalFile": {"id": st.id(), "filename": name,
+            "checksum": field("checksum"), "sizeBytes": file.data.len().to_string(),
+            "contentType": file.content_type}}),
     )
+}
+
+/// One part of a `multipart/form-data` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub name: String,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// Splits a `multipart/form-data` body (`content_type` carries the boundary).
+pub fn multipart(content_type: &str, body: &[u8]) -> Vec<Part> {
+    let Some(b) = content_type.split("boundary=").nth(1) else {
+        return Vec::new();
+    };
+    let delim = format!("--{}", b.trim_matches('"'));
+    let d = delim.as_bytes();
+    let find = |hay: &[u8], from: usize| -> Option<usize> {
+        (from..=hay.len().checked_sub(d.len())?).find(|&i| &hay[i..i + d.len()] == d)
+    };
+    let mut parts = Vec::new();
+    let Some(mut at) = find(body, 0) else {
+        return parts;
+    };
+    loop {
+        let start = at + d.len();
+        if body[start..].starts_with(b"--") {
+            break;
+        }
+        let Some(next) = find(body, start) else { break };
+        // "\r\n" headers "\r\n\r\n" data "\r\n"
+        let chunk = &body[start + 2..next - 2];
+        let Some(sep) =
+            (0..chunk.len().saturating_sub(3)).find(|&i| &chunk[i..i + 4] == b"\r\n\r\n")
+        else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&chunk[..sep]).into_owned();
+        let data = chunk[sep + 4..].to_vec();
+        let attr = |key: &str| {
+            let k = format!("{key}=\"");
+            head.find(&k).map(|i| {
+                let rest = &head[i + k.len()..];
+                rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
+            })
+        };
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Content-Type:")
+                    .or_else(|| l.strip_prefix("content-type:"))
+            })
+            .map(|v| v.trim().to_owned());
+        parts.push(Part {
+            name: attr(" name").or_else(|| attr("name")).unwrap_or_default(),
+            filename: attr("filename"),
+            content_type,
+            data,
+        });
+        at = next;
+    }
+    parts
+}
+
+/// A file the server took.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub name: String,
+    pub parent: Option<u64>,
+    pub experiment: Option<u64>,
+    pub checksum: String,
+    pub content_type: String,
+    pub content: Vec<u8>,
 }
 
 /// GraphQL: a superset answer (the SDK reads only what it asked for).
