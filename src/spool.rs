@@ -548,8 +548,10 @@ impl SpoolWriter {
     }
 
     fn new_segment(dir: &Path, id: &SessionId, n: u32) -> io::Result<(File, u64)> {
+        // Truncating: a leftover of a failed earlier try (disk full) is reused.
         let mut file = OpenOptions::new()
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .read(true)
             .write(true)
             .open(dir.join(segment_name(n)))?;

@@ -923,3 +923,40 @@ pub mod testing {
     /// The GraphQL query the SDK and this sink send to find a project.
     pub const GET_PROJECT_QUERY: &str = super::sender::GET_PROJECT_QUERY;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_at_open() {
+        assert!(check_url("http://127.0.0.1:8080").is_ok());
+        assert_eq!(
+            check_url("https://api.dash.ml").is_ok(),
+            cfg!(feature = "tls")
+        );
+        for bad in ["api.dash.ml", "ftp://x", "http://", ""] {
+            let e = check_url(bad).unwrap_err().to_string();
+            assert!(e.contains("ML_DASH_API_URL"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_report_says_how_to_send_what_is_left() {
+        let mut r = RemoteReport {
+            spool_dir: "/w/.spool".into(),
+            stats: Stats::default(),
+            timed_out: false,
+        };
+        assert!(r.is_drained() && r.how_to_send().is_none());
+        r.stats.pending_records = 3;
+        r.stats.auth_failed = true;
+        let how = r.how_to_send().unwrap();
+        assert!(
+            how.contains("3 batch")
+                && how.contains("ml_dash::sync")
+                && how.contains("ml-dash login")
+        );
+        assert!(r.to_string().contains("3 still spooled"));
+    }
+}
