@@ -1067,3 +1067,81 @@ fn explicit_ts_is_a_float_and_the_last_key() {
         "integer _ts stored as a float",
     );
 }
+
+/// Files saved and uploaded by the engine are listed by the SDK with the
+/// metadata the engine recorded, and read back byte for byte (the SDK checks
+/// the sha256 on read).
+#[test]
+fn python_lists_and_reads_our_files() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/f1/run-files";
+    let user = tempfile::tempdir().unwrap();
+    let upload = user.path().join("weights.bin");
+    let upload_bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&upload, &upload_bytes).unwrap();
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    let cfg_id = run
+        .files("configs")
+        .description("training config")
+        .tags(["cfg"])
+        .save_json("config.json", json!({"lr": 0.001, "layers": [64, 64]}))
+        .unwrap();
+    let txt_id = run.files("").save_text("notes.txt", "héllo\n").unwrap();
+    let px: Vec<u8> = (0..4 * 3 * 3).map(|i| i as u8).collect();
+    let png_id = run
+        .files("images")
+        .save_image(
+            "i.png",
+            ml_dash::Image::Rgb8 {
+                width: 4,
+                height: 3,
+                data: &px,
+            },
+        )
+        .unwrap();
+    let up_id = run.files("uploads").upload(&upload).unwrap();
+    run.complete().unwrap();
+
+    let text = run_script(
+        py,
+        root.path(),
+        "read_files.py",
+        &[root.path().as_os_str(), OsStr::new(prefix)],
+    );
+    let doc: Json = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let files = doc["files"].as_array().unwrap();
+    assert_eq!(files.len(), 4, "{doc}");
+    let by_id = |id: &str| {
+        files
+            .iter()
+            .find(|f| f["meta"]["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {doc}"))
+    };
+    for (id, path, name, ctype) in [
+        (&cfg_id, "/configs", "config.json", "application/json"),
+        (&txt_id, "/", "notes.txt", "text/plain"),
+        (&png_id, "/images", "i.png", "image/png"),
+        (
+            &up_id,
+            "/uploads",
+            "weights.bin",
+            "application/octet-stream",
+        ),
+    ] {
+        let f = by_id(id);
+        assert_eq!(f["meta"]["path"], path);
+        assert_eq!(f["meta"]["filename"], name);
+        assert_eq!(f["meta"]["contentType"], ctype);
+        assert_eq!(f["meta"]["checksum"], f["sha256"], "checksum of {name}");
+        assert_eq!(f["meta"]["sizeBytes"], f["size"], "size of {name}");
+    }
+    let c = by_id(&cfg_id);
+    assert_eq!(c["meta"]["description"], "training config");
+    assert_eq!(c["meta"]["tags"], json!(["cfg"]));
+    assert_eq!(by_id(&up_id)["size"], upload_bytes.len());
+}

@@ -96,10 +96,23 @@ pub(crate) struct FileEntry {
     pub(crate) content_type: String,
 }
 
-/// A new file id, as the Python SDK makes them: `(ms << 12) | random 12 bits`.
+/// A new file id, shaped as the Python SDK makes them (`(ms << 12) | random
+/// 12 bits`), and unique in this process: a burst of saves within one
+/// millisecond would collide on 12 random bits, so each id is also above the
+/// last one handed out.
 pub(crate) fn new_id() -> String {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let ms = encode::now_nanos() / 1_000_000;
-    ((ms << 12) | u64::from(fastrand::u16(..4096))).to_string()
+    let candidate = (ms << 12) | u64::from(fastrand::u16(..4096));
+    // Relaxed: only the atomicity of the update matters (a unique number).
+    let prev = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |last| Some(candidate.max(last + 1)),
+        )
+        .unwrap_or(0);
+    candidate.max(prev + 1).to_string()
 }
 
 /// The MIME type of a file name (`application/octet-stream` when unknown).
@@ -242,19 +255,17 @@ impl FileStore {
         base.join(&entry.id)
     }
 
-    /// Stores one file: content into place, then its metadata entry. `is_latest`
-    /// is asked under the metadata lock whether this save is still the newest
-    /// for its path + filename; if not, the content is discarded.
-    pub(crate) fn store(
+    /// Moves (temp) or copies (user file) one file's content into
+    /// `files/<path>/<id>/<filename>`, hashing it on the way: (bytes, sha256).
+    pub(crate) fn store_content(
         &self,
         entry: &FileEntry,
         source: &Source,
-        is_latest: &dyn Fn() -> bool,
-    ) -> Result<()> {
+    ) -> Result<(u64, String)> {
         let blob_dir = self.blob_dir(entry);
         fs::create_dir_all(&blob_dir).map_err(|e| Error::io(&blob_dir, e))?;
         let dest = blob_dir.join(&entry.filename);
-        let (size, checksum) = match source {
+        let r = match source {
             Source::Temp(tmp) => {
                 let r = hash_file(tmp)?;
                 fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
@@ -272,6 +283,22 @@ impl FileStore {
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(&dest, e))?;
         }
+        Ok(r)
+    }
+
+    /// Removes a stored content folder (a save that a later one replaced).
+    pub(crate) fn discard(&self, entry: &FileEntry) {
+        let _ = fs::remove_dir_all(self.blob_dir(entry));
+    }
+
+    /// Records stored files in `.files_metadata.json`: one read and one atomic
+    /// rewrite for the whole batch, under the SDK's lock. An entry with the
+    /// same path + filename is replaced in place and its old content removed.
+    pub(crate) fn merge_entries(&self, stored: &[(FileEntry, u64, String)]) -> Result<()> {
+        if stored.is_empty() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let lock_path = self.dir.join(".files_metadata.lock");
         let lock = fs::OpenOptions::new()
             .append(true)
@@ -279,24 +306,12 @@ impl FileStore {
             .open(&lock_path)
             .map_err(|e| Error::io(&lock_path, e))?;
         lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-        let r = self.merge_entry(entry, size, &checksum, is_latest, &blob_dir);
+        let r = self.merge_locked(stored);
         let _ = lock.unlock();
         r
     }
 
-    fn merge_entry(
-        &self,
-        entry: &FileEntry,
-        size: u64,
-        checksum: &str,
-        is_latest: &dyn Fn() -> bool,
-        blob_dir: &Path,
-    ) -> Result<()> {
-        if !is_latest() {
-            // A later save of the same path + filename won; drop this content.
-            let _ = fs::remove_dir_all(blob_dir);
-            return Ok(());
-        }
+    fn merge_locked(&self, stored: &[(FileEntry, u64, String)]) -> Result<()> {
         let meta_path = self.dir.join(".files_metadata.json");
         let mut files: Vec<Json> = match read_json(&meta_path)? {
             Some(Json::Object(mut m)) => match m.remove("files") {
@@ -305,41 +320,55 @@ impl FileStore {
             },
             _ => Vec::new(),
         };
+        let mut index: std::collections::HashMap<(String, String), usize> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f["deletedAt"].is_null())
+            .filter_map(|(i, f)| {
+                Some((
+                    (
+                        f["path"].as_str()?.to_string(),
+                        f["filename"].as_str()?.to_string(),
+                    ),
+                    i,
+                ))
+            })
+            .collect();
         let now = encode::iso_now();
-        let doc = json!({
-            "id": entry.id,
-            "experimentId": self.experiment_id,
-            "path": entry.path,
-            "filename": entry.filename,
-            "description": entry.description,
-            "tags": entry.tags,
-            "bindrs": [],
-            "contentType": entry.content_type,
-            "sizeBytes": size,
-            "checksum": checksum,
-            "metadata": entry.metadata,
-            "uploadedAt": now,
-            "updatedAt": now,
-            "deletedAt": null,
-        });
-        let same = |f: &Json| {
-            f["path"] == entry.path.as_str()
-                && f["filename"] == entry.filename.as_str()
-                && f["deletedAt"].is_null()
-        };
-        match files.iter().position(same) {
-            Some(i) => {
-                // Replace in place, and remove the old content (as the SDK does).
-                if let Some(old_id) = files[i]["id"].as_str()
-                    && old_id != entry.id
-                {
-                    let mut old = entry.clone();
-                    old.id = old_id.to_string();
-                    let _ = fs::remove_dir_all(self.blob_dir(&old));
+        for (entry, size, checksum) in stored {
+            let doc = json!({
+                "id": entry.id,
+                "experimentId": self.experiment_id,
+                "path": entry.path,
+                "filename": entry.filename,
+                "description": entry.description,
+                "tags": entry.tags,
+                "bindrs": [],
+                "contentType": entry.content_type,
+                "sizeBytes": size,
+                "checksum": checksum,
+                "metadata": entry.metadata,
+                "uploadedAt": now,
+                "updatedAt": now,
+                "deletedAt": null,
+            });
+            match index.get(&(entry.path.clone(), entry.filename.clone())) {
+                Some(&i) => {
+                    // Replace in place, and remove the old content (as the SDK does).
+                    if let Some(old_id) = files[i]["id"].as_str()
+                        && old_id != entry.id
+                    {
+                        let mut old = entry.clone();
+                        old.id = old_id.to_string();
+                        self.discard(&old);
+                    }
+                    files[i] = doc;
                 }
-                files[i] = doc;
+                None => {
+                    index.insert((entry.path.clone(), entry.filename.clone()), files.len());
+                    files.push(doc);
+                }
             }
-            None => files.push(doc),
         }
         write_json_atomic(&meta_path, &json!({ "files": files }), self.sync).map(drop)
     }
@@ -384,6 +413,8 @@ mod tests {
 
     #[test]
     fn ids_and_types() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id()).collect();
+        assert_eq!(ids.len(), 10_000, "unique even within one millisecond");
         let id: u64 = new_id().parse().unwrap();
         assert!(id > (1_700_000_000_000u64 << 12));
         assert_eq!(content_type("c.json"), "application/json");
@@ -408,8 +439,10 @@ mod tests {
             let tmp = fs_
                 .write_temp(id, &mut |f| f.write_all(text.as_bytes()))
                 .unwrap();
-            fs_.store(&entry(id), &Source::Temp(tmp.clone()), &|| true)
+            let (size, sum) = fs_
+                .store_content(&entry(id), &Source::Temp(tmp.clone()))
                 .unwrap();
+            fs_.merge_entries(&[(entry(id), size, sum)]).unwrap();
             assert!(!tmp.exists());
         }
         let meta = read_json(&root.path().join("a/b/files/.files_metadata.json"))

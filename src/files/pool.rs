@@ -17,15 +17,20 @@ pub(crate) struct FileJob {
     pub(crate) seq: u64,
 }
 
-type Latest = Arc<Mutex<HashMap<(String, String), u64>>>;
+/// What a worker reports: the stored content, or why it failed.
+type Done = Result<(FileJob, u64, String), String>;
 
-/// The worker pool of one run.
+/// The worker pool of one run. Workers store the content (copy, hash, move
+/// into place) in parallel; the pool records finished files in
+/// `.files_metadata.json` in batches (one rewrite per batch, not per file).
 #[derive(Debug)]
 pub(crate) struct Pool {
+    store: FileStore,
     jobs: Option<mpsc::Sender<FileJob>>,
-    done: mpsc::Receiver<Result<(), String>>,
+    done: mpsc::Receiver<Done>,
     workers: Vec<thread::JoinHandle<()>>,
-    latest: Latest,
+    /// The newest save (call order) of each path + filename.
+    latest: HashMap<(String, String), u64>,
     outstanding: usize,
     /// Files stored so far.
     pub(crate) stored: u64,
@@ -36,22 +41,21 @@ impl Pool {
         let (jobs, rx) = mpsc::channel::<FileJob>();
         let rx = Arc::new(Mutex::new(rx));
         let (done_tx, done) = mpsc::channel();
-        let latest: Latest = Arc::default();
         let workers = (0..workers.max(1))
             .filter_map(|i| {
-                let (rx, done_tx, latest, store) =
-                    (rx.clone(), done_tx.clone(), latest.clone(), store.clone());
+                let (rx, done_tx, store) = (rx.clone(), done_tx.clone(), store.clone());
                 thread::Builder::new()
                     .name(format!("ml-dash-upload-{i}"))
-                    .spawn(move || worker(&store, &rx, &done_tx, &latest))
+                    .spawn(move || worker(&store, &rx, &done_tx))
                     .ok()
             })
             .collect();
         Pool {
+            store,
             jobs: Some(jobs),
             done,
             workers,
-            latest,
+            latest: HashMap::new(),
             outstanding: 0,
             stored: 0,
         }
@@ -59,12 +63,9 @@ impl Pool {
 
     /// Queues a job.
     pub(crate) fn submit(&mut self, job: FileJob) {
-        {
-            let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (job.entry.path.clone(), job.entry.filename.clone());
-            let seq = latest.entry(key).or_insert(job.seq);
-            *seq = (*seq).max(job.seq);
-        }
+        let key = (job.entry.path.clone(), job.entry.filename.clone());
+        let seq = self.latest.entry(key).or_insert(job.seq);
+        *seq = (*seq).max(job.seq);
         if let Some(tx) = &self.jobs
             && tx.send(job).is_ok()
         {
@@ -77,36 +78,55 @@ impl Pool {
         self.outstanding
     }
 
-    /// Collects finished jobs without waiting; returns their errors.
+    /// Collects finished jobs without waiting and records them; returns errors.
     pub(crate) fn poll(&mut self) -> Vec<String> {
-        let mut errors = Vec::new();
+        let mut finished = Vec::new();
         while let Ok(r) = self.done.try_recv() {
-            self.finish(r, &mut errors);
+            finished.push(r);
         }
-        errors
+        self.record(finished)
     }
 
-    /// Waits until every queued job finished; returns their errors.
+    /// Waits until every queued job finished and is recorded; returns errors.
     pub(crate) fn wait_idle(&mut self) -> Vec<String> {
-        let mut errors = Vec::new();
-        while self.outstanding > 0 {
+        let mut finished = Vec::new();
+        while self.outstanding > finished.len() {
             match self.done.recv() {
-                Ok(r) => self.finish(r, &mut errors),
+                Ok(r) => finished.push(r),
                 Err(_) => {
-                    errors.push("the upload workers are gone".into());
-                    self.outstanding = 0;
+                    finished.push(Err("the upload workers are gone".into()));
+                    self.outstanding = finished.len();
                 }
             }
         }
-        errors
+        self.record(finished)
     }
 
-    fn finish(&mut self, r: Result<(), String>, errors: &mut Vec<String>) {
-        self.outstanding -= 1;
-        match r {
-            Ok(()) => self.stored += 1,
-            Err(e) => errors.push(e),
+    /// Records a batch of finished jobs: the newest save of each path +
+    /// filename goes into the metadata; older ones are discarded.
+    fn record(&mut self, finished: Vec<Done>) -> Vec<String> {
+        self.outstanding -= finished.len();
+        let mut errors = Vec::new();
+        let mut keep: Vec<(crate::files::FileEntry, u64, String)> = Vec::new();
+        for r in finished {
+            match r {
+                Ok((job, size, sum)) => {
+                    let key = (job.entry.path.clone(), job.entry.filename.clone());
+                    if self.latest.get(&key).is_some_and(|&s| s > job.seq) {
+                        self.store.discard(&job.entry); // a later save won
+                    } else {
+                        keep.push((job.entry, size, sum));
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
         }
+        let n = keep.len() as u64;
+        match self.store.merge_entries(&keep) {
+            Ok(()) => self.stored += n,
+            Err(e) => errors.push(format!("{n} file(s) stored but not recorded: {e}")),
+        }
+        errors
     }
 
     /// Drains the queue and stops the workers.
@@ -120,37 +140,26 @@ impl Pool {
     }
 }
 
-fn worker(
-    store: &FileStore,
-    rx: &Mutex<mpsc::Receiver<FileJob>>,
-    done: &mpsc::Sender<Result<(), String>>,
-    latest: &Latest,
-) {
+fn worker(store: &FileStore, rx: &Mutex<mpsc::Receiver<FileJob>>, done: &mpsc::Sender<Done>) {
     loop {
         let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
             Ok(job) => job,
             Err(_) => return,
         };
-        let key = (job.entry.path.clone(), job.entry.filename.clone());
-        let is_latest = || {
-            latest
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .is_none_or(|&s| s == job.seq)
-        };
-        let r = store
-            .store(&job.entry, &job.source, &is_latest)
-            .map_err(|e| {
+        let r = match store.store_content(&job.entry, &job.source) {
+            Ok((size, sum)) => Ok((job, size, sum)),
+            Err(e) => {
                 let kept = match &job.source {
                     Source::Temp(p) => format!("; its content is kept in {}", p.display()),
                     Source::User(_) => String::new(),
                 };
-                format!(
-                    "file {}{} not stored: {e}{kept}",
-                    job.entry.path, job.entry.filename
-                )
-            });
+                Err(format!(
+                    "file {}/{} not stored: {e}{kept}",
+                    job.entry.path.trim_end_matches('/'),
+                    job.entry.filename
+                ))
+            }
+        };
         if done.send(r).is_err() {
             return;
         }
