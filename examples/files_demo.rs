@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example files_demo -- --dash-root DIR --prefix OWNER/PROJ/NAME [--upload PATH]
+//!     [--dash-url URL] [--token TOKEN]
 //! ```
 
 use std::time::Instant;
@@ -10,17 +11,22 @@ use std::time::Instant;
 use ml_dash::{Experiment, Image};
 
 fn usage() -> ! {
-    eprintln!("usage: files_demo --dash-root DIR --prefix OWNER/PROJ/NAME [--upload PATH]");
+    eprintln!(
+        "usage: files_demo [--dash-root DIR] [--dash-url URL [--token TOKEN]] --prefix OWNER/PROJ/NAME [--upload PATH]"
+    );
     std::process::exit(2)
 }
 
 fn main() -> ml_dash::Result<()> {
-    let (mut root, mut prefix, mut upload) = (".dash".to_string(), String::new(), None);
+    let (mut root, mut url, mut token) = (None::<String>, None::<String>, None::<String>);
+    let (mut prefix, mut upload) = (String::new(), None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let v = args.next().unwrap_or_else(|| usage());
         match flag.as_str() {
-            "--dash-root" => root = v,
+            "--dash-root" => root = Some(v),
+            "--dash-url" => url = Some(v),
+            "--token" => token = Some(v),
             "--prefix" => prefix = v,
             "--upload" => upload = Some(v),
             _ => usage(),
@@ -30,7 +36,17 @@ fn main() -> ml_dash::Result<()> {
         usage()
     }
     let start = Instant::now();
-    let run = Experiment::new(&prefix).dash_root(&root).run()?;
+    let mut exp = Experiment::new(&prefix);
+    if let Some(r) = &root {
+        exp = exp.dash_root(r);
+    }
+    if let Some(u) = &url {
+        exp = exp.dash_url(u); // remote only without --dash-root, hybrid with it
+    }
+    if let Some(t) = &token {
+        exp = exp.token(t);
+    }
+    let run = exp.run()?;
     run.files("configs").save_json(
         "config.json",
         serde_json::json!({"lr": 0.001, "layers": [64, 64]}),

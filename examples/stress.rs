@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example stress -- --dash-root DIR --prefix OWNER/PROJ/NAME \
-//!     --threads T --points N [--fields F]
+//!     --threads T --points N [--fields F] [--dash-url URL] [--token TOKEN]
 //! ```
 //! Each thread logs to metric stream `train` the fields `thread`, `i`, `loss`
 //! (plus `f3`.. up to F fields in all); every 1000th point also one info log
@@ -15,7 +15,9 @@ use std::time::Instant;
 use ml_dash::{Experiment, Level, Value, point};
 
 struct Args {
-    dash_root: String,
+    dash_root: Option<String>,
+    dash_url: Option<String>,
+    token: Option<String>,
     prefix: String,
     threads: usize,
     points: u64,
@@ -24,14 +26,16 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: stress --dash-root DIR --prefix OWNER/PROJ/NAME --threads T --points N [--fields F]"
+        "usage: stress [--dash-root DIR] [--dash-url URL [--token TOKEN]] --prefix OWNER/PROJ/NAME --threads T --points N [--fields F]"
     );
     std::process::exit(2)
 }
 
 fn parse() -> Args {
     let mut a = Args {
-        dash_root: ".dash".into(),
+        dash_root: None,
+        dash_url: None,
+        token: None,
         prefix: String::new(),
         threads: 1,
         points: 1_000_000,
@@ -41,7 +45,9 @@ fn parse() -> Args {
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| usage());
         match flag.as_str() {
-            "--dash-root" => a.dash_root = v,
+            "--dash-root" => a.dash_root = Some(v),
+            "--dash-url" => a.dash_url = Some(v),
+            "--token" => a.token = Some(v),
             "--prefix" => a.prefix = v,
             "--threads" => a.threads = v.parse().unwrap_or_else(|_| usage()),
             "--points" => a.points = v.parse().unwrap_or_else(|_| usage()),
@@ -58,9 +64,17 @@ fn parse() -> Args {
 fn main() -> ml_dash::Result<()> {
     let args = parse();
     let start = Instant::now();
-    let run = Experiment::new(&args.prefix)
-        .dash_root(&args.dash_root)
-        .run()?;
+    let mut exp = Experiment::new(&args.prefix);
+    if let Some(root) = &args.dash_root {
+        exp = exp.dash_root(root);
+    }
+    if let Some(url) = &args.dash_url {
+        exp = exp.dash_url(url); // remote only without --dash-root, hybrid with it
+    }
+    if let Some(token) = &args.token {
+        exp = exp.token(token);
+    }
+    let run = exp.run()?;
     let extra: Vec<String> = (3..args.fields).map(|k| format!("f{k}")).collect();
     std::thread::scope(|s| -> ml_dash::Result<()> {
         let mut joins = Vec::new();

@@ -659,6 +659,11 @@ impl<S: Sink> Collector<S> {
             pool.shutdown();
         }
         let finished = self.store.finish(self.status).map_err(|e| e.to_string());
+        if let Some(line) = self.store.shutdown()
+            && !quiet
+        {
+            eprintln!("{line}");
+        }
         let outcome = written.and(finished);
         if let Err(e) = &outcome {
             self.note(Err(e.clone()));

@@ -22,7 +22,9 @@ use crate::core::{Control, RunCore, Status, StreamKind};
 use crate::error::{Error, Result};
 use crate::files::{FileStore, Pool};
 use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, kind};
+use crate::remote::{RemoteConfig, RemoteSink};
 use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
+use crate::sink::tee::Tee;
 use crate::sync::{Ordering, thread};
 
 pub use names::validate_prefix;
@@ -54,6 +56,9 @@ pub struct Experiment {
     tags: Option<Vec<String>>,
     metadata: Option<std::result::Result<Json, String>>,
     config: Option<BufferConfig>,
+    dash_root_set: bool,
+    dash_url: Option<String>,
+    token: Option<String>,
 }
 
 impl Experiment {
@@ -66,12 +71,32 @@ impl Experiment {
             tags: None,
             metadata: None,
             config: None,
+            dash_root_set: false,
+            dash_url: None,
+            token: None,
         }
     }
 
     /// Root of the local store (default `.dash`).
     pub fn dash_root(mut self, path: impl AsRef<Path>) -> Self {
         self.dash_root = path.as_ref().to_path_buf();
+        self.dash_root_set = true;
+        self
+    }
+
+    /// Send the run to an ML-Dash server at `url` (without `/api`; `""` means
+    /// `ML_DASH_API_URL`, else `https://api.dash.ml`), through a durable spool
+    /// in `<dash_root>/<prefix>/.spool`. Without [`dash_root`](Self::dash_root)
+    /// the run is remote only; with it, hybrid (local store and server).
+    pub fn dash_url(mut self, url: impl Into<String>) -> Self {
+        self.dash_url = Some(url.into());
+        self
+    }
+
+    /// The server token (default: `ML_DASH_TOKEN`, then
+    /// `$ML_DASH_CONFIG_DIR/tokens.json`, default `~/.dash`).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -129,8 +154,37 @@ impl Experiment {
             tags: self.tags,
             metadata,
         };
-        let store = LocalStore::open(&self.dash_root, &info, cfg.sync_on_flush)?;
-        let dir = store.dir().to_path_buf();
+        let dir = crate::sink::local::experiment_dir(&self.dash_root, &prefix);
+        let local_on = self.dash_root_set || self.dash_url.is_none();
+        let local = if local_on {
+            Some(LocalStore::open(&self.dash_root, &info, cfg.sync_on_flush)?)
+        } else {
+            None
+        };
+        let (remote, close_timeout) = match &self.dash_url {
+            Some(url) => {
+                let mut rc = RemoteConfig::from_env(prefix.clone(), dir.join(".spool"))?;
+                if !url.is_empty() {
+                    rc.dash_url = url.clone();
+                }
+                rc.token = self.token.clone();
+                rc.description = info.description.clone();
+                rc.tags = info.tags.clone();
+                rc.metadata = info.metadata.clone();
+                rc.retry_base_delay = cfg.retry_base_delay;
+                rc.retry_max_delay = cfg.retry_max_delay;
+                rc.quiet = cfg.quiet;
+                let t = rc.close_timeout;
+                (Some(RemoteSink::open(rc)?), t)
+            }
+            None => (None, std::time::Duration::ZERO),
+        };
+        let location = if local.is_some() {
+            dir.clone()
+        } else {
+            dir.join(".spool")
+        };
+        let store = Tee::new(local, remote, location, close_timeout);
         let files = Arc::new(FileStore::new(&dir, &prefix, cfg.sync_on_flush));
         let cfg_workers = cfg.file_upload_workers;
         let (core, rx) = RunCore::new(cfg);

@@ -94,6 +94,8 @@ pub(crate) struct Job {
     pub(crate) dir: PathBuf,
     pub(crate) id: SessionId,
     pub(crate) live: bool,
+    /// Never read: held for its `flock` until the job is done.
+    #[allow(dead_code)]
     pub(crate) lock: Arc<File>,
 }
 

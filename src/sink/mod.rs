@@ -18,6 +18,7 @@ use crate::error::Result;
 pub(crate) mod local;
 #[cfg(any(test, ml_dash_loom))]
 pub(crate) mod memory;
+pub(crate) mod tee;
 
 /// What the collector needs from a store. Every method is called from the
 /// collector thread only; a failed write leaves the batch with the caller,
@@ -44,6 +45,11 @@ pub(crate) trait Sink {
     fn sync_all(&mut self) -> Result<()>;
     /// Records the run's final status.
     fn finish(&mut self, status: Status) -> Result<()>;
+    /// Last step of close, after `finish`: a remote sink drains its spool
+    /// within its deadline and returns its report line.
+    fn shutdown(&mut self) -> Option<String> {
+        None
+    }
 }
 
 impl Sink for local::LocalStore {

@@ -1,0 +1,214 @@
+//! The store of a run: the local ML-Dash folder, a remote server (through the
+//! spool of [`crate::remote`]), or both (hybrid). One [`Sink`] for the collector.
+//!
+//! Remote batches are cut from the same bytes the local store writes: a
+//! metric line's `data` object, a log entry wrapped in braces, a track row.
+//! In hybrid mode the spool is written first: a spool error keeps the batch
+//! for a retry with nothing written anywhere.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+
+use super::local::LocalStore;
+use super::{Batch, MetricBatch, Sink, TrackEntry};
+use crate::core::Status;
+use crate::encode;
+use crate::error::Result;
+use crate::remote::RemoteSink;
+
+/// Local, remote or both.
+#[derive(Debug)]
+pub(crate) struct Tee {
+    pub(crate) local: Option<LocalStore>,
+    pub(crate) remote: Option<RemoteSink>,
+    /// Where the data goes, for messages (the experiment folder or the spool).
+    pub(crate) location: PathBuf,
+    /// Remote-only mode numbers metric points itself.
+    next_index: Vec<u64>,
+    close_timeout: Duration,
+    buf: Vec<u8>,
+    items: Vec<(usize, usize)>,
+}
+
+impl Tee {
+    pub(crate) fn new(
+        local: Option<LocalStore>,
+        remote: Option<RemoteSink>,
+        location: PathBuf,
+        close_timeout: Duration,
+    ) -> Tee {
+        Tee {
+            local,
+            remote,
+            location,
+            next_index: Vec::new(),
+            close_timeout,
+            buf: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+}
+
+/// The `data` object of a local metric line
+/// `{"index":N,"data":{...},"createdAt":"..."}\n`.
+fn data_object(line: &[u8]) -> &[u8] {
+    const DATA: &[u8] = b",\"data\":";
+    const CREATED: &[u8] = b",\"createdAt\":\"";
+    let start = line
+        .windows(DATA.len())
+        .position(|w| w == DATA)
+        .map_or(0, |i| i + DATA.len());
+    let end = line
+        .windows(CREATED.len())
+        .rposition(|w| w == CREATED)
+        .unwrap_or(line.len());
+    &line[start..end.max(start)]
+}
+
+impl Sink for Tee {
+    fn location(&self) -> &Path {
+        &self.location
+    }
+
+    fn metric_next_index(&mut self, id: u32, name: Option<&str>) -> Result<u64> {
+        match &mut self.local {
+            Some(l) => l.metric_next_index(id, name),
+            None => Ok(self.next_index.get(id as usize).copied().unwrap_or(0)),
+        }
+    }
+
+    fn append_metrics(
+        &mut self,
+        id: u32,
+        name: Option<&str>,
+        batch: &mut MetricBatch,
+    ) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            let points = batch
+                .lines
+                .split_inclusive(|&c| c == b'\n')
+                .map(data_object);
+            r.append_metrics(name, points)?;
+        }
+        match &mut self.local {
+            Some(l) => l.append_metrics(id, name, batch),
+            None => {
+                let i = id as usize;
+                if self.next_index.len() <= i {
+                    self.next_index.resize(i + 1, 0);
+                }
+                self.next_index[i] = batch.first_index + batch.count as u64;
+                Ok(())
+            }
+        }
+    }
+
+    fn append_logs(&mut self, batch: &Batch) -> Result<()> {
+        if self.remote.is_some() {
+            self.buf.clear();
+            self.items.clear();
+            for entry in batch.items() {
+                let a = self.buf.len();
+                self.buf.push(b'{');
+                self.buf.extend_from_slice(entry);
+                self.buf.push(b'}');
+                self.items.push((a, self.buf.len()));
+            }
+            let (buf, items) = (&self.buf, &self.items);
+            if let Some(r) = &mut self.remote {
+                r.append_logs(items.iter().map(|&(a, b)| &buf[a..b]))?;
+            }
+        }
+        match &mut self.local {
+            Some(l) => l.append_logs(batch),
+            None => Ok(()),
+        }
+    }
+
+    fn append_tracks(&mut self, id: u32, topic: &str, entries: &mut [TrackEntry]) -> Result<()> {
+        if self.remote.is_some() {
+            entries.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+            self.buf.clear();
+            self.items.clear();
+            for e in entries.iter() {
+                let a = self.buf.len();
+                self.buf.extend_from_slice(b"{\"timestamp\":");
+                encode::f64(&mut self.buf, e.ts);
+                for (name, value) in &e.fields {
+                    self.buf.push(b',');
+                    encode::str(&mut self.buf, name);
+                    self.buf.push(b':');
+                    self.buf.extend_from_slice(value.as_bytes());
+                }
+                self.buf.push(b'}');
+                self.items.push((a, self.buf.len()));
+            }
+            let (buf, items) = (&self.buf, &self.items);
+            if let Some(r) = &mut self.remote {
+                r.append_tracks(topic, items.iter().map(|&(a, b)| &buf[a..b]))?;
+            }
+        }
+        match &mut self.local {
+            Some(l) => l.append_tracks(id, topic, entries),
+            None => Ok(()),
+        }
+    }
+
+    fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            r.merge_params(params)?;
+        }
+        match &mut self.local {
+            Some(l) => l.merge_params(params, calls),
+            None => Ok(()),
+        }
+    }
+
+    fn sync_all(&mut self) -> Result<()> {
+        if let Some(r) = &mut self.remote {
+            r.sync()?;
+        }
+        match &mut self.local {
+            Some(l) => l.sync_all(),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self, status: Status) -> Result<()> {
+        let remote = match &mut self.remote {
+            Some(r) => r.finish(status),
+            None => Ok(()),
+        };
+        let local = match &mut self.local {
+            Some(l) => l.finish(status),
+            None => Ok(()),
+        };
+        remote.and(local)
+    }
+
+    fn shutdown(&mut self) -> Option<String> {
+        let r = self.remote.take()?;
+        let report = r.close(self.close_timeout);
+        let mut line = report.to_string();
+        if let Some(how) = report.how_to_send() {
+            line.push('\n');
+            line.push_str("[ML-Dash]   ");
+            line.push_str(&how);
+        }
+        Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_object;
+
+    #[test]
+    fn data_objects_are_cut_from_lines() {
+        let line = br#"{"index":12,"data":{"a":1,"createdAt":"x","_ts":2.5},"createdAt":"2026-01-01T00:00:00Z"}
+"#;
+        assert_eq!(data_object(line), br#"{"a":1,"createdAt":"x","_ts":2.5}"#);
+    }
+}
