@@ -454,7 +454,13 @@ EOF
     echo '```'
     echo
     echo "</details>"
-} >"$OUT"
+} >"$OUT.new"
+# Sections measured by other benches live below this marker; keep them.
+marker='<!-- engine benches: kept by compare.sh -->'
+if [ -f "$OUT" ] && grep -qF "$marker" "$OUT"; then
+  { echo; sed -n "/$marker/,\$p" "$OUT"; } >>"$OUT.new"
+fi
+mv "$OUT.new" "$OUT"
 
 say "wrote $OUT (load after: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "hot_p50_ns=$HOT crossbeam_p50_ns=$XBEAM tracing_p50_ns=$TRACING e2e_points_per_sec=${E2E_MED[2]} mldash_py_points_per_sec=$MLDASH_PY"
