@@ -1,6 +1,7 @@
 //! `flush()` latency with 0, 1 k, 10 k and 100 k records pending; engine
 //! memory per producer thread and with 64 threads; the full-ring behaviour
-//! (back-to-back producers against a small memory budget, blocking and lossy).
+//! (back-to-back producers against a small memory budget, blocking and lossy);
+//! the collector thread's CPU per point.
 //!
 //! `cargo bench --bench flush_memory` (`-- --quick` for a smoke pass).
 
@@ -138,8 +139,49 @@ fn full_ring(quick: bool) {
     }
 }
 
+/// CPU time (user, system) of this process's thread named `name`, in seconds.
+fn thread_cpu(name: &str) -> Option<(f64, f64)> {
+    let hz = 100.0; // USER_HZ on Linux
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(name) {
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let (u, s): (f64, f64) = (f[11].parse().ok()?, f[12].parse().ok()?);
+            return Some((u / hz, s / hz));
+        }
+    }
+    None
+}
+
+/// The collector's CPU per point: one producer logs N three-field points, then
+/// a flush; the collector thread's user and system time divided by N.
+fn collector_cost(quick: bool) {
+    let n: i64 = if quick { 200_000 } else { 5_000_000 };
+    let root = tempfile::tempdir().unwrap();
+    let mut c = cfg();
+    c.metric_batch_size = 1000;
+    let run = open(root.path(), "collector", c);
+    let m = run.metrics("train").unwrap();
+    for i in 0..n {
+        m.log(&point! {"thread" => 0, "i" => i, "loss" => 1.0 / (i + 1) as f64})
+            .unwrap();
+    }
+    run.flush().unwrap();
+    let (u, s) = thread_cpu("ml-dash-collect").unwrap_or((f64::NAN, f64::NAN));
+    run.complete().unwrap();
+    println!(
+        "collector points={n} user_ns_per_point {:.0} system_ns_per_point {:.0} (decode + JSONL + write syscalls; USER_HZ resolution)",
+        u * 1e9 / n as f64,
+        s * 1e9 / n as f64
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
+    collector_cost(quick);
     flush_latency(quick);
     memory();
     full_ring(quick);
