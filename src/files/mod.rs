@@ -156,10 +156,10 @@ pub(crate) fn logical_path(dir: &str, name: &str) -> Result<(String, String)> {
     Ok((format!("/{}", folder.join("/")), file[0].to_string()))
 }
 
-/// Streams `src` into `dst` (a new file) and returns (bytes, sha256 hex).
-fn copy_hashing(src: &Path, dst: &Path) -> Result<(u64, String)> {
+/// Reads `src` in 64 KiB chunks, hashing it and copying it to `copy_to` when
+/// given: (bytes, sha256 hex). Never holds the whole file in memory.
+fn hash_stream(src: &Path, mut copy_to: Option<(&Path, File)>) -> Result<(u64, String)> {
     let mut input = File::open(src).map_err(|e| Error::io(src, e))?;
-    let mut out = File::create(dst).map_err(|e| Error::io(dst, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
@@ -169,27 +169,23 @@ fn copy_hashing(src: &Path, dst: &Path) -> Result<(u64, String)> {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io(dst, e))?;
+        if let Some((path, out)) = copy_to.as_mut() {
+            out.write_all(&buf[..n]).map_err(|e| Error::io(*path, e))?;
+        }
         total += n as u64;
     }
     Ok((total, hex(&hasher.finalize())))
 }
 
+/// Streams `src` into `dst` (a new file): (bytes, sha256 hex).
+fn copy_hashing(src: &Path, dst: &Path) -> Result<(u64, String)> {
+    let out = File::create(dst).map_err(|e| Error::io(dst, e))?;
+    hash_stream(src, Some((dst, out)))
+}
+
 /// Hashes a file in place: (bytes, sha256 hex).
 fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut input = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = input.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, hex(&hasher.finalize())))
+    hash_stream(path, None)
 }
 
 fn hex(bytes: &[u8]) -> String {
