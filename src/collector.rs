@@ -148,6 +148,23 @@ impl<S: Sink> Collector<S> {
         for e in errors {
             self.note(Err(e));
         }
+        self.send_recorded_files();
+    }
+
+    /// Hands files the pool stored to the sink (a remote sink spools a copy).
+    fn send_recorded_files(&mut self) {
+        let Some(pool) = self.files.as_mut() else {
+            return;
+        };
+        for (entry, content, _size, sum) in pool.take_recorded() {
+            if let Err(e) = self.store.file_stored(&entry, &content, &sum) {
+                self.note(Err(format!(
+                    "file {} not sent: {e}; it is stored locally at {}",
+                    entry.filename,
+                    content.display()
+                )));
+            }
+        }
     }
 
     /// Waits for every queued file; false when one could not be stored.
@@ -162,6 +179,7 @@ impl<S: Sink> Collector<S> {
         for e in errors {
             self.note(Err(e));
         }
+        self.send_recorded_files();
         ok
     }
 

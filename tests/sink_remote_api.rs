@@ -104,3 +104,49 @@ fn hybrid_run_writes_both() {
         .unwrap();
     assert_eq!(exp["status"], "COMPLETED");
 }
+
+#[test]
+fn files_of_a_remote_run_reach_the_server() {
+    let server = TestServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let run = Experiment::new("alice/proj/exp-files")
+        .dash_root(root.path())
+        .dash_url(server.url())
+        .token("test-token")
+        .buffer_config(cfg())
+        .run()
+        .unwrap();
+    run.files("configs")
+        .save_json("config.json", json!({"lr": 0.001}))
+        .unwrap();
+    let user = tempfile::tempdir().unwrap();
+    let src = user.path().join("w.bin");
+    std::fs::write(&src, vec![7u8; 100_000]).unwrap();
+    run.files("uploads").upload(&src).unwrap();
+    run.complete().unwrap();
+    assert!(server.wait_for(Duration::from_secs(10), |st| st.files.len() == 2));
+    let st = server.state();
+    let cfg_file = st.files.iter().find(|f| f.name == "config.json").unwrap();
+    let local = read::document(
+        root.path(),
+        "alice/proj/exp-files",
+        "files/.files_metadata.json",
+    )
+    .unwrap()
+    .unwrap();
+    let entry = local["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["filename"] == "config.json")
+        .unwrap()
+        .clone();
+    assert_eq!(cfg_file.checksum, entry["checksum"].as_str().unwrap());
+    let up = st.files.iter().find(|f| f.name == "w.bin").unwrap();
+    assert_eq!(up.content, vec![7u8; 100_000]);
+    assert_eq!(
+        std::fs::read(&src).unwrap(),
+        vec![7u8; 100_000],
+        "user file untouched"
+    );
+}

@@ -241,6 +241,11 @@ impl FileStore {
         Ok(path)
     }
 
+    /// Where a stored file's content is.
+    pub(crate) fn content_path(&self, entry: &FileEntry) -> PathBuf {
+        self.blob_dir(entry).join(&entry.filename)
+    }
+
     fn blob_dir(&self, entry: &FileEntry) -> PathBuf {
         let rel = entry.path.trim_start_matches('/');
         let base = if rel.is_empty() {

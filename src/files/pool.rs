@@ -34,6 +34,9 @@ pub(crate) struct Pool {
     outstanding: usize,
     /// Files stored so far.
     pub(crate) stored: u64,
+    /// Files stored and recorded since the last [`take_recorded`](Self::take_recorded):
+    /// (entry, where its content is, bytes, sha256), for a remote sink.
+    recorded: Vec<(FileEntry, std::path::PathBuf, u64, String)>,
 }
 
 impl Pool {
@@ -58,6 +61,7 @@ impl Pool {
             latest: HashMap::new(),
             outstanding: 0,
             stored: 0,
+            recorded: Vec::new(),
         }
     }
 
@@ -123,10 +127,21 @@ impl Pool {
         }
         let n = keep.len() as u64;
         match self.store.merge_entries(&keep) {
-            Ok(()) => self.stored += n,
+            Ok(()) => {
+                self.stored += n;
+                for (entry, size, sum) in keep {
+                    let at = self.store.content_path(&entry);
+                    self.recorded.push((entry, at, size, sum));
+                }
+            }
             Err(e) => errors.push(format!("{n} file(s) stored but not recorded: {e}")),
         }
         errors
+    }
+
+    /// The files recorded since the last call.
+    pub(crate) fn take_recorded(&mut self) -> Vec<(FileEntry, std::path::PathBuf, u64, String)> {
+        std::mem::take(&mut self.recorded)
     }
 
     /// Drains the queue and stops the workers.

@@ -14,6 +14,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::core::Status;
 use crate::error::Result;
+use crate::files::FileEntry;
 
 pub(crate) mod local;
 #[cfg(any(test, ml_dash_loom))]
@@ -45,6 +46,10 @@ pub(crate) trait Sink {
     fn sync_all(&mut self) -> Result<()>;
     /// Records the run's final status.
     fn finish(&mut self, status: Status) -> Result<()>;
+    /// A file was stored locally at `content` (a remote sink sends a copy).
+    fn file_stored(&mut self, _entry: &FileEntry, _content: &Path, _checksum: &str) -> Result<()> {
+        Ok(())
+    }
     /// Last step of close, after `finish`: a remote sink drains its spool
     /// within its deadline and returns its report line.
     fn shutdown(&mut self) -> Option<String> {

@@ -16,7 +16,8 @@ use super::{Batch, MetricBatch, Sink, TrackEntry};
 use crate::core::Status;
 use crate::encode;
 use crate::error::Result;
-use crate::remote::RemoteSink;
+use crate::files::FileEntry;
+use crate::remote::{FileUpload, RemoteSink};
 
 /// Local, remote or both.
 #[derive(Debug)]
@@ -186,6 +187,23 @@ impl Sink for Tee {
             None => Ok(()),
         };
         remote.and(local)
+    }
+
+    fn file_stored(&mut self, entry: &FileEntry, content: &Path, checksum: &str) -> Result<()> {
+        match &mut self.remote {
+            Some(r) => r.append_file(&FileUpload {
+                source: content,
+                owned: false, // the local store keeps its copy
+                path: &entry.path,
+                filename: &entry.filename,
+                content_type: &entry.content_type,
+                checksum,
+                description: entry.description.as_deref(),
+                tags: &entry.tags,
+                metadata: entry.metadata.as_ref(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn shutdown(&mut self) -> Option<String> {
