@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use crate::core::RunCore;
 use crate::error::{Error, Result};
-use crate::files::{FileRecord, FileStore, Image, content_type, logical_path, new_id};
+use crate::files::{FileEntry, FileRecord, FileStore, Image, content_type, logical_path, new_id};
 use crate::record::{Head, kind};
 
 /// Call order of saves in this process: the later save of a path + filename
@@ -158,13 +158,15 @@ impl Files {
     fn send(&self, name: &str, id: String, source: String, user_file: bool) -> Result<String> {
         let (path, filename) = logical_path(&self.dir, name)?;
         let rec = FileRecord {
-            id: id.clone(),
-            content_type: content_type(&filename),
-            path,
-            filename,
-            description: self.description.clone(),
-            tags: self.tags.clone(),
-            metadata: self.metadata.clone(),
+            entry: FileEntry {
+                id: id.clone(),
+                content_type: content_type(&filename),
+                path,
+                filename,
+                description: self.description.clone(),
+                tags: self.tags.clone(),
+                metadata: self.metadata.clone(),
+            },
             source,
             user_file,
             seq: SAVE_SEQ.fetch_add(1, Ordering::Relaxed),

@@ -35,16 +35,12 @@ use crate::encode;
 use crate::error::{Error, Result};
 use crate::sink::local::{read_json, write_json_atomic};
 
-/// What travels through the ring for one file (JSON in the record's message).
+/// What travels through the ring for one file (JSON in the record's message):
+/// its store entry, where the content is, and the call order of the save.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct FileRecord {
-    pub(crate) id: String,
-    pub(crate) path: String,
-    pub(crate) filename: String,
-    pub(crate) description: Option<String>,
-    pub(crate) tags: Vec<String>,
-    pub(crate) metadata: Option<Json>,
-    pub(crate) content_type: String,
+    #[serde(flatten)]
+    pub(crate) entry: FileEntry,
     /// The engine's temp file, or the user's file for `upload`.
     pub(crate) source: String,
     pub(crate) user_file: bool,
@@ -59,15 +55,7 @@ impl FileRecord {
             Source::Temp(self.source.into())
         };
         FileJob {
-            entry: FileEntry {
-                id: self.id,
-                path: self.path,
-                filename: self.filename,
-                description: self.description,
-                tags: self.tags,
-                metadata: self.metadata,
-                content_type: self.content_type,
-            },
+            entry: self.entry,
             source,
             seq: self.seq,
         }
@@ -84,7 +72,7 @@ pub(crate) enum Source {
 }
 
 /// Metadata of one stored file (one entry of `.files_metadata.json`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct FileEntry {
     pub(crate) id: String,
     /// Logical folder with a leading `/` (`/configs`, `/`).

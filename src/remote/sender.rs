@@ -561,23 +561,12 @@ impl Sender {
                                 self.stats(|s| s.splits += 1);
                                 continue;
                             }
-                            Err(Fail::TooLarge(msg)) => {
-                                let r = self.dead_letter(
-                                    413,
-                                    &msg,
-                                    Method::Post,
-                                    &path,
-                                    &chunk_key,
-                                    &body,
-                                    items,
-                                    None,
-                                );
-                                if r.is_err() {
-                                    out = r;
-                                    break 'outer;
-                                }
-                            }
-                            Err(Fail::Rejected { status, body: msg }) => {
+                            Err(e @ (Fail::TooLarge(_) | Fail::Rejected { .. })) => {
+                                let (status, msg) = match e {
+                                    Fail::Rejected { status, body } => (status, body),
+                                    Fail::TooLarge(body) => (413, body),
+                                    Fail::Stop => unreachable!("matched above"),
+                                };
                                 let r = self.dead_letter(
                                     status,
                                     &msg,
