@@ -1,7 +1,12 @@
 //! A test ML-Dash server on 127.0.0.1 (random port), std only: the
 //! endpoints of ML-DASH.md §4 with answers shaped like the real server's
 //! (19-digit ids as bare JSON numbers), a record of every request,
-//! deduplication by `Idempotency-Key`, and switches for faults.
+//! deduplication by `Idempotency-Key`, and switches for faults: answers
+//! (5xx, 429, resets, black hole, late), a real outage
+//! ([`TestServer::refuse_connections`]: the port is closed, connects are
+//! refused), an idle timeout per connection (a client that stops mid-request
+//! does not hold a worker forever) and a counting mode for long runs
+//! ([`TestServer::set_counting`]: metric points are tallied, not kept).
 //!
 //! Used by `tests/sink_remote_*.rs` (each includes it with `mod support;`).
 #![allow(dead_code)]
@@ -10,7 +15,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -129,6 +134,32 @@ pub struct State {
     pub files: Vec<StoredFile>,
     pub faults: Faults,
     rng: Option<fastrand::Rng>,
+    /// Requests received (also in counting mode, where `requests` stays empty).
+    pub request_count: u64,
+    /// Requests answered from the record by their repeated idempotency key.
+    pub duplicate_count: u64,
+    /// Connections closed because the client sent nothing for the idle timeout.
+    pub idle_closed: u64,
+    /// ... of which in the middle of a request (head or body cut short).
+    pub idle_mid_request: u64,
+    /// Counting mode: metric points are tallied in `tallies`, not kept in
+    /// `metrics`, and request bodies are not recorded.
+    pub counting: bool,
+    /// (experiment id, metric name) -> tally (counting mode).
+    pub tallies: HashMap<(u64, String), Tally>,
+}
+
+/// What counting mode keeps of a metric stream: points carry `t` (a
+/// producer) and `i` (its sequence, from 0); each must be the next of its
+/// producer, so a lost, repeated or reordered point shows as `out_of_order`.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub points: u64,
+    /// Producer `t` -> the next `i` expected (= points of `t` so far, when in order).
+    pub next: HashMap<u64, u64>,
+    pub out_of_order: u64,
+    /// The first few out-of-order points: (t, i, expected).
+    pub first_errors: Vec<(u64, u64, u64)>,
 }
 
 impl State {
@@ -156,6 +187,41 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The tally of one metric stream of experiment `name` (counting mode).
+    pub fn tally(&self, name: &str, metric: &str) -> Tally {
+        self.experiment(name)
+            .and_then(|e| self.tallies.get(&(e, metric.to_owned())))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Points of a stream of experiment `name` taken so far (either mode).
+    pub fn point_count(&self, name: &str, metric: &str) -> u64 {
+        let Some(e) = self.experiment(name) else {
+            return 0;
+        };
+        let key = (e, metric.to_owned());
+        if self.counting {
+            self.tallies.get(&key).map_or(0, |t| t.points)
+        } else {
+            self.metrics.get(&key).map_or(0, |v| v.len() as u64)
+        }
+    }
+
+    fn push_request(&mut self, mut req: Request) {
+        self.request_count += 1;
+        if req.duplicate {
+            self.duplicate_count += 1;
+        }
+        if !self.counting {
+            self.requests.push(req);
+        } else if self.requests.len() < 64 {
+            // The first few, without their bodies (for messages).
+            req.body.clear();
+            self.requests.push(req);
+        }
+    }
+
     /// Requests whose path contains `part`.
     pub fn matching(&self, part: &str) -> Vec<&Request> {
         self.requests
@@ -169,8 +235,25 @@ struct Inner {
     state: Mutex<State>,
     cv: Condvar,
     stop: AtomicBool,
-    open: Mutex<Vec<TcpStream>>,
+    /// Open connections by id (removed when their worker ends).
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next_conn: AtomicU64,
+    /// Read timeout of new connections (`None`: wait for ever).
+    idle: Mutex<Option<Duration>>,
+    net: Mutex<Net>,
+    net_cv: Condvar,
 }
+
+/// The listener's state (see [`TestServer::refuse_connections`]).
+#[derive(Debug)]
+struct Net {
+    refuse: bool,
+    listening: bool,
+}
+
+/// Default idle timeout of a connection: longer than any pause of the
+/// client's own between requests in the tests.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running server; stopped on drop.
 pub struct TestServer {
@@ -187,33 +270,63 @@ impl TestServer {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
-            open: Mutex::new(Vec::new()),
+            open: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            idle: Mutex::new(Some(IDLE_TIMEOUT)),
+            net: Mutex::new(Net {
+                refuse: false,
+                listening: true,
+            }),
+            net_cv: Condvar::new(),
         });
         let i2 = inner.clone();
         let thread = std::thread::Builder::new()
             .name("test-server".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if i2.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let _ = conn.set_nodelay(true);
-                    if let Ok(c) = conn.try_clone() {
-                        i2.open.lock().unwrap().push(c);
-                    }
-                    let i3 = i2.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("test-server-conn".into())
-                        .spawn(move || serve(&i3, conn));
-                }
-            })
+            .spawn(move || accept_loop(&i2, listener, addr))
             .unwrap();
         TestServer {
             addr,
             inner,
             thread: Some(thread),
         }
+    }
+
+    /// A real outage (`true`): the listening socket is closed, so connects
+    /// are refused, and every open connection is closed. `false` listens
+    /// again on the same port. Returns once the change is in effect.
+    pub fn refuse_connections(&self, refuse: bool) {
+        let mut net = self.inner.net.lock().unwrap();
+        net.refuse = refuse;
+        self.inner.net_cv.notify_all();
+        if refuse {
+            drop(net);
+            // Wakes the accept loop, which sees `refuse` and closes the port.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+            let mut net = self.inner.net.lock().unwrap();
+            while net.listening {
+                net = self.inner.net_cv.wait(net).unwrap();
+            }
+            drop(net);
+            self.drop_connections();
+        } else {
+            while !net.listening {
+                net = self.inner.net_cv.wait(net).unwrap();
+            }
+        }
+    }
+
+    /// Read timeout of connections accepted from now on (default
+    /// [`IDLE_TIMEOUT`]; `None`: none): a connection whose client sends
+    /// nothing for that long is closed and counted in `State::idle_closed`.
+    pub fn set_idle_timeout(&self, idle: Option<Duration>) {
+        *self.inner.idle.lock().unwrap() = idle;
+    }
+
+    /// Counting mode (set it before the run starts): metric points are
+    /// tallied per stream ([`State::tally`]) instead of kept, and request
+    /// bodies are not recorded, so a run of any length fits in memory.
+    pub fn set_counting(&self, on: bool) {
+        self.state().counting = on;
     }
 
     pub fn url(&self) -> String {
@@ -236,7 +349,7 @@ impl TestServer {
 
     /// Closes every connection the server holds (a black hole lets go).
     pub fn drop_connections(&self) {
-        for c in self.inner.open.lock().unwrap().drain(..) {
+        for (_, c) in self.inner.open.lock().unwrap().drain() {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
@@ -265,13 +378,81 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::SeqCst);
-        for c in self.inner.open.lock().unwrap().drain(..) {
+        {
+            let _net = self.inner.net.lock().unwrap();
+            self.inner.net_cv.notify_all();
+        }
+        for (_, c) in self.inner.open.lock().unwrap().drain() {
             let _ = c.shutdown(Shutdown::Both);
         }
-        let _ = TcpStream::connect(self.addr);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Accepts connections (one worker thread each); closes the port while
+/// refusing and binds it again after.
+fn accept_loop(inner: &Arc<Inner>, listener: TcpListener, addr: SocketAddr) {
+    let mut listener = Some(listener);
+    loop {
+        let l = match listener.take() {
+            Some(l) => l,
+            None => {
+                let mut net = inner.net.lock().unwrap();
+                while net.refuse && !inner.stop.load(Ordering::SeqCst) {
+                    net = inner.net_cv.wait(net).unwrap();
+                }
+                drop(net);
+                if inner.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                // The port was ours a moment ago; another socket may hold it
+                // briefly (SO_REUSEADDR is set by std on Unix).
+                let end = Instant::now() + Duration::from_secs(30);
+                let l = loop {
+                    match TcpListener::bind(addr) {
+                        Ok(l) => break l,
+                        Err(e) if Instant::now() < end => {
+                            let _ = e;
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(e) => panic!("cannot listen on {addr} again: {e}"),
+                    }
+                };
+                let mut net = inner.net.lock().unwrap();
+                net.listening = true;
+                inner.net_cv.notify_all();
+                l
+            }
+        };
+        for conn in l.incoming() {
+            if inner.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if inner.net.lock().unwrap().refuse {
+                break;
+            }
+            let Ok(conn) = conn else { continue };
+            let _ = conn.set_nodelay(true);
+            let _ = conn.set_read_timeout(*inner.idle.lock().unwrap());
+            let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+            if let Ok(c) = conn.try_clone() {
+                inner.open.lock().unwrap().insert(id, c);
+            }
+            let i3 = inner.clone();
+            let _ = std::thread::Builder::new()
+                .name("test-server-conn".into())
+                .spawn(move || {
+                    serve(&i3, conn);
+                    i3.open.lock().unwrap().remove(&id);
+                });
+        }
+        drop(l); // the port is closed: connects are refused
+        let mut net = inner.net.lock().unwrap();
+        net.listening = false;
+        inner.net_cv.notify_all();
     }
 }
 
@@ -292,20 +473,43 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// Method, path and headers of a request.
 type Head = (String, String, Vec<(String, String)>);
 
-/// Reads the request line and headers; `None` at EOF.
-fn read_head(r: &mut BufReader<TcpStream>) -> Option<Head> {
+/// Why no request was read.
+enum NoRequest {
+    /// The client closed the connection (or it failed).
+    Closed,
+    /// The read timeout passed; `true` when part of a request had come.
+    Idle(bool),
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads the request line and headers.
+fn read_head(r: &mut BufReader<TcpStream>) -> Result<Head, NoRequest> {
     let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
+    match r.read_line(&mut line) {
+        Ok(0) => return Err(NoRequest::Closed),
+        Ok(_) => {}
+        Err(e) if is_timeout(&e) => return Err(NoRequest::Idle(!line.is_empty())),
+        Err(_) => return Err(NoRequest::Closed),
     }
     let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Err(NoRequest::Closed);
+    };
+    let (method, path) = (method.to_owned(), path.to_owned());
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
-        if r.read_line(&mut h).ok()? == 0 {
-            return None;
+        match r.read_line(&mut h) {
+            Ok(0) => return Err(NoRequest::Closed),
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => return Err(NoRequest::Idle(true)),
+            Err(_) => return Err(NoRequest::Closed),
         }
         let h = h.trim_end();
         if h.is_empty() {
@@ -315,7 +519,19 @@ fn read_head(r: &mut BufReader<TcpStream>) -> Option<Head> {
             headers.push((k.trim().to_owned(), v.trim().to_owned()));
         }
     }
-    Some((method, path, headers))
+    Ok((method, path, headers))
+}
+
+/// Closes a connection whose client went quiet, and counts it.
+fn idle_close(inner: &Inner, conn: &TcpStream, mid_request: bool) {
+    let mut st = inner.state.lock().unwrap();
+    st.idle_closed += 1;
+    if mid_request {
+        st.idle_mid_request += 1;
+    }
+    drop(st);
+    inner.cv.notify_all();
+    let _ = conn.shutdown(Shutdown::Both);
 }
 
 fn reset(conn: &TcpStream) {
@@ -342,8 +558,10 @@ fn serve(inner: &Inner, conn: TcpStream) {
     let mut r = BufReader::new(read_half);
     let mut w = conn;
     loop {
-        let Some((method, path, headers)) = read_head(&mut r) else {
-            return;
+        let (method, path, headers) = match read_head(&mut r) {
+            Ok(h) => h,
+            Err(NoRequest::Closed) => return,
+            Err(NoRequest::Idle(mid)) => return idle_close(inner, &w, mid),
         };
         let len: usize = header(&headers, "content-length")
             .and_then(|v| v.parse().ok())
@@ -385,6 +603,7 @@ fn serve(inner: &Inner, conn: TcpStream) {
                 false,
             );
             // Hold the connection: read until the client gives up.
+            let _ = w.set_read_timeout(None);
             let mut sink = [0u8; 4096];
             while let Ok(n) = r.read(&mut sink) {
                 if n == 0 {
@@ -412,8 +631,10 @@ fn serve(inner: &Inner, conn: TcpStream) {
             return;
         }
         let mut body = vec![0u8; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
+        match r.read_exact(&mut body) {
+            Ok(()) => {}
+            Err(e) if is_timeout(&e) => return idle_close(inner, &w, true),
+            Err(_) => return,
         }
         let raw = Raw {
             method,
@@ -465,7 +686,7 @@ fn is_data(path: &str) -> bool {
 
 fn record(inner: &Inner, raw: Raw, status: u16, fault: Option<&'static str>, duplicate: bool) {
     let mut st = inner.state.lock().unwrap();
-    st.requests.push(Request {
+    st.push_request(Request {
         method: raw.method,
         path: raw.path,
         headers: raw.headers,
@@ -586,12 +807,15 @@ fn handle(inner: &Inner, raw: Raw) -> Answer {
                 fault,
                 duplicate: true,
             };
-            st.requests.push(req);
+            st.push_request(req);
             drop(st);
             inner.cv.notify_all();
             return (s, extra, body, late);
         }
-        let (s, v) = route(&mut st, &raw);
+        let (s, v) = match count_points(&mut st, &raw) {
+            Some(answer) => answer,
+            None => route(&mut st, &raw),
+        };
         if let Some(k) = key
             && (200..300).contains(&s)
         {
@@ -601,7 +825,7 @@ fn handle(inner: &Inner, raw: Raw) -> Answer {
     };
     let (status, v) = reply;
     let body = serde_json::to_vec(&v).unwrap();
-    st.requests.push(Request {
+    st.push_request(Request {
         method: raw.method,
         path: raw.path,
         headers: raw.headers,
@@ -613,6 +837,60 @@ fn handle(inner: &Inner, raw: Raw) -> Answer {
     drop(st);
     inner.cv.notify_all();
     (status, extra, body, late)
+}
+
+/// Counting mode: a metric batch is tallied, not kept (`None`: not one).
+fn count_points(st: &mut State, raw: &Raw) -> Option<(u16, Value)> {
+    if !st.counting || raw.method != "POST" {
+        return None;
+    }
+    let path = raw.path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["api", "experiments", id, "metrics", name, "append-batch"] = segs.as_slice() else {
+        return None;
+    };
+    let exp = id.parse::<u64>().ok()?;
+    if !st.experiments.contains_key(&exp) {
+        return Some(not_found());
+    }
+    #[derive(serde::Deserialize)]
+    struct Point {
+        t: Option<u64>,
+        i: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Batch {
+        #[serde(rename = "dataPoints")]
+        data_points: Vec<Point>,
+    }
+    let batch: Batch = match serde_json::from_slice(&raw.body) {
+        Ok(b) => b,
+        Err(e) => return Some(bad(&format!("dataPoints: {e}"))),
+    };
+    if batch.data_points.is_empty() {
+        return Some(bad("dataPoints must be non-empty objects"));
+    }
+    let mid = st.id();
+    let tally = st.tallies.entry((exp, decode(name))).or_default();
+    let start = tally.points;
+    for p in &batch.data_points {
+        let (t, i) = (p.t.unwrap_or(u64::MAX), p.i.unwrap_or(u64::MAX));
+        let next = tally.next.entry(t).or_insert(0);
+        if i == *next {
+            *next += 1;
+        } else {
+            tally.out_of_order += 1;
+            if tally.first_errors.len() < 8 {
+                tally.first_errors.push((t, i, *next));
+            }
+        }
+        tally.points += 1;
+    }
+    let n = batch.data_points.len() as u64;
+    Some((
+        200,
+        json!({"metricId": mid, "startIndex": start, "endIndex": start + n - 1, "count": n}),
+    ))
 }
 
 fn not_found() -> (u16, Value) {
