@@ -42,6 +42,9 @@ const IDLE_TICKS: u32 = 40;
 /// A metric batch this large is written during the drain, whatever the batch
 /// size: it bounds the collector's memory and keeps its buffers in cache.
 const INLINE_WRITE_BYTES: usize = 1 << 20;
+/// While the store fails, the collector retries it at least this often (and
+/// at every flush and at close), so a short fault costs little data.
+const RETRY_WHILE_FAILING: Duration = Duration::from_secs(1);
 
 /// Counts of records by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,7 +61,20 @@ pub struct Counts {
 
 impl Counts {
     fn any(&self) -> bool {
-        self.logs + self.metrics + self.tracks + self.files > 0
+        self.total() > 0
+    }
+
+    /// All records, whatever their kind.
+    pub fn total(&self) -> u64 {
+        self.logs + self.metrics + self.tracks + self.files
+    }
+
+    fn add_kind(&mut self, k: u8) {
+        match k {
+            kind::METRIC => self.metrics += 1,
+            kind::LOG => self.logs += 1,
+            _ => self.tracks += 1,
+        }
     }
 }
 
@@ -75,8 +91,15 @@ pub struct CloseReport {
     /// Records that could not be written (the store kept failing); each error is
     /// also printed as a warning.
     pub unwritten: Counts,
+    /// Records dropped while the store failed: the collector holds accepted
+    /// data for a failing store up to half the memory budget, then drops what
+    /// comes next (so logging calls never wait on a broken disk) and counts it
+    /// here. Logged = stored + dropped + lost_to_store + unwritten, exactly.
+    pub lost_to_store: Counts,
     /// Errors met while writing, most recent last.
     pub errors: Vec<String>,
+    /// Every warning the collector gave (also printed unless `quiet`).
+    pub warnings: Vec<String>,
 }
 
 struct Chain {
@@ -98,6 +121,60 @@ struct TrackState {
     by_ts: HashMap<u64, usize>,
 }
 
+/// Bytes a track row holds in the collector.
+fn entry_bytes(e: &TrackEntry) -> usize {
+    e.fields.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// The collector's own memory while the store fails: what it holds, what it
+/// may hold, and what it dropped.
+///
+/// Healthy, the collector's batches stay small (written at their batch size,
+/// metric batches at 1 MiB during a drain). While the store fails it keeps
+/// accepted records and retries, and so that a broken disk neither grows
+/// memory without bound nor stalls the producers (a training loop must not
+/// hang on a full disk), it holds at most `room` bytes: half the memory
+/// budget, less if the rings hold more than the other half. Those bytes are
+/// charged to the budget the rings grow in (`RunCore::ring_bytes`), so rings
+/// and held batches together stay within `memory_budget`. Past `room` it
+/// keeps draining the rings but drops metric points, log lines and track rows,
+/// counting each in `lost` (parameters and file records are kept: they are
+/// small, and a file's content is on disk already).
+#[derive(Debug, Default)]
+struct Hold {
+    /// The last write failed and no write succeeded since.
+    failing: bool,
+    /// Bytes of serialized batches held (recomputed after each write).
+    held: usize,
+    /// Bytes of `held` charged to `RunCore::ring_bytes`.
+    charged: usize,
+    /// What may be held while failing (set before each drain).
+    room: usize,
+    /// Records dropped because the store failed and `room` was spent.
+    lost: Counts,
+    /// Drops in the current failure episode (for the recovery line).
+    episode_lost: u64,
+    /// The current episode's drop warning was given.
+    drop_warned: bool,
+}
+
+impl Hold {
+    /// Whether a record of kind `k` must be dropped now. `error`: a write
+    /// failed during this drain (the episode starts before `note` sees it).
+    #[inline]
+    fn full(&self, k: u8, error: bool) -> bool {
+        (self.failing || error)
+            && self.held >= self.room
+            && matches!(k, kind::METRIC | kind::LOG | kind::TRACK)
+    }
+
+    #[cold]
+    fn drop_record(&mut self, k: u8) {
+        self.lost.add_kind(k);
+        self.episode_lost += 1;
+    }
+}
+
 /// The collector's state; lives on its own thread. It writes to any [`Sink`]:
 /// the local store in the product, the in-memory sink in tests and models.
 pub(crate) struct Collector<S: Sink = LocalStore> {
@@ -115,7 +192,7 @@ pub(crate) struct Collector<S: Sink = LocalStore> {
     last_write: Instant,
     idle_ticks: u32,
     last_track_ts: f64,
-    failing: bool,
+    hold: Hold,
     dropped_retired: u64,
     dropped_seen: u64,
     report: CloseReport,
@@ -199,7 +276,7 @@ impl<S: Sink> Collector<S> {
             last_write: Instant::now(),
             idle_ticks: 0,
             last_track_ts: 0.0,
-            failing: false,
+            hold: Hold::default(),
             dropped_retired: 0,
             dropped_seen: 0,
             report: CloseReport::default(),
@@ -218,14 +295,15 @@ impl<S: Sink> Collector<S> {
             if self.poll_control() {
                 return self.close();
             }
-            // While the store fails, stop draining past half the memory budget:
-            // the rings then fill and the backpressure policy applies.
-            let drained = if self.failing && self.pending_bytes() > self.core.cfg.memory_budget / 2
-            {
-                0
-            } else {
-                self.drain_all()
-            };
+            if target > self.completed && self.hold.failing {
+                // A flush while the store fails: retry it before draining, so
+                // what was logged before the flush finds room if it recovered.
+                let _ = self.write_everything();
+            }
+            // Always drain, also while the store fails: producers never wait
+            // on a broken disk (past the hold's room, records are dropped and
+            // counted; see `Hold`).
+            let drained = self.drain_all();
             self.idle_ticks = if drained > 0 { 0 } else { self.idle_ticks + 1 };
             self.write_due();
             if target > self.completed {
@@ -309,6 +387,64 @@ impl<S: Sink> Collector<S> {
     }
 
     fn drain_all(&mut self) -> usize {
+        self.set_room();
+        let n = self.drain_rings();
+        self.settle_hold();
+        n
+    }
+
+    /// What the collector may hold while the store fails: half the memory
+    /// budget, less what the rings take beyond the other half.
+    fn set_room(&mut self) {
+        let budget = self.core.cfg.memory_budget;
+        // Relaxed: a budget estimate; growth of the rings races it either way.
+        let total = self.core.ring_bytes.load(Ordering::Relaxed);
+        let rings = total.saturating_sub(self.hold.charged);
+        self.hold.room = (budget / 2).min(budget.saturating_sub(rings));
+    }
+
+    /// After a drain: charges the held bytes to the rings' budget while the
+    /// store fails (and releases the charge once it recovers), and gives the
+    /// one drop warning of the episode.
+    fn settle_hold(&mut self) {
+        let want = if self.hold.failing { self.hold.held } else { 0 };
+        let have = self.hold.charged;
+        if want != have {
+            // Relaxed: a budget counter; no data is published through it.
+            if want > have {
+                self.core
+                    .ring_bytes
+                    .fetch_add(want - have, Ordering::Relaxed);
+            } else {
+                self.core
+                    .ring_bytes
+                    .fetch_sub(have - want, Ordering::Relaxed);
+            }
+            self.hold.charged = want;
+        }
+        if self.hold.episode_lost > 0 && !self.hold.drop_warned {
+            self.hold.drop_warned = true;
+            let msg = format!(
+                "{} still cannot be written ({}) and the {} KiB the collector may hold for it are \
+                 full: newer metric points, log lines and track rows are dropped and counted \
+                 (lost_to_store in the close report) until it is writable again",
+                self.store.location().display(),
+                self.report.errors.last().map_or("", String::as_str),
+                self.hold.room >> 10,
+            );
+            self.warn(msg);
+        }
+    }
+
+    /// Prints a warning (unless `quiet`) and keeps it for the close report.
+    fn warn(&mut self, msg: String) {
+        if !self.core.cfg.quiet {
+            eprintln!("[ML-Dash] warning: {msg}");
+        }
+        self.report.warnings.push(msg);
+    }
+
+    fn drain_rings(&mut self) -> usize {
         // Only the lossy policy ever counts a drop.
         let lossy = self.core.cfg.backpressure == Backpressure::DropNewest;
         let mut total = 0;
@@ -355,6 +491,7 @@ impl<S: Sink> Collector<S> {
             store,
             report,
             file_jobs,
+            hold,
             ..
         } = self;
         let chain = &mut chains[i];
@@ -376,6 +513,7 @@ impl<S: Sink> Collector<S> {
             stored: &mut report.stored,
             error: &mut error,
             file_jobs,
+            hold,
         };
         let n = chain.consumer.drain(|bytes| dec.record(bytes));
         if let Some(e) = error {
@@ -415,24 +553,19 @@ impl<S: Sink> Collector<S> {
             .iter()
             .flatten()
             .flat_map(|t| t.entries.iter())
-            .map(|e| {
-                e.fields
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>()
-            })
+            .map(entry_bytes)
             .sum();
         metrics + tracks + self.logs.bytes()
     }
 
     /// Writes batches that reached their size, or everything when the timer is due.
     fn write_due(&mut self) {
-        let cfg = &self.core.cfg;
-        if self.last_write.elapsed() >= cfg.flush_interval {
+        if self.last_write.elapsed() >= self.write_interval() {
             let _ = self.write_everything();
             return;
         }
-        if self.failing {
+        let cfg = &self.core.cfg;
+        if self.hold.failing {
             return; // retry on the timer, a flush or close, not every tick
         }
         let (mb, lb, tb) = (
@@ -446,6 +579,17 @@ impl<S: Sink> Collector<S> {
             _ => n >= tb,
         });
         self.note(r);
+    }
+
+    /// Time between timed writes: the flush interval, shorter while the
+    /// store fails (the retry).
+    fn write_interval(&self) -> Duration {
+        let interval = self.core.cfg.flush_interval;
+        if self.hold.failing {
+            interval.min(RETRY_WHILE_FAILING)
+        } else {
+            interval
+        }
     }
 
     fn write_everything(&mut self) -> Result<(), String> {
@@ -473,10 +617,12 @@ impl<S: Sink> Collector<S> {
     /// Writes every batch for which `due(len, kind)` holds.
     fn write_where(&mut self, due: impl Fn(usize, u8) -> bool) -> Result<(), String> {
         let mut first_err = None;
+        let mut tried = false;
         for (id, slot) in self.metrics.iter_mut().enumerate() {
             if let Some(m) = slot
                 && due(m.batch.count, kind::METRIC)
             {
+                tried = true;
                 let r = write_metrics(&mut self.store, id, m, &mut self.report.stored);
                 if let Err(e) = r {
                     first_err.get_or_insert(e);
@@ -484,6 +630,7 @@ impl<S: Sink> Collector<S> {
             }
         }
         if due(self.logs.len(), kind::LOG) {
+            tried = true;
             match self.store.append_logs(&self.logs) {
                 Ok(()) => {
                     self.report.stored.logs += self.logs.len() as u64;
@@ -498,6 +645,7 @@ impl<S: Sink> Collector<S> {
             if let Some(t) = slot
                 && due(t.entries.len(), kind::TRACK)
             {
+                tried = true;
                 match self
                     .store
                     .append_tracks(id as u32, &t.topic, &mut t.entries)
@@ -508,10 +656,18 @@ impl<S: Sink> Collector<S> {
                         t.by_ts.clear();
                     }
                     Err(e) => {
+                        // The store may have sorted the rows: re-index them
+                        // so later rows with the same timestamp still merge.
+                        t.by_ts = (t.entries.iter().enumerate())
+                            .map(|(i, e)| (e.ts.to_bits(), i))
+                            .collect();
                         first_err.get_or_insert(e.to_string());
                     }
                 }
             }
+        }
+        if tried {
+            self.hold.held = self.pending_bytes();
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -521,19 +677,33 @@ impl<S: Sink> Collector<S> {
     fn note(&mut self, r: Result<(), String>) {
         match r {
             Ok(()) => {
-                if self.failing && !self.core.cfg.quiet {
-                    eprintln!("[ML-Dash] the store is writable again; buffered data was written");
+                if self.hold.failing && !self.core.cfg.quiet {
+                    let lost = self.hold.episode_lost;
+                    if lost > 0 {
+                        eprintln!(
+                            "[ML-Dash] the store is writable again; buffered data was written \
+                             ({lost} record(s) logged while its buffer was full were lost)"
+                        );
+                    } else {
+                        eprintln!(
+                            "[ML-Dash] the store is writable again; buffered data was written"
+                        );
+                    }
                 }
-                self.failing = false;
+                self.hold.failing = false;
+                self.hold.episode_lost = 0;
+                self.hold.drop_warned = false;
             }
             Err(e) => {
-                if !self.failing {
-                    eprintln!(
-                        "[ML-Dash] warning: could not write to {}: {e}; data stays buffered and is retried",
-                        self.store.location().display()
+                if !self.hold.failing {
+                    let msg = format!(
+                        "could not write to {}: {e}; data stays buffered (up to {} KiB) and is retried",
+                        self.store.location().display(),
+                        (self.core.cfg.memory_budget / 2) >> 10,
                     );
+                    self.warn(msg);
                 }
-                self.failing = true;
+                self.hold.failing = true;
                 self.core.last_error.store(Some(Arc::new(e.clone())));
                 if self.report.errors.last() != Some(&e) {
                     self.report.errors.push(e);
@@ -598,7 +768,7 @@ impl<S: Sink> Collector<S> {
         fence(Ordering::SeqCst);
         if !self.has_work() {
             let pending = self.pending().any() || !self.params.is_empty();
-            let interval = self.core.cfg.flush_interval;
+            let interval = self.write_interval();
             let wait = if pending {
                 interval.saturating_sub(self.last_write.elapsed())
             } else {
@@ -620,6 +790,10 @@ impl<S: Sink> Collector<S> {
         // visible below.
         #[cfg(not(ml_dash_mutant = "close_no_barrier"))]
         heavy_barrier();
+        if self.hold.failing {
+            // Retry before the last drains, as a flush does (see `run`).
+            let _ = self.write_everything();
+        }
         // Wait out the pushes under way, re-scanning every chain until one
         // pass finds none mid-push: `drain_all` reorders chains (it frees
         // retired ones with `swap_remove`) and `poll_control` adds new ones,
@@ -688,6 +862,10 @@ impl<S: Sink> Collector<S> {
         }
         self.report.unwritten = self.pending();
         self.report.dropped = self.core.dropped.load(Ordering::Relaxed);
+        self.report.lost_to_store = self.hold.lost;
+        // The held batches are freed with the collector: release their charge.
+        self.hold.failing = false;
+        self.settle_hold();
         if !quiet {
             if self.report.unwritten.any() {
                 let u = self.report.unwritten;
@@ -701,6 +879,18 @@ impl<S: Sink> Collector<S> {
                 );
             } else if pending.any() {
                 eprintln!("[ML-Dash] All data flushed successfully");
+            }
+            let l = self.report.lost_to_store;
+            if l.any() {
+                eprintln!(
+                    "[ML-Dash] warning: {} log(s), {} metric(s), {} track(s) were lost because \
+                     {} could not be written and the collector's buffer for it was full \
+                     (lost_to_store)",
+                    l.logs,
+                    l.metrics,
+                    l.tracks,
+                    self.store.location().display(),
+                );
             }
             if self.report.dropped > 0 {
                 eprintln!(
@@ -759,11 +949,16 @@ struct Decoder<'a, S: Sink> {
     last_track_ts: &'a mut f64,
     scratch: &'a mut Vec<u8>,
     file_jobs: &'a mut Vec<FileJob>,
+    hold: &'a mut Hold,
 }
 
 impl<S: Sink> Decoder<'_, S> {
     fn record(&mut self, bytes: &[u8]) {
         let r = RecordView::parse(bytes);
+        if self.hold.full(r.head.kind, self.error.is_some()) {
+            self.hold.drop_record(r.head.kind);
+            return;
+        }
         match r.head.kind {
             kind::METRIC => self.metric(&r),
             kind::LOG => self.log(&r),
@@ -797,6 +992,7 @@ impl<S: Sink> Decoder<'_, S> {
         }
         let m = slot.as_mut().expect("just set");
         let batch = &mut m.batch;
+        let before = batch.lines.len();
         if batch.count == 0 {
             // A wrong guess (the store is unreadable now) is renumbered at write.
             batch.first_index = self
@@ -841,14 +1037,19 @@ impl<S: Sink> Decoder<'_, S> {
         out.extend_from_slice(batch.created_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
         batch.count += 1;
-        if batch.lines.len() >= INLINE_WRITE_BYTES
-            && let Err(e) = write_metrics(self.store, id, m, self.stored)
-        {
-            *self.error = Some(e);
+        self.hold.held += batch.lines.len() - before;
+        // Not while the store fails: it is retried on the timer, a flush or close.
+        if batch.lines.len() >= INLINE_WRITE_BYTES && !self.hold.failing && self.error.is_none() {
+            let bytes = batch.lines.len();
+            match write_metrics(self.store, id, m, self.stored) {
+                Ok(()) => self.hold.held = self.hold.held.saturating_sub(bytes),
+                Err(e) => *self.error = Some(e),
+            }
         }
     }
 
     fn log(&mut self, r: &RecordView<'_>) {
+        let before = self.logs.bytes();
         let out = self.logs.buf();
         out.extend_from_slice(b"\"timestamp\":");
         encode::str(out, &encode::iso(r.head.ts));
@@ -868,6 +1069,7 @@ impl<S: Sink> Decoder<'_, S> {
             out.push(b'}');
         }
         self.logs.end_item();
+        self.hold.held += self.logs.bytes() - before;
     }
 
     fn track(&mut self, r: &RecordView<'_>) {
@@ -921,16 +1123,21 @@ impl<S: Sink> Decoder<'_, S> {
         match t.by_ts.get(&ts.to_bits()) {
             Some(&i) => {
                 let e = &mut t.entries[i];
+                let before = entry_bytes(e);
                 for (k, v) in fields {
                     match e.fields.iter_mut().find(|(ek, _)| *ek == k) {
                         Some(slot) => slot.1 = v,
                         None => e.fields.push((k, v)),
                     }
                 }
+                let after = entry_bytes(e);
+                self.hold.held = (self.hold.held + after).saturating_sub(before);
             }
             None => {
+                let e = TrackEntry { ts, fields };
+                self.hold.held += entry_bytes(&e);
                 t.by_ts.insert(ts.to_bits(), t.entries.len());
-                t.entries.push(TrackEntry { ts, fields });
+                t.entries.push(e);
             }
         }
     }
@@ -1063,5 +1270,52 @@ mod tests {
         h.flush().unwrap();
         assert_eq!(sink.messages(), ["kept"]);
         run.close().unwrap();
+    }
+
+    #[test]
+    fn a_failing_sink_never_blocks_producers_and_counts_what_it_drops() {
+        let mut cfg = config(1000, 1024);
+        cfg.memory_budget = 64 * 1024;
+        let mut run = start(cfg);
+        let sink = run.sink();
+        sink.set_failing(true);
+        let n = 20_000;
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let h = run.handle();
+                crate::sync::thread::spawn(move || {
+                    for i in 0..n {
+                        h.log(&format!("{t}-{i}")).unwrap();
+                    }
+                    // Everything was accepted: the flush reports the store's error.
+                    assert!(matches!(h.flush(), Err(Error::Sink(_))));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        sink.set_failing(false);
+        let h = run.handle();
+        h.log("after").unwrap();
+        h.flush().unwrap();
+        let report = run.close().unwrap();
+        let got = sink.messages();
+        let lost = report.lost_to_store;
+        assert!(lost.logs > 0, "a 32 KiB hold cannot keep 40 000 lines");
+        assert_eq!((lost.metrics, lost.tracks, report.dropped), (0, 0, 0));
+        assert_eq!(report.stored.logs, got.len() as u64);
+        assert_eq!(
+            got.len() as u64 + lost.logs,
+            2 * n + 1,
+            "logged = stored + lost"
+        );
+        assert_eq!(got.last().map(String::as_str), Some("after"));
+        for t in 0..2 {
+            let mine: Vec<u64> = (got.iter())
+                .filter_map(|m| m.strip_prefix(&format!("{t}-"))?.parse().ok())
+                .collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "order kept");
+        }
     }
 }

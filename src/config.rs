@@ -64,7 +64,7 @@ pub const DEFAULT_BACKPRESSURE: Backpressure = Backpressure::Block;
 pub const ENV_SYNC_ON_FLUSH: &str = "ML_DASH_SYNC_ON_FLUSH";
 /// Default of [`BufferConfig::sync_on_flush`]: off (data survives a killed process, not a power cut).
 pub const DEFAULT_SYNC_ON_FLUSH: bool = false;
-/// `ML_DASH_QUIET`: silence the console report at close.
+/// `ML_DASH_QUIET`: silence the console report at close and the warnings.
 pub const ENV_QUIET: &str = "ML_DASH_QUIET";
 /// Default of [`BufferConfig::quiet`].
 pub const DEFAULT_QUIET: bool = false;
@@ -107,7 +107,10 @@ pub struct BufferConfig {
     pub ring_capacity: usize,
     /// Bytes all rings of a run may hold together (default 64 MiB). Each
     /// producer thread's first ring is always allocated; growth beyond it
-    /// stays within this budget.
+    /// stays within this budget. While the store fails, the batches the
+    /// collector holds for it count against it too, up to half of it; past
+    /// that, new records are dropped and counted
+    /// ([`CloseReport::lost_to_store`](crate::CloseReport::lost_to_store)).
     pub memory_budget: usize,
     /// Largest encoded record (default 1 MiB); larger ones are refused with
     /// [`Error::RecordTooLarge`].
@@ -116,7 +119,10 @@ pub struct BufferConfig {
     pub backpressure: Backpressure,
     /// fsync the store files at each flush and at close (default `false`).
     pub sync_on_flush: bool,
-    /// No console report at close (default `false`).
+    /// No console report at close and no warnings on stderr (default
+    /// `false`); warnings stay in
+    /// [`CloseReport::warnings`](crate::CloseReport::warnings), and `flush()`
+    /// still returns the store's errors.
     pub quiet: bool,
 }
 

@@ -61,6 +61,10 @@ mod sync;
 #[doc(hidden)]
 pub use remote::testing as __remote_testing;
 
+/// Fault injection (fsync EIO) for `tests/disk_faults.rs` (not a public API).
+#[doc(hidden)]
+pub mod __fault;
+
 /// Internal doors for the loom models in `loom-tests/` (only under
 /// `--cfg ml_dash_loom`; never part of a normal build).
 #[cfg(ml_dash_loom)]

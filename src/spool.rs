@@ -470,7 +470,7 @@ pub fn try_lock(session_dir: &Path) -> io::Result<Option<File>> {
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::__fault::sync_all(&File::open(dir)?)
 }
 
 /// Appends records to the newest segment of one session. Used by one thread
@@ -486,6 +486,8 @@ pub struct SpoolWriter {
     next_seq: u64,
     buf: Vec<u8>,
     dir_dirty: bool,
+    /// A failed append left bytes past `len` that could not be cut yet.
+    torn: bool,
 }
 
 /// What an append wrote.
@@ -519,7 +521,7 @@ impl SpoolWriter {
         {
             let mut f = File::create(building.join(SESSION_FILE))?;
             f.write_all(descriptor)?;
-            f.sync_all()?;
+            crate::__fault::sync_all(&f)?;
         }
         drop(Self::new_segment(&building, &id, 1)?);
         sync_dir(&building)?;
@@ -542,6 +544,7 @@ impl SpoolWriter {
                 next_seq: 0,
                 buf: Vec::with_capacity(64 * 1024),
                 dir_dirty: false,
+                torn: false,
             },
             lock,
         ))
@@ -583,7 +586,11 @@ impl SpoolWriter {
     }
 
     /// Appends one record with one `write`. On error nothing is kept (the
-    /// segment is cut back) and the caller still owns the batch.
+    /// segment is cut back) and the caller still owns the batch. A full disk,
+    /// `EIO` or a read-only folder never leaves a torn record behind a later
+    /// one: when the cut itself fails, it is retried before the next append,
+    /// which fails until it succeeds (readers stop at the published end, and
+    /// the checksummed framing catches what a crash leaves).
     pub fn append<'a, I>(
         &mut self,
         kind: Kind,
@@ -593,12 +600,16 @@ impl SpoolWriter {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
+        if self.torn {
+            self.file.set_len(self.len)?;
+            self.torn = false;
+        }
         let mut extra = 0;
         if self.len >= self.segment_limit {
             let (file, len) = Self::new_segment(&self.dir, &self.id, self.seg + 1)?;
             // The old segment is complete; sync() only fsyncs the newest one,
             // so make this one durable now.
-            self.file.sync_data()?;
+            crate::__fault::sync_data(&self.file)?;
             self.seg += 1;
             self.file = file;
             self.len = len;
@@ -640,7 +651,7 @@ impl SpoolWriter {
         b[4..8].copy_from_slice(&crc.to_le_bytes());
         if let Err(e) = self.file.write_all_at(b, self.len) {
             // Cut back a partial write so the next record starts clean.
-            let _ = self.file.set_len(self.len);
+            self.torn = self.file.set_len(self.len).is_err();
             return Err(e);
         }
         let written = b.len() as u64;
@@ -656,7 +667,7 @@ impl SpoolWriter {
     /// Makes everything appended so far durable (fsync of the segment, and of
     /// the folder when a segment was created since the last call).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
+        crate::__fault::sync_data(&self.file)?;
         if self.dir_dirty {
             sync_dir(&self.dir)?;
             self.dir_dirty = false;
@@ -724,7 +735,7 @@ impl AckFile {
 
     /// fsyncs the cursor.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        crate::__fault::sync_data(&self.file)
     }
 }
 
@@ -847,7 +858,7 @@ impl SessionReader {
                             .write(true)
                             .open(self.dir.join(segment_name(self.seg)))?;
                         f.set_len(self.off)?;
-                        f.sync_all()?;
+                        crate::__fault::sync_all(&f)?;
                         self.file_len = self.off;
                     }
                     if !self.advance(limit)? {

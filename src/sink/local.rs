@@ -41,6 +41,40 @@ struct Stream {
     lock: File,
     /// What we know of `metadata.json` since we last wrote it (metrics only).
     known: Option<KnownMeta>,
+    /// A failed append that could not be cut back: (length before, length after).
+    cut: Option<(u64, u64)>,
+}
+
+/// Appends `bytes` to `data` with one `write`, then runs `then` (the
+/// metadata update). When either fails, `data` is cut back to its length
+/// before, so the caller's retry appends the batch exactly once: a full disk
+/// leaves neither a torn line nor a duplicate. A cut that fails as well (a
+/// folder remounted read-only) is remembered in `cut` and done before the
+/// next append, if nobody appended since. Call it holding the file's lock.
+fn append_undoable<T>(
+    data: &mut File,
+    cut: &mut Option<(u64, u64)>,
+    path: &Path,
+    bytes: &[u8],
+    then: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let len = |f: &File| f.metadata().map(|m| m.len());
+    if let Some((before, torn)) = *cut {
+        if len(data).map_err(|e| Error::io(path, e))? == torn {
+            data.set_len(before).map_err(|e| Error::io(path, e))?;
+        }
+        *cut = None;
+    }
+    let before = len(data).map_err(|e| Error::io(path, e))?;
+    let r = (data.write_all(bytes).map_err(|e| Error::io(path, e))).and_then(|()| then());
+    if r.is_err() {
+        match len(data) {
+            Ok(now) if now != before && data.set_len(before).is_err() => *cut = Some((before, now)),
+            Err(_) => *cut = Some((before, before + bytes.len() as u64)),
+            _ => {}
+        }
+    }
+    r
 }
 
 /// Our last write of a metric stream's `metadata.json`: if the file still has
@@ -76,6 +110,7 @@ impl Stream {
             data,
             lock,
             known: None,
+            cut: None,
         })
     }
 
@@ -183,9 +218,7 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(u64, u64
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     if sync {
-        tmp.as_file()
-            .sync_data()
-            .map_err(|e| Error::io(tmp.path(), e))?;
+        crate::__fault::sync_data(tmp.as_file()).map_err(|e| Error::io(tmp.path(), e))?;
     }
     let meta = tmp
         .as_file()
@@ -384,30 +417,37 @@ impl LocalStore {
             if known.next != batch.first_index {
                 renumber(batch, known.next);
             }
-            s.data
-                .write_all(&batch.lines)
-                .map_err(|e| Error::io(s.dir.join("data.jsonl"), e))?;
+            // What `known` becomes once both writes succeeded.
             let n = batch.count as u64;
-            known.next += n;
-            known.total += n;
-            let now = encode::iso_now();
-            if known.created_at.is_null() {
-                known.created_at = json!(batch.created_at);
-            }
+            let (next, total) = (known.next + n, known.total + n);
+            let created_at = if known.created_at.is_null() {
+                json!(batch.created_at)
+            } else {
+                known.created_at.clone()
+            };
             let doc = json!({
                 "metricId": format!("local-metric-{folder}"),
                 "name": name,
                 "description": known.description,
                 "tags": known.tags,
                 "metadata": known.metadata,
-                "totalDataPoints": known.total,
-                "nextIndex": known.next,
-                "createdAt": known.created_at,
-                "updatedAt": now,
+                "totalDataPoints": total,
+                "nextIndex": next,
+                "createdAt": created_at,
+                "updatedAt": encode::iso_now(),
             });
             let meta_path = s.dir.join("metadata.json");
-            let written = write_json_atomic(&meta_path, &doc, sync)?;
-            known.stamp = written;
+            let data_path = s.dir.join("data.jsonl");
+            let stamp = append_undoable(&mut s.data, &mut s.cut, &data_path, &batch.lines, || {
+                write_json_atomic(&meta_path, &doc, sync)
+            })?;
+            *known = KnownMeta {
+                stamp,
+                next,
+                total,
+                created_at,
+                ..known.clone()
+            };
             Ok(())
         })
     }
@@ -442,11 +482,11 @@ impl LocalStore {
                 buf.extend_from_slice(entry);
                 buf.extend_from_slice(b"}\n");
             }
-            s.data
-                .write_all(buf)
-                .map_err(|e| Error::io(s.dir.join("logs.jsonl"), e))?;
             let n = next + batch.len() as u64;
-            write_bytes_atomic(&seq_path, n.to_string().as_bytes(), self.sync).map(drop)
+            let data_path = s.dir.join("logs.jsonl");
+            append_undoable(&mut s.data, &mut s.cut, &data_path, buf, || {
+                write_bytes_atomic(&seq_path, n.to_string().as_bytes(), self.sync).map(drop)
+            })
         })();
         let _ = s.lock.unlock();
         r
@@ -508,9 +548,6 @@ impl LocalStore {
                 buf.extend_from_slice(b"}\n");
             }
             columns.sort();
-            s.data
-                .write_all(buf)
-                .map_err(|e| Error::io(s.dir.join("data.jsonl"), e))?;
             let first = entries[0].ts;
             let last = entries[entries.len() - 1].ts;
             let old_first = meta
@@ -530,7 +567,10 @@ impl LocalStore {
                 "lastTimestamp": json_f64(old_last.map_or(last, |o| o.max(last))),
                 "createdAt": field_or(&meta, "createdAt", json!(encode::iso_now())),
             });
-            write_json_atomic(&meta_path, &doc, sync).map(drop)
+            let data_path = s.dir.join("data.jsonl");
+            append_undoable(&mut s.data, &mut s.cut, &data_path, buf, || {
+                write_json_atomic(&meta_path, &doc, sync).map(drop)
+            })
         })
     }
 
@@ -574,7 +614,7 @@ impl LocalStore {
             .flatten()
             .chain(self.logs.iter());
         for s in all {
-            s.data.sync_data().map_err(|e| Error::io(&s.dir, e))?;
+            crate::__fault::sync_data(&s.data).map_err(|e| Error::io(&s.dir, e))?;
         }
         Ok(())
     }

@@ -4,8 +4,14 @@
 //! Remote batches are cut from the same bytes the local store writes: a
 //! metric line's `data` object, a log entry wrapped in braces, a track row.
 //! In hybrid mode the spool is written first: a spool error keeps the batch
-//! for a retry with nothing written anywhere.
+//! for a retry with nothing written anywhere. When the spool took a batch and
+//! the local store then failed (a disk that filled up in between), the
+//! collector retries the whole batch, which may have grown meanwhile: the Tee
+//! remembers what of it is spooled already (the first lines of a metric or log
+//! batch, the timestamps of track rows) and spools only the rest, so the
+//! server gets each record once.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +37,13 @@ pub(crate) struct Tee {
     close_timeout: Duration,
     buf: Vec<u8>,
     items: Vec<(usize, usize)>,
+    /// Lines of each metric stream's held batch already spooled (hybrid, after
+    /// a local failure).
+    spooled_metrics: Vec<usize>,
+    /// Entries of the held log batch already spooled.
+    spooled_logs: usize,
+    /// Timestamps (bits) of each topic's held rows already spooled.
+    spooled_tracks: Vec<HashSet<u64>>,
 }
 
 impl Tee {
@@ -48,8 +61,20 @@ impl Tee {
             close_timeout,
             buf: Vec::new(),
             items: Vec::new(),
+            spooled_metrics: Vec::new(),
+            spooled_logs: 0,
+            spooled_tracks: Vec::new(),
         }
     }
+}
+
+/// The slot for `id` in a per-stream table, grown on demand.
+fn slot<T: Default>(v: &mut Vec<T>, id: u32) -> &mut T {
+    let i = id as usize;
+    if v.len() <= i {
+        v.resize_with(i + 1, T::default);
+    }
+    &mut v[i]
 }
 
 /// The `data` object of a local metric line
@@ -87,15 +112,25 @@ impl Sink for Tee {
         batch: &mut MetricBatch,
     ) -> Result<()> {
         if let Some(r) = &mut self.remote {
-            let points = batch
-                .lines
-                .split_inclusive(|&c| c == b'\n')
+            let done = slot(&mut self.spooled_metrics, id);
+            let points = (batch.lines.split_inclusive(|&c| c == b'\n'))
+                .skip(*done)
                 .map(data_object);
             r.append_metrics(name, points)?;
+            *done = batch.count;
         }
         match &mut self.local {
-            Some(l) => l.append_metrics(id, name, batch),
+            Some(l) => {
+                l.append_metrics(id, name, batch)?;
+                if let Some(done) = self.spooled_metrics.get_mut(id as usize) {
+                    *done = 0;
+                }
+                Ok(())
+            }
             None => {
+                if let Some(done) = self.spooled_metrics.get_mut(id as usize) {
+                    *done = 0;
+                }
                 let i = id as usize;
                 if self.next_index.len() <= i {
                     self.next_index.resize(i + 1, 0);
@@ -110,7 +145,7 @@ impl Sink for Tee {
         if self.remote.is_some() {
             self.buf.clear();
             self.items.clear();
-            for entry in batch.items() {
+            for entry in batch.items().skip(self.spooled_logs) {
                 let a = self.buf.len();
                 self.buf.push(b'{');
                 self.buf.extend_from_slice(entry);
@@ -121,11 +156,13 @@ impl Sink for Tee {
             if let Some(r) = &mut self.remote {
                 r.append_logs(items.iter().map(|&(a, b)| &buf[a..b]))?;
             }
+            self.spooled_logs = batch.len();
         }
-        match &mut self.local {
-            Some(l) => l.append_logs(batch),
-            None => Ok(()),
+        if let Some(l) = &mut self.local {
+            l.append_logs(batch)?;
         }
+        self.spooled_logs = 0;
+        Ok(())
     }
 
     fn append_tracks(&mut self, id: u32, topic: &str, entries: &mut [TrackEntry]) -> Result<()> {
@@ -133,7 +170,8 @@ impl Sink for Tee {
             entries.sort_by(|a, b| a.ts.total_cmp(&b.ts));
             self.buf.clear();
             self.items.clear();
-            for e in entries.iter() {
+            let done = slot(&mut self.spooled_tracks, id);
+            for e in entries.iter().filter(|e| !done.contains(&e.ts.to_bits())) {
                 let a = self.buf.len();
                 self.buf.extend_from_slice(b"{\"timestamp\":");
                 encode::f64(&mut self.buf, e.ts);
@@ -150,11 +188,15 @@ impl Sink for Tee {
             if let Some(r) = &mut self.remote {
                 r.append_tracks(topic, items.iter().map(|&(a, b)| &buf[a..b]))?;
             }
+            done.extend(entries.iter().map(|e| e.ts.to_bits()));
         }
-        match &mut self.local {
-            Some(l) => l.append_tracks(id, topic, entries),
-            None => Ok(()),
+        if let Some(l) = &mut self.local {
+            l.append_tracks(id, topic, entries)?;
         }
+        if let Some(done) = self.spooled_tracks.get_mut(id as usize) {
+            done.clear();
+        }
+        Ok(())
     }
 
     fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
