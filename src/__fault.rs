@@ -4,7 +4,7 @@
 //! filled or remounted read-only), but no filesystem here fails an fsync on
 //! demand: device-mapper's `error` and `flakey` targets are not available to
 //! tests. So every fsync of the local store and of the spool goes through
-//! [`sync_data`] / [`sync_all`], which fail with `EIO` while [`fail_fsyncs`]
+//! `sync_data` / `sync_all`, which fail with `EIO` while `fail_fsyncs`
 //! has armed them. Disarmed, the cost is one relaxed load beside a system
 //! call, on cold paths only (flush epochs, close, spool segment changes);
 //! the logging hot path never reaches it.

@@ -467,27 +467,26 @@ impl LocalStore {
         let s = self.logs.as_mut().expect("just opened");
         let lock_path = s.dir.join(".log_sequence.lock");
         s.lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-        let r = (|| {
-            let seq_path = s.dir.join(".log_sequence");
-            let next: u64 = match fs::read_to_string(&seq_path) {
-                Ok(t) => t.trim().parse().unwrap_or(0),
-                Err(_) => 0,
-            };
-            let buf = &mut self.buf;
-            buf.clear();
-            for (i, entry) in batch.items().enumerate() {
-                buf.extend_from_slice(b"{\"sequenceNumber\":");
-                encode::u64(buf, next + i as u64);
-                buf.push(b',');
-                buf.extend_from_slice(entry);
-                buf.extend_from_slice(b"}\n");
-            }
-            let n = next + batch.len() as u64;
-            let data_path = s.dir.join("logs.jsonl");
-            append_undoable(&mut s.data, &mut s.cut, &data_path, buf, || {
-                write_bytes_atomic(&seq_path, n.to_string().as_bytes(), self.sync).map(drop)
-            })
-        })();
+        let seq_path = s.dir.join(".log_sequence");
+        let next: u64 = match fs::read_to_string(&seq_path) {
+            Ok(t) => t.trim().parse().unwrap_or(0),
+            Err(_) => 0,
+        };
+        let buf = &mut self.buf;
+        buf.clear();
+        for (i, entry) in batch.items().enumerate() {
+            buf.extend_from_slice(b"{\"sequenceNumber\":");
+            encode::u64(buf, next + i as u64);
+            buf.push(b',');
+            buf.extend_from_slice(entry);
+            buf.extend_from_slice(b"}\n");
+        }
+        let n = next + batch.len() as u64;
+        let data_path = s.dir.join("logs.jsonl");
+        let sync = self.sync;
+        let r = append_undoable(&mut s.data, &mut s.cut, &data_path, buf, || {
+            write_bytes_atomic(&seq_path, n.to_string().as_bytes(), sync).map(drop)
+        });
         let _ = s.lock.unlock();
         r
     }
