@@ -8,6 +8,8 @@
 //!         control messages (new rings, grown rings, retired rings, flush waiters)
 //!         drain every ring -> decode -> JSON objects in per-stream batches
 //!         write full batches; on the timer or a flush epoch write everything
+//!         (store failing: hold up to half the memory budget, retry each
+//!          second / flush / close, drop and count past it; see `Hold`)
 //!         publish completed epoch (Release), unpark its waiters
 //!         sleep: short tick while active, long park when idle
 //! ```
@@ -136,10 +138,12 @@ fn entry_bytes(e: &TrackEntry) -> usize {
 /// hang on a full disk), it holds at most `room` bytes: half the memory
 /// budget, less if the rings hold more than the other half. Those bytes are
 /// charged to the budget the rings grow in (`RunCore::ring_bytes`), so rings
-/// and held batches together stay within `memory_budget`. Past `room` it
-/// keeps draining the rings but drops metric points, log lines and track rows,
-/// counting each in `lost` (parameters and file records are kept: they are
-/// small, and a file's content is on disk already).
+/// and held batches together stay within `memory_budget`; the one excess is
+/// what was already batched when the first write failed (at most the batch
+/// sizes and one drain of the rings), which is kept, not dropped. Past `room`
+/// it keeps draining the rings but drops metric points, log lines and track
+/// rows, counting each in `lost` (parameters and file records are kept: they
+/// are small, and a file's content is on disk already).
 #[derive(Debug, Default)]
 struct Hold {
     /// The last write failed and no write succeeded since.

@@ -526,3 +526,53 @@ fn spool_stays_readable_through_a_full_disk_and_fsync_eio() {
         },
     );
 }
+
+/// Hybrid with the folder read-only: the spool's open segment still takes
+/// batches (opened before the bind), the local store refuses them, so each
+/// retry must spool only what the spool does not have yet.
+#[test]
+fn read_only_folder_hybrid() {
+    let Some((_, stderr)) = in_child("read_only_folder_hybrid", || {
+        let Some(mut fs) = Tmpfs::mount("4m") else {
+            return;
+        };
+        let server = TestServer::start();
+        let prefix = "o/p/hybrid-ro";
+        let run = Experiment::new(prefix)
+            .dash_root(fs.path())
+            .dash_url(server.url())
+            .token("test-token")
+            .buffer_config(cfg())
+            .run()
+            .unwrap();
+        let mut logged = log_range(&run, 0, 300);
+        run.flush().unwrap();
+        fs.read_only();
+        for round in 0..3 {
+            logged += log_range(&run, 300 + round * 300, 600 + round * 300);
+            assert!(run.flush().is_err(), "read-only");
+        }
+        fs.writable();
+        run.flush().unwrap();
+        logged += log_range(&run, 1200, 1500);
+        let report = run.complete().unwrap();
+        assert_eq!((logged, report.stored.metrics), (1500, 1500));
+        assert_eq!(report.lost_to_store.total(), 0);
+        let is = stored_is(fs.path(), prefix);
+        assert_eq!(is, (0..1500).collect::<Vec<u64>>());
+        let st = server.state();
+        let sent: Vec<u64> = (st.points("hybrid-ro", "m").iter())
+            .map(|p| p["i"].as_u64().unwrap())
+            .collect();
+        assert_eq!(sent, is, "the server got every point once, in order");
+    }) else {
+        return;
+    };
+    assert_eq!(lines_with(&stderr, "could not write to"), 1, "{stderr}");
+    assert_eq!(lines_with(&stderr, "Read-only file system"), 1, "{stderr}");
+    assert_eq!(
+        lines_with(&stderr, "the store is writable again"),
+        1,
+        "{stderr}"
+    );
+}
