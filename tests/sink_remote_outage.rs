@@ -4,7 +4,9 @@
 //! stays under its memory budget (rings are bounded; the backlog is on disk in
 //! the spool), and everything arrives, once and in order per thread, after the
 //! server returns. Its own test binary, so the peak resident size read from
-//! /proc is this test's.
+//! /proc is this test's. The wall-time variant (30 s of refused connections
+//! while logging at a paced rate) and the 10-minute documented run are in
+//! `tests/sink_remote_stall.rs`.
 
 mod support;
 

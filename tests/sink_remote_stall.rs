@@ -198,7 +198,7 @@ fn thirty_seconds_of_refused_connections_while_logging_lose_nothing() {
 
 /// The documented R4 run: `ML_DASH_OUTAGE_SECS` (default 600) of outage,
 /// two threads at `ML_DASH_OUTAGE_RATE` points/s each (default 100 000, i.e.
-/// 200 k/s total: ~120 M points and ~5.5 GB of spool in 10 minutes, at ~46
+/// 200 k/s total: ~120 M points and ~5.7 GB of spool in 10 minutes, at ~48
 /// bytes a point; full speed, ~5 M points/s, would spool ~140 GB). Prints
 /// what it measured.
 #[cfg(target_os = "linux")]
@@ -325,7 +325,6 @@ fn a_process_stopped_for_thirty_seconds_loses_nothing() {
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "r8_child", "--nocapture", "--test-threads", "1"])
         .env(CHILD_URL, server.url())
-        .env("ML_DASH_CLOSE_TIMEOUT", "120")
         .current_dir(work.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
