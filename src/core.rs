@@ -14,8 +14,8 @@
 //! | `wake_wanted` + SC fence (producer, `nudge`) / `sleeping` + SC fence (collector, `sleep`) | each other's load after the fence (and the ring tails) | no lost wake-up |
 //! | `Control` send (RMW inside the channel) + SC fence (`flush`) | SC fence + receive (end of `Collector::close`) | a flush racing close is woken |
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::config::{Backpressure, BufferConfig};
 use crate::error::{Error, Result};
-use crate::record::{self, Fields, Head};
-use crate::ring::{self, RingConsumer, RingProducer};
+use crate::record::{self, Encoder, Fields, Head};
+use crate::ring::{self, Fill, RingConsumer, RingProducer};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::sync::{
@@ -188,6 +188,9 @@ pub(crate) struct RunCore {
     next_chain: AtomicU64,
     /// Wake threshold: records per producer between nudges.
     wake_every: u32,
+    /// Largest record the fast path takes: `max_record_bytes`, or 0 in
+    /// unbuffered mode (every record then takes the general path, which flushes).
+    fast_max: usize,
 }
 
 impl RunCore {
@@ -199,6 +202,11 @@ impl RunCore {
             .min(cfg.log_batch_size)
             .min(cfg.track_batch_size)
             .clamp(1, u32::MAX as usize) as u32;
+        let fast_max = if cfg.buffer_enabled {
+            cfg.max_record_bytes
+        } else {
+            0
+        };
         let core = RunCore {
             id: crate::sync::next_run_id(),
             cfg,
@@ -214,6 +222,7 @@ impl RunCore {
             control: tx,
             next_chain: AtomicU64::new(1),
             wake_every,
+            fast_max,
         };
         (Arc::new(core), rx)
     }
@@ -245,12 +254,6 @@ impl RunCore {
         self.closed.store(true, Ordering::SeqCst);
     }
 
-    /// The `_ts` of a record logged now (see [`crate::clock`]).
-    #[inline(always)]
-    pub(crate) fn now(&self) -> u64 {
-        crate::clock::now()
-    }
-
     /// Sends one record: encodes it straight into this thread's ring.
     #[inline(always)]
     pub(crate) fn push(
@@ -259,8 +262,81 @@ impl RunCore {
         msg: &[u8],
         fields: &Fields<'_>,
     ) -> Result<()> {
-        let len = record::encoded_len(msg, fields, self.cfg.max_record_bytes)?;
-        let mut fill = |out: &mut [MaybeUninit<u8>]| record::encode(out, head, msg, fields);
+        self.push_with(head.kind, head.aux, head.stream, Some(head.ts), msg, fields)
+    }
+
+    /// Sends a record of `fields` stamped with the time of the call.
+    #[inline(always)]
+    pub(crate) fn push_now(
+        self: &Arc<Self>,
+        kind: u8,
+        stream: u32,
+        fields: &Fields<'_>,
+    ) -> Result<()> {
+        self.push_with(kind, 0, stream, None, &[], fields)
+    }
+
+    /// The common case runs in straight-line code that only answers "done or
+    /// not": a valid record, this thread's last ring is this run's, room in
+    /// it. Everything else (a thread's first call, a bad record, growth,
+    /// waiting for room, close, unbuffered mode) starts over on the general
+    /// path, which also builds the typed error. `ts: None` is "now", read
+    /// after the fields are checked (so the compiler keeps a caller's field
+    /// array in registers across it).
+    #[inline(always)]
+    fn push_with(
+        self: &Arc<Self>,
+        kind: u8,
+        aux: u8,
+        stream: u32,
+        ts: Option<u64>,
+        msg: &[u8],
+        fields: &Fields<'_>,
+    ) -> Result<()> {
+        if let Some(len) = record::encoded_len(msg, fields, self.fast_max)
+            && let Ok(hot) = HOT.try_with(Cell::get)
+            && hot.run == self.id
+        {
+            let head = Head {
+                kind,
+                aux,
+                stream,
+                ts: ts.unwrap_or_else(crate::clock::now),
+            };
+            // SAFETY: `hot.ring` points at the ring of this thread's first slot
+            // in SLOTS, which lives (unmoved: SLOTS is not borrowed here) until
+            // `with_producer` or `find_or_register` next change SLOTS, and they
+            // clear or reset HOT whenever they do, as does SLOTS' destructor.
+            // Nothing below reaches them: `push_fast` runs only our encoder,
+            // the ring, and an unpark; no user code, no allocation. So this is
+            // the only reference to that ring while it lives.
+            let ring = unsafe { &mut *hot.ring };
+            if ring.push_fast(self, len, &mut Encoder { head, msg, fields }) {
+                return Ok(());
+            }
+        }
+        self.push_general(kind, aux, stream, ts, msg, fields)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_general(
+        self: &Arc<Self>,
+        kind: u8,
+        aux: u8,
+        stream: u32,
+        ts: Option<u64>,
+        msg: &[u8],
+        fields: &Fields<'_>,
+    ) -> Result<()> {
+        let len = record::checked_len(msg, fields, self.cfg.max_record_bytes)?;
+        let head = Head {
+            kind,
+            aux,
+            stream,
+            ts: ts.unwrap_or_else(crate::clock::now),
+        };
+        let mut fill = Encoder { head, msg, fields };
         with_producer(self, |p| p.push(self, len, &mut fill))?;
         if !self.cfg.buffer_enabled {
             return self.flush_unbuffered();
@@ -397,13 +473,34 @@ impl ProducerRing {
         }
     }
 
+    /// [`ProducerRing::push`] when there is room and the run is open: returns
+    /// `false`, having written nothing, otherwise.
     #[inline(always)]
-    fn push(
-        &mut self,
-        core: &RunCore,
-        len: usize,
-        fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
-    ) -> Result<()> {
+    fn push_fast(&mut self, core: &RunCore, len: usize, fill: &mut impl Fill) -> bool {
+        // The same Dekker half as in `push`: Relaxed store + light barrier +
+        // Relaxed load, paired with `mark_closed` + `Collector::close`.
+        self.shared.in_push.store(true, Ordering::Relaxed);
+        light_barrier();
+        let done = !core.closed.load(Ordering::Relaxed) && self.ring.try_write(len, fill);
+        // Release: pairs with the Acquire load in `Collector::close`.
+        self.shared.in_push.store(false, Ordering::Release);
+        if done {
+            self.count_and_nudge(core);
+        }
+        done
+    }
+
+    #[inline(always)]
+    fn count_and_nudge(&mut self, core: &RunCore) {
+        self.since_wake += 1;
+        if self.since_wake >= core.wake_every {
+            self.since_wake = 0;
+            core.nudge(&self.shared);
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, core: &RunCore, len: usize, fill: &mut impl Fill) -> Result<()> {
         // Relaxed store + light barrier + Relaxed load: the producer half of the
         // Dekker pair with `mark_closed` + `Collector::close`.
         self.shared.in_push.store(true, Ordering::Relaxed);
@@ -417,22 +514,13 @@ impl ProducerRing {
         };
         // Release: pairs with the Acquire load in `Collector::close`.
         self.shared.in_push.store(false, Ordering::Release);
-        self.since_wake += 1;
-        if self.since_wake >= core.wake_every {
-            self.since_wake = 0;
-            core.nudge(&self.shared);
-        }
+        self.count_and_nudge(core);
         r
     }
 
     #[cold]
     #[inline(never)]
-    fn push_slow(
-        &mut self,
-        core: &RunCore,
-        len: usize,
-        fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
-    ) -> Result<()> {
+    fn push_slow(&mut self, core: &RunCore, len: usize, fill: &mut impl Fill) -> Result<()> {
         // Grow: a new ring at least twice as large, chained after the full one.
         let cap = self.ring.capacity();
         let want = ring::round_capacity((cap * 2).max(2 * len + 64));
@@ -486,25 +574,65 @@ struct Slot {
     ring: ProducerRing,
 }
 
+/// This thread's rings, one per run it logged to, the last used in front.
+struct Slots(Vec<Slot>);
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        // The rings go with this (at thread exit): the hot path must not find them.
+        let _ = HOT.try_with(|h| h.set(Hot::NONE));
+    }
+}
+
+/// A copy of "SLOTS[0]" for the hot path: no borrow flag, no destructor
+/// state to check (the type has no drop glue). Valid while SLOTS is not
+/// borrowed; see `RunCore::push_with`.
+#[derive(Clone, Copy)]
+struct Hot {
+    run: u64,
+    ring: *mut ProducerRing,
+}
+
+impl Hot {
+    /// Run ids start at 1, so this matches no run.
+    const NONE: Hot = Hot {
+        run: 0,
+        ring: std::ptr::null_mut(),
+    };
+}
+
 const_thread_local! {
-    static SLOTS: std::cell::RefCell<Vec<Slot>> = std::cell::RefCell::new(Vec::new());
+    static SLOTS: std::cell::RefCell<Slots> = std::cell::RefCell::new(Slots(Vec::new()));
+}
+
+const_thread_local! {
+    static HOT: Cell<Hot> = Cell::new(Hot::NONE);
 }
 
 /// Runs `f` on this thread's ring for `core`, registering one on first use.
-#[inline(always)]
+#[inline]
 fn with_producer<R>(
     core: &Arc<RunCore>,
     mut f: impl FnMut(&mut ProducerRing) -> Result<R>,
 ) -> Result<R> {
     let r = SLOTS.try_with(|cell| {
-        let mut slots = cell.borrow_mut();
-        match slots.first_mut() {
+        let slots = &mut cell.borrow_mut().0;
+        let r = match slots.first_mut() {
             Some(s) if s.run == core.id => f(&mut s.ring),
             _ => {
-                let i = find_or_register(&mut slots, core)?;
+                let i = find_or_register(slots, core)?;
                 f(&mut slots[i].ring)
             }
+        };
+        if let Some(s) = slots.first_mut() {
+            let _ = HOT.try_with(|h| {
+                h.set(Hot {
+                    run: s.run,
+                    ring: &mut s.ring,
+                })
+            });
         }
+        r
     });
     match r {
         Ok(r) => r,
@@ -528,6 +656,8 @@ fn with_oneoff_ring<R>(
 #[cold]
 #[inline(never)]
 fn find_or_register(slots: &mut Vec<Slot>, core: &Arc<RunCore>) -> Result<usize> {
+    // SLOTS changes below: the hot path must not use a stale copy meanwhile.
+    let _ = HOT.try_with(|h| h.set(Hot::NONE));
     // Forget rings of runs that are closed or gone.
     slots.retain(|s| {
         s.core

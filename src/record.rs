@@ -160,20 +160,21 @@ impl Value<'_> {
     }
 }
 
-/// The encoded size of a record, padded to 8, or an error for an unencodable one.
+/// The encoded size of a record, padded to 8; `None` for one that cannot be
+/// encoded ([`checked_len`] says why). The hot path's check: no error values.
 #[inline(always)]
-pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize> {
+pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Option<usize> {
     let mut n = HEADER + msg.len();
     for (name, v) in fields {
         // One compare for "1 to 255 bytes".
         if name.len().wrapping_sub(1) >= u8::MAX as usize {
-            return Err(bad_field(name));
+            return None;
         }
         if name.len() == 3
             && *name == "_ts"
             && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_))
         {
-            return Err(bad_ts());
+            return None;
         }
         n += 2 + name.len() + v.encoded_len();
     }
@@ -181,9 +182,28 @@ pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result
     // `max` is at most u32::MAX (BufferConfig::validate), so a record within it
     // also has a message length that fits the header's u32.
     if n > max || fields.len() > u16::MAX as usize {
-        return Err(too_large(n, max));
+        return None;
     }
-    Ok(n)
+    Some(n)
+}
+
+/// [`encoded_len`], or the typed error that says what is wrong with the record.
+#[cold]
+pub(crate) fn checked_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize> {
+    if let Some(n) = encoded_len(msg, fields, max) {
+        return Ok(n);
+    }
+    let mut n = HEADER + msg.len();
+    for (name, v) in fields {
+        if name.is_empty() || name.len() > u8::MAX as usize {
+            return Err(bad_field(name));
+        }
+        if *name == "_ts" && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_)) {
+            return Err(bad_ts());
+        }
+        n += 2 + name.len() + v.encoded_len();
+    }
+    Err(too_large((n + 7) & !7, max))
 }
 
 #[cold]
@@ -211,6 +231,20 @@ pub(crate) struct Head {
     pub(crate) aux: u8,
     pub(crate) stream: u32,
     pub(crate) ts: u64,
+}
+
+/// A record to encode into a ring slot.
+pub(crate) struct Encoder<'a> {
+    pub(crate) head: Head,
+    pub(crate) msg: &'a [u8],
+    pub(crate) fields: &'a Fields<'a>,
+}
+
+impl crate::ring::Fill for Encoder<'_> {
+    #[inline(always)]
+    fn fill(&mut self, out: &mut [MaybeUninit<u8>]) {
+        encode(out, self.head, self.msg, self.fields);
+    }
 }
 
 /// Writes one record into `out`, which is exactly `encoded_len` bytes long.
@@ -418,15 +452,15 @@ mod tests {
     fn bad_field_names_and_sizes_are_errors() {
         let long = "x".repeat(256);
         assert!(matches!(
-            encoded_len(b"", &point! {long.as_str() => 1}, 1 << 20),
+            checked_len(b"", &point! {long.as_str() => 1}, 1 << 20),
             Err(Error::InvalidName { .. })
         ));
         assert!(matches!(
-            encoded_len(b"", &point! {"" => 1}, 1 << 20),
+            checked_len(b"", &point! {"" => 1}, 1 << 20),
             Err(Error::InvalidName { .. })
         ));
         assert!(matches!(
-            encoded_len(&[0; 100], &[], 64),
+            checked_len(&[0; 100], &[], 64),
             Err(Error::RecordTooLarge { .. })
         ));
     }

@@ -115,6 +115,20 @@ impl<'a> SlotWriter<'a> {
     }
 }
 
+/// Writes one record into its slot, which is exactly as long as the record.
+/// (A trait rather than a closure so the encoder's `#[inline(always)]`
+/// reaches the hot path: a closure's body is inlined at LLVM's discretion.)
+pub(crate) trait Fill {
+    fn fill(&mut self, out: &mut [MaybeUninit<u8>]);
+}
+
+impl<F: FnMut(&mut [MaybeUninit<u8>])> Fill for F {
+    #[inline(always)]
+    fn fill(&mut self, out: &mut [MaybeUninit<u8>]) {
+        self(out);
+    }
+}
+
 /// Kind byte of a padding record.
 pub(crate) const PAD: u8 = 0;
 
@@ -197,36 +211,37 @@ mod rt {
 
         /// Writes one record of `len` bytes (a multiple of 8) with `fill`, which
         /// must initialise all of them. Returns `false`, writing nothing, when
-        /// the ring has no room.
+        /// the ring has no room. `fill` has one call site, so it is inlined.
         #[inline(always)]
-        pub(crate) fn try_write(
-            &mut self,
-            len: usize,
-            fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
-        ) -> bool {
+        pub(crate) fn try_write(&mut self, len: usize, fill: &mut impl Fill) -> bool {
             let Ok(mut chunk) = self.inner.write_chunk_uninit(len) else {
                 return false;
             };
-            let (a, b) = chunk.as_mut_slices();
-            if b.is_empty() {
-                fill(a);
-                // SAFETY: `fill` initialised all `len` bytes of the chunk (its contract).
-                unsafe { chunk.commit_all() };
-                return true;
+            let pad = chunk.as_mut_slices().0.len();
+            if pad < len {
+                // The record would cross the end: pad to the end, then write
+                // it at the start (the first chunk is left uncommitted).
+                if !self.pad_to_end(pad, len) {
+                    return false;
+                }
+                chunk = match self.inner.write_chunk_uninit(len) {
+                    Ok(c) => c,
+                    Err(_) => return false,
+                };
             }
-            let pad = a.len();
-            // The chunk is dropped uncommitted here (nothing was written).
-            self.write_wrapped(pad, len, fill)
+            fill.fill(chunk.as_mut_slices().0);
+            // SAFETY: the chunk is contiguous (it fitted before the end, or
+            // starts at offset 0 after the padding), and `fill` initialised
+            // all of its `len` bytes.
+            unsafe { chunk.commit_all() };
+            true
         }
 
+        /// Fills the `pad` bytes before the end of the buffer with a padding
+        /// record if there is room for it and a `len`-byte record after it.
         #[cold]
         #[inline(never)]
-        fn write_wrapped(
-            &mut self,
-            pad: usize,
-            len: usize,
-            fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
-        ) -> bool {
+        fn pad_to_end(&mut self, pad: usize, len: usize) -> bool {
             if self.inner.slots() < pad + len {
                 return false;
             }
@@ -236,13 +251,6 @@ mod rt {
             write_pad(chunk.as_mut_slices().0);
             // SAFETY: `write_pad` initialised every byte of the `pad`-byte chunk,
             // which is contiguous (it ends exactly at the end of the buffer).
-            unsafe { chunk.commit_all() };
-            let Ok(mut chunk) = self.inner.write_chunk_uninit(len) else {
-                return false;
-            };
-            fill(chunk.as_mut_slices().0);
-            // SAFETY: the chunk starts at offset 0, so it is contiguous, and
-            // `fill` initialised all of it.
             unsafe { chunk.commit_all() };
             true
         }
@@ -364,11 +372,7 @@ mod model {
             self.s.tail.store(to, Ordering::Relaxed);
         }
 
-        pub(crate) fn try_write(
-            &mut self,
-            len: usize,
-            fill: &mut impl FnMut(&mut [MaybeUninit<u8>]),
-        ) -> bool {
+        pub(crate) fn try_write(&mut self, len: usize, fill: &mut impl Fill) -> bool {
             let cap = self.capacity();
             let tail = self.tail;
             let to_end = cap - tail % cap;
@@ -391,7 +395,7 @@ mod model {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
             scratch.resize(len, MaybeUninit::new(0));
-            fill(&mut scratch);
+            fill.fill(&mut scratch);
             self.put(tail + pad, &scratch);
             self.scratch = scratch;
             self.publish(tail + pad + len);

@@ -228,6 +228,53 @@ fn several_runs_at_once_from_the_same_threads() {
     assert_eq!((la.len(), lb.len()), (30_000, 30_000));
 }
 
+/// The hot path caches this thread's last ring; switching runs, closing the
+/// cached one and opening another on the same thread must keep every point in
+/// its own run, in order, and refuse only the closed run's.
+#[test]
+fn switching_runs_on_one_thread_keeps_every_point_in_its_run() {
+    let root = tempfile::tempdir().unwrap();
+    let a = open(root.path(), "o/p/sw-a", quiet());
+    let b = open(root.path(), "o/p/sw-b", quiet());
+    let (ma, mb) = (a.metrics("x").unwrap(), b.metrics("x").unwrap());
+    for i in 0..1_000i64 {
+        ma.log(&point! {"i" => i}).unwrap();
+        if i % 3 == 0 {
+            mb.log(&point! {"i" => i}).unwrap();
+        }
+    }
+    // `b`'s ring is this thread's cached one now; close it.
+    mb.log(&point! {"i" => 1_000}).unwrap();
+    assert_eq!(b.complete().unwrap().stored.metrics, 335);
+    assert!(matches!(
+        mb.log(&point! {"i" => 1_001}),
+        Err(ml_dash::Error::Closed)
+    ));
+    let c = open(root.path(), "o/p/sw-c", quiet());
+    let mc = c.metrics("x").unwrap();
+    for i in 1_000..2_000i64 {
+        mc.log(&point! {"i" => i}).unwrap();
+        ma.log(&point! {"i" => i}).unwrap();
+    }
+    assert_eq!(c.complete().unwrap().stored.metrics, 1_000);
+    assert_eq!(a.complete().unwrap().stored.metrics, 2_000);
+    for (name, want) in [("sw-a", 0..2_000), ("sw-c", 1_000..2_000)] {
+        let got: Vec<i64> = read::metrics(root.path(), &format!("o/p/{name}"), Some("x"))
+            .unwrap()
+            .iter()
+            .map(|l| int(l, "i"))
+            .collect();
+        assert_eq!(got, want.collect::<Vec<_>>(), "{name}");
+    }
+    let got_b: Vec<i64> = read::metrics(root.path(), "o/p/sw-b", Some("x"))
+        .unwrap()
+        .iter()
+        .map(|l| int(l, "i"))
+        .collect();
+    let want_b: Vec<i64> = (0..1_000).step_by(3).chain([1_000]).collect();
+    assert_eq!(got_b, want_b);
+}
+
 #[test]
 fn reopening_appends() {
     let root = tempfile::tempdir().unwrap();

@@ -434,15 +434,9 @@ impl Metrics {
     /// train.log(&[("loss", 0.25.into()), ("_ts", 1_700_000_000.0.into())])?;
     /// # Ok::<(), ml_dash::Error>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn log(&self, fields: &Fields<'_>) -> Result<()> {
-        let head = Head {
-            kind: kind::METRIC,
-            aux: 0,
-            stream: self.id,
-            ts: self.core.now(),
-        };
-        self.core.push(head, &[], fields)
+        self.core.push_now(kind::METRIC, self.id, fields)
     }
 }
 
@@ -459,13 +453,7 @@ impl Track {
     /// # Errors
     /// As [`Metrics::log`].
     pub fn append(&self, fields: &Fields<'_>) -> Result<()> {
-        let head = Head {
-            kind: kind::TRACK,
-            aux: 0,
-            stream: self.id,
-            ts: self.core.now(),
-        };
-        self.core.push(head, &[], fields)
+        self.core.push_now(kind::TRACK, self.id, fields)
     }
 
     /// Appends a row at `timestamp`; rows of one timestamp in one flush window
