@@ -221,16 +221,21 @@ fn assert_kept(is: &[u64], ranges: &[std::ops::Range<u64>]) {
     }
 }
 
-/// The counts in `Error::Sink`'s "N log(s), M metric(s), K track(s) not written".
-fn unwritten_metrics(e: &Error) -> u64 {
+/// The metric counts in `Error::Sink`'s "N log(s), M metric(s), K track(s)
+/// not written, and N' log(s), M' metric(s), K' track(s) dropped earlier ...":
+/// (M, M').
+fn error_metric_counts(e: &Error) -> (u64, u64) {
     let text = e.to_string();
-    let at = text.find(" metric(s)").unwrap_or_else(|| panic!("{text}"));
-    let digits: String = text[..at]
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.chars().rev().collect::<String>().parse().unwrap()
+    let mut counts = text.match_indices(" metric(s)").map(|(at, _)| {
+        let digits: String = text[..at]
+            .chars()
+            .rev()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.chars().rev().collect::<String>().parse().unwrap()
+    });
+    let mut next = || counts.next().unwrap_or_else(|| panic!("{text}"));
+    (next(), next())
 }
 
 #[test]
@@ -341,13 +346,16 @@ fn read_only_until_close_local_store() {
         // Close returns (no hang) and says what could not be written.
         let e = run.complete().unwrap_err();
         assert!(matches!(e, Error::Sink(_)), "{e}");
-        let unwritten = unwritten_metrics(&e);
+        let (unwritten, lost) = error_metric_counts(&e);
         fs.writable();
         let is = stored_is(fs.path(), prefix);
         assert_eq!(is, (0..300).collect::<Vec<u64>>());
         assert!(unwritten > 0);
-        // lost_to_store is in the close report line (parsed by the parent).
-        println!("LOGGED {logged} STORED {} UNWRITTEN {unwritten}", is.len());
+        // lost_to_store is in the error and in the close report line.
+        println!(
+            "LOGGED {logged} STORED {} UNWRITTEN {unwritten} LOST {lost}",
+            is.len()
+        );
     }) else {
         return;
     };
@@ -374,6 +382,7 @@ fn read_only_until_close_local_store() {
         .find_map(|l| l.split_once("LOGGED ").map(|(_, rest)| rest))
         .unwrap_or_else(|| panic!("no numbers in {stdout}"));
     let n: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(n[3], lost, "the error and the close report agree: {line}");
     assert_eq!(
         n[0],
         n[1] + n[2] + lost,

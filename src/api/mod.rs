@@ -382,12 +382,16 @@ impl Run {
             .join()
             .map_err(|_| Error::Collector("it panicked; see the message above".into()))?;
         if report.unwritten.logs + report.unwritten.metrics + report.unwritten.tracks > 0 {
-            let u = report.unwritten;
+            let (u, l) = (report.unwritten, report.lost_to_store);
             return Err(Error::Sink(format!(
-                "{} log(s), {} metric(s), {} track(s) not written: {}",
+                "{} log(s), {} metric(s), {} track(s) not written, and {} log(s), \
+                 {} metric(s), {} track(s) dropped earlier while the store failed: {}",
                 u.logs,
                 u.metrics,
                 u.tracks,
+                l.logs,
+                l.metrics,
+                l.tracks,
                 report.errors.last().map_or("", String::as_str)
             )));
         }

@@ -33,9 +33,12 @@
 //! returns within its deadline plus a few milliseconds whatever the server
 //! does (it never waits on an in-flight request: the sender thread is left to
 //! finish or time out on its own, and its record stays counted as spooled).
-//! [`RemoteSink::spool_bytes`] / [`RemoteSink::over_budget`] let the
-//! collector stop draining rings while the spool is over its disk budget
-//! (backpressure instead of filling the disk); the sink itself never drops.
+//! The spool's disk budget (`ML_DASH_SPOOL_BUDGET`, 1 GiB) is a warning line,
+//! not a limit: past it the sink warns once (again after it drains below half)
+//! and keeps spooling, because refusing or dropping would lose accepted data
+//! while the disk still has room; a full disk is then a store failure (the
+//! collector holds and counts, see README "Disk faults").
+//! [`RemoteSink::spool_bytes`] / [`RemoteSink::over_budget`] report it.
 //!
 //! The spool folder should be the experiment's work area:
 //! `<dash_root>/<prefix>/.spool` (hybrid, and remote-only with the default
