@@ -13,18 +13,7 @@ mod support;
 use std::time::Duration;
 
 use ml_dash::{BufferConfig, Experiment, point};
-use support::TestServer;
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use support::{TestServer, peak_rss_kib};
 
 #[cfg(target_os = "linux")]
 #[test]

@@ -27,19 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ml_dash::{BufferConfig, Experiment, point};
-use support::TestServer;
-
-/// Peak resident size of this process (KiB).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use support::{TestServer, peak_rss_kib};
 
 /// Bytes of the files under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {
@@ -147,19 +135,7 @@ fn outage_while_logging(name: &str, secs: f64, threads: usize, rate: f64) -> Out
     let rss_peak_kib = peak_rss_kib();
     let st = server.state();
     let tally = st.tally(name, "train");
-    assert_eq!(
-        tally.out_of_order, 0,
-        "lost, repeated or reordered points (t, i, expected): {:?}",
-        tally.first_errors
-    );
-    assert_eq!(tally.points, total, "each point exactly once");
-    for (t, n) in counts.iter().enumerate() {
-        assert_eq!(
-            tally.next.get(&(t as u64)),
-            Some(n),
-            "all of thread {t}, in order"
-        );
-    }
+    tally.assert_each_once(&counts);
     assert_eq!(
         dir_bytes(&spool),
         0,
@@ -397,15 +373,7 @@ fn a_process_stopped_for_thirty_seconds_loses_nothing() {
     );
     let st = server.state();
     let tally = st.tally(name, "train");
-    assert_eq!(
-        tally.out_of_order, 0,
-        "lost, repeated or reordered points (t, i, expected): {:?}",
-        tally.first_errors
-    );
-    assert_eq!(tally.points, total, "each point exactly once");
-    for t in 0..R8_THREADS {
-        assert_eq!(tally.next.get(&t), Some(&R8_POINTS), "all of thread {t}");
-    }
+    tally.assert_each_once(&[R8_POINTS; R8_THREADS as usize]);
     eprintln!(
         "R8: {at_stop} points at SIGSTOP, {before_cont} before SIGCONT, {} idle closes while \
          stopped ({} mid-request), {} requests, {} answered from the key record, {} points",

@@ -162,6 +162,37 @@ pub struct Tally {
     pub first_errors: Vec<(u64, u64, u64)>,
 }
 
+impl Tally {
+    /// Producer `t` logged `per_thread[t]` points: each arrived exactly once, in order.
+    pub fn assert_each_once(&self, per_thread: &[u64]) {
+        assert_eq!(
+            self.out_of_order, 0,
+            "lost, repeated or reordered points (t, i, expected): {:?}",
+            self.first_errors
+        );
+        assert_eq!(
+            self.points,
+            per_thread.iter().sum::<u64>(),
+            "each point exactly once"
+        );
+        for (t, n) in per_thread.iter().enumerate() {
+            assert_eq!(self.next.get(&(t as u64)), Some(n), "all of producer {t}");
+        }
+    }
+}
+
+/// Peak resident size of this process (KiB), from /proc (0 where there is none).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 impl State {
     fn id(&mut self) -> u64 {
         if self.next_id == 0 {
