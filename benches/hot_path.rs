@@ -1,13 +1,14 @@
 //! Hot path: one `metrics(..).log(..)` with the collector running.
 //!
-//! Results (see perf/RESULTS.md for the machine line and the full tables):
+//! Results: perf/RESULTS.md (machine line, commands, tables).
 //!
-//! | case | p50 ns | p99 ns |
-//! |---|---|---|
-//! | see perf/RESULTS.md | | |
-//!
-//! Two measurements:
-//! - criterion: back-to-back calls (the mean per call);
+//! Three measurements:
+//! - criterion `log_1_field` / `log_8_fields`: the mean per call over chunks of
+//!   1000 back-to-back calls, the run flushed (untimed) between chunks, so the
+//!   ring never fills: the call's own cost with the collector running;
+//! - criterion `.._saturated`: back-to-back calls with no pause, so the ring fills
+//!   and the producer waits for the collector: the mean is the collector's
+//!   throughput (and the backpressure wait), not the call;
 //! - paced: batches of 20 calls timed with rdtsc, divided by 20, then a short
 //!   pause, into an hdrhistogram: p50/p90/p99/p99.9/max per call.
 //!
@@ -31,25 +32,47 @@ fn run(root: &std::path::Path, name: &str) -> Run {
         .unwrap()
 }
 
+/// Times `calls` calls of `f` in chunks of 1000, flushing the run (untimed)
+/// after each chunk so the ring never fills.
+fn chunked(run: &Run, calls: u64, mut f: impl FnMut()) -> std::time::Duration {
+    let mut total = std::time::Duration::ZERO;
+    let mut left = calls;
+    while left > 0 {
+        let n = left.min(1000);
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        total += t0.elapsed();
+        left -= n;
+        run.flush().unwrap();
+    }
+    total
+}
+
 fn criterion_benches(c: &mut Criterion) {
     let root = tempfile::tempdir().unwrap();
     let r = run(root.path(), "criterion");
     let m = r.metrics("train").unwrap();
     let mut i = 0i64;
+    let one = |i: &mut i64| {
+        *i += 1;
+        m.log(&point! {"loss" => *i as f64}).unwrap()
+    };
     c.bench_function("log_1_field", |b| {
-        b.iter(|| {
-            i += 1;
-            m.log(&point! {"loss" => i as f64}).unwrap()
-        })
+        b.iter_custom(|calls| chunked(&r, calls, || one(&mut i)))
     });
+    c.bench_function("log_1_field_saturated", |b| b.iter(|| one(&mut i)));
+    let eight = |i: &mut i64| {
+        *i += 1;
+        let x = *i as f64;
+        m.log(&point! {"a" => x, "b" => x, "c" => x, "d" => x, "e" => x, "f" => x, "step" => *i, "epoch" => 1})
+            .unwrap()
+    };
     c.bench_function("log_8_fields", |b| {
-        b.iter(|| {
-            i += 1;
-            let x = i as f64;
-            m.log(&point! {"a" => x, "b" => x, "c" => x, "d" => x, "e" => x, "f" => x, "step" => i, "epoch" => 1})
-                .unwrap()
-        })
+        b.iter_custom(|calls| chunked(&r, calls, || eight(&mut i)))
     });
+    c.bench_function("log_8_fields_saturated", |b| b.iter(|| eight(&mut i)));
     r.complete().unwrap();
 }
 

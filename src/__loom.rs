@@ -164,16 +164,19 @@ pub mod ring {
         /// length, kind 1, then `tag` in every other byte. `false` when full.
         pub fn try_write(&mut self, len: usize, tag: u8) -> bool {
             assert!(len >= 16 && len.is_multiple_of(8));
-            self.0.try_write(len, &mut |out: &mut [MaybeUninit<u8>]| {
-                assert_eq!(out.len(), len);
-                for (i, b) in out.iter_mut().enumerate() {
-                    b.write(match i {
-                        0..4 => (len as u32).to_le_bytes()[i],
-                        4 => 1,
-                        _ => tag,
-                    });
-                }
-            })
+            self.0.try_write(
+                len,
+                &mut crate::ring::Zeroed(|out: &mut [MaybeUninit<u8>]| {
+                    assert_eq!(out.len(), len);
+                    for (i, b) in out.iter_mut().enumerate() {
+                        b.write(match i {
+                            0..4 => (len as u32).to_le_bytes()[i],
+                            4 => 1,
+                            _ => tag,
+                        });
+                    }
+                }),
+            )
         }
 
         pub fn capacity(&self) -> usize {

@@ -158,6 +158,9 @@ struct Hold {
     lost: Counts,
     /// Drops in the current failure episode (for the recovery line).
     episode_lost: u64,
+    /// `lost.total()` when the last flush epoch completed: a flush fails when
+    /// records logged before it were dropped since.
+    lost_at_epoch: u64,
     /// The current episode's drop warning was given.
     drop_warned: bool,
 }
@@ -682,17 +685,13 @@ impl<S: Sink> Collector<S> {
         match r {
             Ok(()) => {
                 if self.hold.failing && !self.core.cfg.quiet {
-                    let lost = self.hold.episode_lost;
-                    if lost > 0 {
-                        eprintln!(
-                            "[ML-Dash] the store is writable again; buffered data was written \
-                             ({lost} record(s) logged while its buffer was full were lost)"
-                        );
-                    } else {
-                        eprintln!(
-                            "[ML-Dash] the store is writable again; buffered data was written"
-                        );
-                    }
+                    let lost = match self.hold.episode_lost {
+                        0 => String::new(),
+                        n => format!(" ({n} record(s) logged while its buffer was full were lost)"),
+                    };
+                    eprintln!(
+                        "[ML-Dash] the store is writable again; buffered data was written{lost}"
+                    );
                 }
                 self.hold.failing = false;
                 self.hold.episode_lost = 0;
@@ -718,7 +717,19 @@ impl<S: Sink> Collector<S> {
 
     fn complete_epoch(&mut self, target: u64) {
         let written = self.write_everything().is_ok();
-        if !self.wait_files() || !written {
+        let lost = self.hold.lost.total();
+        let dropped = lost > self.hold.lost_at_epoch;
+        if dropped {
+            let why = format!(
+                "{} record(s) logged before this flush were dropped while the store failed \
+                 (lost_to_store in the close report): {}",
+                lost - self.hold.lost_at_epoch,
+                self.report.errors.last().map_or("", String::as_str)
+            );
+            self.core.last_error.store(Some(Arc::new(why)));
+            self.hold.lost_at_epoch = lost;
+        }
+        if !self.wait_files() || !written || dropped {
             // Release: read by the waiter after its Acquire of `completed`.
             self.core.epochs.failed.store(target, Ordering::Release);
         }
@@ -1274,6 +1285,35 @@ mod tests {
         h.flush().unwrap();
         assert_eq!(sink.messages(), ["kept"]);
         run.close().unwrap();
+    }
+
+    #[test]
+    fn a_flush_after_drops_fails_even_when_the_store_is_back() {
+        // 20 000 lines (~1 MB) through rings capped at 64 KiB: the collector
+        // drains while the sink fails, holds 32 KiB and drops the rest before
+        // the producer finishes; then the sink recovers.
+        let mut cfg = config(1000, 1024);
+        cfg.memory_budget = 64 * 1024;
+        let mut run = start(cfg);
+        let sink = run.sink();
+        sink.set_failing(true);
+        let h = run.handle();
+        for i in 0..20_000 {
+            h.log(&format!("line {i}")).unwrap();
+        }
+        sink.set_failing(false);
+        // The store takes what was held, but lines logged before the flush
+        // were dropped: the flush says so.
+        let e = h.flush().unwrap_err();
+        assert!(
+            e.to_string().contains("dropped while the store failed"),
+            "{e}"
+        );
+        h.log("after").unwrap();
+        h.flush().unwrap(); // nothing dropped since the last flush
+        let report = run.close().unwrap();
+        assert!(report.lost_to_store.logs > 0);
+        assert_eq!(report.stored.logs + report.lost_to_store.logs, 20_001);
     }
 
     #[test]

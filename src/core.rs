@@ -193,6 +193,28 @@ pub(crate) struct RunCore {
     fast_max: usize,
 }
 
+/// A record's header before its timestamp is taken.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    kind: u8,
+    aux: u8,
+    stream: u32,
+    /// `None`: the time of the call, read by [`Meta::head`].
+    ts: Option<u64>,
+}
+
+impl Meta {
+    #[inline(always)]
+    fn head(self) -> Head {
+        Head {
+            kind: self.kind,
+            aux: self.aux,
+            stream: self.stream,
+            ts: self.ts.unwrap_or_else(crate::clock::now),
+        }
+    }
+}
+
 impl RunCore {
     pub(crate) fn new(cfg: BufferConfig) -> (Arc<RunCore>, mpsc::Receiver<Control>) {
         crate::sync::init_barriers();
@@ -262,7 +284,19 @@ impl RunCore {
         msg: &[u8],
         fields: &Fields<'_>,
     ) -> Result<()> {
-        self.push_with(head.kind, head.aux, head.stream, Some(head.ts), msg, fields)
+        let Head {
+            kind,
+            aux,
+            stream,
+            ts,
+        } = head;
+        let meta = Meta {
+            kind,
+            aux,
+            stream,
+            ts: Some(ts),
+        };
+        self.push_with(meta, msg, fields)
     }
 
     /// Sends a record of `fields` stamped with the time of the call.
@@ -273,40 +307,33 @@ impl RunCore {
         stream: u32,
         fields: &Fields<'_>,
     ) -> Result<()> {
-        self.push_with(kind, 0, stream, None, &[], fields)
+        let meta = Meta {
+            kind,
+            aux: 0,
+            stream,
+            ts: None,
+        };
+        self.push_with(meta, &[], fields)
     }
 
     /// The common case runs in straight-line code that only answers "done or
     /// not": a valid record, this thread's last ring is this run's, room in
     /// it. Everything else (a thread's first call, a bad record, growth,
     /// waiting for room, close, unbuffered mode) starts over on the general
-    /// path, which also builds the typed error. `ts: None` is "now", read
-    /// after the fields are checked (so the compiler keeps a caller's field
-    /// array in registers across it).
+    /// path, which also builds the typed error. The timestamp is read after
+    /// the fields are checked (so the compiler keeps a caller's field array in
+    /// registers across it).
     #[inline(always)]
-    fn push_with(
-        self: &Arc<Self>,
-        kind: u8,
-        aux: u8,
-        stream: u32,
-        ts: Option<u64>,
-        msg: &[u8],
-        fields: &Fields<'_>,
-    ) -> Result<()> {
+    fn push_with(self: &Arc<Self>, meta: Meta, msg: &[u8], fields: &Fields<'_>) -> Result<()> {
         if let Some(len) = record::encoded_len(msg, fields, self.fast_max)
             && let Ok(hot) = HOT.try_with(Cell::get)
             && hot.run == self.id
         {
-            let head = Head {
-                kind,
-                aux,
-                stream,
-                ts: ts.unwrap_or_else(crate::clock::now),
-            };
+            let head = meta.head();
             // SAFETY: `hot.ring` points at the ring of this thread's first slot
             // in SLOTS, which lives (unmoved: SLOTS is not borrowed here) until
-            // `with_producer` or `find_or_register` next change SLOTS, and they
-            // clear or reset HOT whenever they do, as does SLOTS' destructor.
+            // `with_producer` next borrows SLOTS, and it clears HOT first (and
+            // sets it again last), as SLOTS' destructor clears it.
             // Nothing below reaches them: `push_fast` runs only our encoder,
             // the ring, and an unpark; no user code, no allocation. So this is
             // the only reference to that ring while it lives.
@@ -315,27 +342,14 @@ impl RunCore {
                 return Ok(());
             }
         }
-        self.push_general(kind, aux, stream, ts, msg, fields)
+        self.push_general(meta, msg, fields)
     }
 
     #[cold]
     #[inline(never)]
-    fn push_general(
-        self: &Arc<Self>,
-        kind: u8,
-        aux: u8,
-        stream: u32,
-        ts: Option<u64>,
-        msg: &[u8],
-        fields: &Fields<'_>,
-    ) -> Result<()> {
+    fn push_general(self: &Arc<Self>, meta: Meta, msg: &[u8], fields: &Fields<'_>) -> Result<()> {
         let len = record::checked_len(msg, fields, self.cfg.max_record_bytes)?;
-        let head = Head {
-            kind,
-            aux,
-            stream,
-            ts: ts.unwrap_or_else(crate::clock::now),
-        };
+        let head = meta.head();
         let mut fill = Encoder { head, msg, fields };
         with_producer(self, |p| p.push(self, len, &mut fill))?;
         if !self.cfg.buffer_enabled {
@@ -617,6 +631,9 @@ fn with_producer<R>(
 ) -> Result<R> {
     let r = SLOTS.try_with(|cell| {
         let slots = &mut cell.borrow_mut().0;
+        // SLOTS may change below (and `f` may unwind): the hot path must not
+        // use its copy until it is set again at the end.
+        let _ = HOT.try_with(|h| h.set(Hot::NONE));
         let r = match slots.first_mut() {
             Some(s) if s.run == core.id => f(&mut s.ring),
             _ => {
@@ -656,8 +673,6 @@ fn with_oneoff_ring<R>(
 #[cold]
 #[inline(never)]
 fn find_or_register(slots: &mut Vec<Slot>, core: &Arc<RunCore>) -> Result<usize> {
-    // SLOTS changes below: the hot path must not use a stale copy meanwhile.
-    let _ = HOT.try_with(|h| h.set(Hot::NONE));
     // Forget rings of runs that are closed or gone.
     slots.retain(|s| {
         s.core

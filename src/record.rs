@@ -160,21 +160,30 @@ impl Value<'_> {
     }
 }
 
-/// The encoded size of a record, padded to 8; `None` for one that cannot be
-/// encoded ([`checked_len`] says why). The hot path's check: no error values.
+/// Why a record cannot be encoded.
+enum Unencodable {
+    /// The field at this index has an empty or over-long name.
+    Name(usize),
+    /// `_ts` is not a number.
+    Ts,
+    /// The encoded size (over the limit, or too many fields).
+    TooLarge(usize),
+}
+
+/// The encoded size of a record, padded to 8, or why it cannot be encoded.
 #[inline(always)]
-pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Option<usize> {
+fn measure(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize, Unencodable> {
     let mut n = HEADER + msg.len();
-    for (name, v) in fields {
+    for (i, (name, v)) in fields.iter().enumerate() {
         // One compare for "1 to 255 bytes".
         if name.len().wrapping_sub(1) >= u8::MAX as usize {
-            return None;
+            return Err(Unencodable::Name(i));
         }
         if name.len() == 3
             && *name == "_ts"
             && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_))
         {
-            return None;
+            return Err(Unencodable::Ts);
         }
         n += 2 + name.len() + v.encoded_len();
     }
@@ -182,28 +191,26 @@ pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Option
     // `max` is at most u32::MAX (BufferConfig::validate), so a record within it
     // also has a message length that fits the header's u32.
     if n > max || fields.len() > u16::MAX as usize {
-        return None;
+        return Err(Unencodable::TooLarge(n));
     }
-    Some(n)
+    Ok(n)
+}
+
+/// The encoded size of a record, padded to 8; `None` for one that cannot be
+/// encoded ([`checked_len`] says why). The hot path's check: no error values.
+#[inline(always)]
+pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Option<usize> {
+    measure(msg, fields, max).ok()
 }
 
 /// [`encoded_len`], or the typed error that says what is wrong with the record.
 #[cold]
 pub(crate) fn checked_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize> {
-    if let Some(n) = encoded_len(msg, fields, max) {
-        return Ok(n);
-    }
-    let mut n = HEADER + msg.len();
-    for (name, v) in fields {
-        if name.is_empty() || name.len() > u8::MAX as usize {
-            return Err(bad_field(name));
-        }
-        if *name == "_ts" && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_)) {
-            return Err(bad_ts());
-        }
-        n += 2 + name.len() + v.encoded_len();
-    }
-    Err(too_large((n + 7) & !7, max))
+    measure(msg, fields, max).map_err(|why| match why {
+        Unencodable::Name(i) => bad_field(fields[i].0),
+        Unencodable::Ts => bad_ts(),
+        Unencodable::TooLarge(n) => too_large(n, max),
+    })
 }
 
 #[cold]
@@ -240,7 +247,10 @@ pub(crate) struct Encoder<'a> {
     pub(crate) fields: &'a Fields<'a>,
 }
 
-impl crate::ring::Fill for Encoder<'_> {
+// SAFETY: `encode` zeroes the slot's last 8 bytes, then writes from offset 0
+// without gaps; `SlotWriter::finish` asserts (panics otherwise) that it stopped
+// within those 8 bytes, so every byte of `out` is initialised.
+unsafe impl crate::ring::Fill for Encoder<'_> {
     #[inline(always)]
     fn fill(&mut self, out: &mut [MaybeUninit<u8>]) {
         encode(out, self.head, self.msg, self.fields);

@@ -118,14 +118,25 @@ impl<'a> SlotWriter<'a> {
 /// Writes one record into its slot, which is exactly as long as the record.
 /// (A trait rather than a closure so the encoder's `#[inline(always)]`
 /// reaches the hot path: a closure's body is inlined at LLVM's discretion.)
-pub(crate) trait Fill {
+///
+/// # Safety
+/// `fill` initialises every byte of `out` (or panics): the ring publishes
+/// the slot as written data right after it returns.
+pub(crate) unsafe trait Fill {
     fn fill(&mut self, out: &mut [MaybeUninit<u8>]);
 }
 
-impl<F: FnMut(&mut [MaybeUninit<u8>])> Fill for F {
-    #[inline(always)]
+/// A closure as a [`Fill`] for tests and the loom models: the slot is zeroed
+/// first, so the closure may leave bytes unwritten.
+#[cfg(any(test, ml_dash_loom))]
+pub(crate) struct Zeroed<F>(pub(crate) F);
+
+// SAFETY: every byte of `out` is written (zero) before the closure runs.
+#[cfg(any(test, ml_dash_loom))]
+unsafe impl<F: FnMut(&mut [MaybeUninit<u8>])> Fill for Zeroed<F> {
     fn fill(&mut self, out: &mut [MaybeUninit<u8>]) {
-        self(out);
+        out.fill(MaybeUninit::new(0));
+        (self.0)(out);
     }
 }
 
@@ -460,7 +471,7 @@ mod tests {
         let mut seen = Vec::new();
         for round in 0..50u8 {
             let len = 8 * (1 + (round as usize % 5));
-            assert!(p.try_write(len, &mut rec(len, round)));
+            assert!(p.try_write(len, &mut Zeroed(rec(len, round))));
             if round % 3 == 2 {
                 c.drain(|r| seen.push((r.len(), r[8.min(r.len() - 1)])));
             }
@@ -475,18 +486,18 @@ mod tests {
     #[test]
     fn full_ring_refuses_without_writing() {
         let (mut p, mut c) = channel(64);
-        assert!(p.try_write(32, &mut rec(32, 1)));
-        assert!(p.try_write(32, &mut rec(32, 2)));
-        assert!(!p.try_write(8, &mut rec(8, 3)));
+        assert!(p.try_write(32, &mut Zeroed(rec(32, 1))));
+        assert!(p.try_write(32, &mut Zeroed(rec(32, 2))));
+        assert!(!p.try_write(8, &mut Zeroed(rec(8, 3))));
         let mut n = 0;
         c.drain(|_| n += 1);
         assert_eq!(n, 2);
         assert!(c.is_empty());
         // A record that would cross the end needs pad + record of free space.
-        assert!(p.try_write(40, &mut rec(40, 4)));
-        assert!(p.try_write(24, &mut rec(24, 5))); // exactly fills to the end
+        assert!(p.try_write(40, &mut Zeroed(rec(40, 4))));
+        assert!(p.try_write(24, &mut Zeroed(rec(24, 5)))); // exactly fills to the end
         c.drain(|_| n += 1);
-        assert!(p.try_write(48, &mut rec(48, 6))); // wraps: starts at 0
+        assert!(p.try_write(48, &mut Zeroed(rec(48, 6)))); // wraps: starts at 0
         c.drain(|r| assert_eq!(r.len(), 48));
     }
 }

@@ -326,7 +326,9 @@ impl Run {
     ///
     /// # Errors
     /// [`Error::Sink`] when the store refused the write (the data stays
-    /// buffered and is retried), [`Error::Closed`] after close.
+    /// buffered, up to half the memory budget, and is retried) or when records
+    /// logged before the call were dropped because the store kept failing
+    /// (counted in [`CloseReport::lost_to_store`]); [`Error::Closed`] after close.
     pub fn flush(&self) -> Result<()> {
         self.core.flush()
     }

@@ -120,25 +120,20 @@ impl Sink for Tee {
             *done = batch.count;
         }
         match &mut self.local {
-            Some(l) => {
-                l.append_metrics(id, name, batch)?;
-                if let Some(done) = self.spooled_metrics.get_mut(id as usize) {
-                    *done = 0;
-                }
-                Ok(())
-            }
+            Some(l) => l.append_metrics(id, name, batch)?,
             None => {
-                if let Some(done) = self.spooled_metrics.get_mut(id as usize) {
-                    *done = 0;
-                }
                 let i = id as usize;
                 if self.next_index.len() <= i {
                     self.next_index.resize(i + 1, 0);
                 }
                 self.next_index[i] = batch.first_index + batch.count as u64;
-                Ok(())
             }
         }
+        // The whole batch is stored: the next one starts unspooled.
+        if let Some(done) = self.spooled_metrics.get_mut(id as usize) {
+            *done = 0;
+        }
+        Ok(())
     }
 
     fn append_logs(&mut self, batch: &Batch) -> Result<()> {
