@@ -36,7 +36,7 @@ use std::process::{Command, Stdio};
 
 use ml_dash::__remote_testing as rt;
 use ml_dash::{BufferConfig, Error, Experiment, Run, point, read};
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 use support::TestServer;
 
 const CHILD: &str = "ML_DASH_DISK_FAULTS_CHILD";
@@ -572,14 +572,26 @@ fn read_only_folder_hybrid() {
         let mut logged = log_range(&run, 0, 300);
         run.flush().unwrap();
         fs.read_only();
+        // A track row at t = 5 is spooled with the first failed batch; later
+        // appends at t = 5 merge into the held row, which is spooled again.
+        let pose = run.tracks("pose").unwrap();
         for round in 0..3 {
             logged += log_range(&run, 300 + round * 300, 600 + round * 300);
+            let field = ["a", "b", "c"][round as usize];
+            pose.append_at(5.0, &point! {field => round}).unwrap();
             assert!(run.flush().is_err(), "read-only");
         }
         fs.writable();
         run.flush().unwrap();
         logged += log_range(&run, 1200, 1500);
         let report = run.complete().unwrap();
+        let rows = server.state().tracks.values().next().cloned().unwrap();
+        let last = rows.last().unwrap();
+        assert_eq!(
+            (&last["timestamp"], &last["a"], &last["b"], &last["c"]),
+            (&json!(5.0), &json!(0), &json!(1), &json!(2)),
+            "the server's last row at t = 5 has every merged field: {rows:?}"
+        );
         assert_eq!((logged, report.stored.metrics), (1500, 1500));
         assert_eq!(report.lost_to_store.total(), 0);
         let is = stored_is(fs.path(), prefix);

@@ -11,7 +11,8 @@
 //! batch, the timestamps of track rows) and spools only the rest, so the
 //! server gets each record once.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,8 +43,11 @@ pub(crate) struct Tee {
     spooled_metrics: Vec<usize>,
     /// Entries of the held log batch already spooled.
     spooled_logs: usize,
-    /// Timestamps (bits) of each topic's held rows already spooled.
-    spooled_tracks: Vec<HashSet<u64>>,
+    /// Each topic's held rows already spooled: timestamp bits -> a hash of
+    /// the row as spooled. A row that changed since (a later append with the
+    /// same timestamp merged into it while the local store failed) is spooled
+    /// again, whole.
+    spooled_tracks: Vec<HashMap<u64, u64>>,
 }
 
 impl Tee {
@@ -166,7 +170,8 @@ impl Sink for Tee {
             self.buf.clear();
             self.items.clear();
             let done = slot(&mut self.spooled_tracks, id);
-            for e in entries.iter().filter(|e| !done.contains(&e.ts.to_bits())) {
+            let mut spooled = Vec::new();
+            for e in entries.iter() {
                 let a = self.buf.len();
                 self.buf.extend_from_slice(b"{\"timestamp\":");
                 encode::f64(&mut self.buf, e.ts);
@@ -177,13 +182,21 @@ impl Sink for Tee {
                     self.buf.extend_from_slice(value.as_bytes());
                 }
                 self.buf.push(b'}');
+                let mut h = DefaultHasher::new();
+                self.buf[a..].hash(&mut h);
+                let (ts, h) = (e.ts.to_bits(), h.finish());
+                if done.get(&ts) == Some(&h) {
+                    self.buf.truncate(a); // spooled before, unchanged
+                    continue;
+                }
+                spooled.push((ts, h));
                 self.items.push((a, self.buf.len()));
             }
             let (buf, items) = (&self.buf, &self.items);
             if let Some(r) = &mut self.remote {
                 r.append_tracks(topic, items.iter().map(|&(a, b)| &buf[a..b]))?;
             }
-            done.extend(entries.iter().map(|e| e.ts.to_bits()));
+            done.extend(spooled);
         }
         if let Some(l) = &mut self.local {
             l.append_tracks(id, topic, entries)?;
