@@ -103,6 +103,12 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
+            // CI sets this where it has checked that mounting works, so a
+            // skip there is a failure, not a silent pass.
+            assert!(
+                std::env::var_os("ML_DASH_REQUIRE_MOUNTS").is_none(),
+                "ML_DASH_REQUIRE_MOUNTS is set but mounting a tmpfs failed"
+            );
             println!("{SKIPPED}");
             return None;
         }
