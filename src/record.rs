@@ -356,6 +356,21 @@ impl<'a> RecordView<'a> {
     }
 }
 
+/// `bytes` as text ("" if they are not UTF-8, which only ring corruption
+/// could cause). Field names are short and nearly always ASCII: checking that
+/// first skips the general validator's call and setup (with `next` inlined
+/// into the collector's decoders: about 14 % fewer instructions per point end
+/// to end, `perf/RESULTS.md`).
+#[inline]
+fn utf8(bytes: &[u8]) -> &str {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    } else {
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+}
+
 /// Iterator over `(name, value)` of a record.
 #[derive(Debug)]
 pub(crate) struct FieldIter<'a> {
@@ -366,6 +381,7 @@ pub(crate) struct FieldIter<'a> {
 impl<'a> Iterator for FieldIter<'a> {
     type Item = (&'a str, FieldValue<'a>);
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
@@ -375,7 +391,7 @@ impl<'a> Iterator for FieldIter<'a> {
         let (nlen, t) = (b[0] as usize, b[1]);
         // The bytes were copied from a `&str` by `encode`; a failed check here
         // would mean ring corruption, which we surface as an empty name.
-        let name = std::str::from_utf8(&b[2..2 + nlen]).unwrap_or("");
+        let name = utf8(&b[2..2 + nlen]);
         let v = &b[2 + nlen..];
         let word = |i: usize| -> [u8; 8] { v[i..i + 8].try_into().unwrap() };
         let len32 = || u32::from_le_bytes(v[..4].try_into().unwrap()) as usize;
@@ -386,7 +402,7 @@ impl<'a> Iterator for FieldIter<'a> {
             tag::BOOL => (FieldValue::Bool(v[0] != 0), 1),
             tag::STR => {
                 let n = len32();
-                let s = std::str::from_utf8(&v[4..4 + n]).unwrap_or("");
+                let s = utf8(&v[4..4 + n]);
                 (FieldValue::Str(s), 4 + n)
             }
             tag::F64S => {
@@ -456,6 +472,13 @@ mod tests {
         assert_eq!(got[2].1, format!("U64({})", u64::MAX));
         assert_eq!(got[4].1, "Str(\"s\\\"x\")");
         assert_eq!(got[7].1, "F64(NaN)");
+    }
+
+    #[test]
+    fn non_ascii_names_and_strings_round_trip() {
+        let got = roundtrip(b"", &point! {"λ" => "naïve ✓ 😀", "ascii" => "plain"});
+        assert_eq!(got[0], ("λ".into(), "Str(\"naïve ✓ 😀\")".into()));
+        assert_eq!(got[1], ("ascii".into(), "Str(\"plain\")".into()));
     }
 
     #[test]
