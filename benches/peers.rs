@@ -116,6 +116,21 @@ impl Drain {
 
 type Producer<'a> = Box<dyn FnOnce(&Barrier) -> (Histogram<u64>, u64) + Send + 'a>;
 
+/// Runs the producers against a consumer thread, then stops it: the outcome
+/// of a queue case.
+fn run_against(work: Vec<Producer<'_>>, drain: Drain, batches: usize) -> Outcome {
+    let producers = work.len() as u64;
+    let (hists, dropped) = run_producers(work);
+    let (received, gap) = drain.stop();
+    Outcome {
+        hists,
+        dropped,
+        received: Some(received),
+        sent: calls(batches) * producers,
+        gap: Some(gap),
+    }
+}
+
 /// Runs the producers together (each on its own thread, started at a barrier)
 /// and returns their histograms and the sum of their drop counts.
 fn run_producers(producers: Vec<Producer<'_>>) -> (Vec<Histogram<u64>>, u64) {
@@ -195,77 +210,56 @@ fn case_rtrb(producers: usize, batches: usize, rate: f64) -> Outcome {
             })
         })
         .collect();
-    let (hists, dropped) = run_producers(work);
-    let (received, gap) = drain.stop();
-    Outcome {
-        hists,
-        dropped,
-        received: Some(received),
-        sent: calls(batches) * producers as u64,
-        gap: Some(gap),
-    }
+    run_against(work, drain, batches)
 }
 
 /// (b) one shared bounded crossbeam channel, `try_send`.
 fn case_crossbeam(producers: usize, batches: usize, rate: f64) -> Outcome {
-    let (tx, rx) = crossbeam_channel::bounded::<Rec>(CHANNEL_CAP);
-    let drain = Drain::start(move || {
-        let mut n = 0u64;
-        let mut sum = 0u64;
-        for r in rx.try_iter() {
-            sum = sum.wrapping_add(r.bits ^ r.seq);
-            n += 1;
-        }
-        std::hint::black_box(sum);
-        n
-    });
-    let work: Vec<Producer<'_>> = (0..producers)
-        .map(|t| -> Producer<'_> {
-            let tx = tx.clone();
-            Box::new(move |b: &Barrier| {
-                b.wait();
-                let (mut i, mut dropped) = (0u64, 0u64);
-                let h = paced(batches, rate, || {
-                    i += 1;
-                    let rec = Rec {
-                        seq: i,
-                        bits: (i as f64).to_bits(),
-                        stream: t as u64,
-                        aux: 0,
-                    };
-                    if tx.try_send(rec).is_err() {
-                        dropped += 1;
-                    }
-                });
-                (h, dropped)
-            })
-        })
-        .collect();
-    drop(tx);
-    let (hists, dropped) = run_producers(work);
-    let (received, gap) = drain.stop();
-    Outcome {
-        hists,
-        dropped,
-        received: Some(received),
-        sent: calls(batches) * producers as u64,
-        gap: Some(gap),
-    }
+    case_queue(
+        producers,
+        batches,
+        rate,
+        crossbeam_channel::bounded::<Rec>(CHANNEL_CAP),
+        |tx, r| tx.try_send(r).is_ok(),
+        |rx| rx.try_iter().map(checksum).sum(),
+    )
 }
 
 /// (c) one shared std `sync_channel`, `try_send`.
 fn case_std(producers: usize, batches: usize, rate: f64) -> Outcome {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Rec>(CHANNEL_CAP);
-    let drain = Drain::start(move || {
-        let mut n = 0u64;
-        let mut sum = 0u64;
-        for r in rx.try_iter() {
-            sum = sum.wrapping_add(r.bits ^ r.seq);
-            n += 1;
-        }
-        std::hint::black_box(sum);
-        n
-    });
+    case_queue(
+        producers,
+        batches,
+        rate,
+        std::sync::mpsc::sync_channel::<Rec>(CHANNEL_CAP),
+        |tx, r| tx.try_send(r).is_ok(),
+        |rx| rx.try_iter().map(checksum).sum(),
+    )
+}
+
+/// Reads a record the way a consumer would (so the compiler keeps the work).
+fn checksum(r: Rec) -> u64 {
+    std::hint::black_box(r.bits ^ r.seq);
+    1
+}
+
+/// A bounded queue shared by the producers: `try_send` counts a full queue as
+/// a drop; the consumer thread empties it every `DRAIN_EVERY` with `drain`
+/// (which returns how many records it took). Closures, not fn pointers, so
+/// each queue's `try_send` is inlined as it was in its own function.
+fn case_queue<Tx, Rx>(
+    producers: usize,
+    batches: usize,
+    rate: f64,
+    (tx, rx): (Tx, Rx),
+    try_send: impl Fn(&Tx, Rec) -> bool + Copy + Send,
+    drain: impl Fn(&Rx) -> u64 + Send + 'static,
+) -> Outcome
+where
+    Tx: Clone + Send,
+    Rx: Send + 'static,
+{
+    let drain = Drain::start(move || drain(&rx));
     let work: Vec<Producer<'_>> = (0..producers)
         .map(|t| -> Producer<'_> {
             let tx = tx.clone();
@@ -280,7 +274,7 @@ fn case_std(producers: usize, batches: usize, rate: f64) -> Outcome {
                         stream: t as u64,
                         aux: 0,
                     };
-                    if tx.try_send(rec).is_err() {
+                    if !try_send(&tx, rec) {
                         dropped += 1;
                     }
                 });
@@ -289,15 +283,7 @@ fn case_std(producers: usize, batches: usize, rate: f64) -> Outcome {
         })
         .collect();
     drop(tx);
-    let (hists, dropped) = run_producers(work);
-    let (received, gap) = drain.stop();
-    Outcome {
-        hists,
-        dropped,
-        received: Some(received),
-        sent: calls(batches) * producers as u64,
-        gap: Some(gap),
-    }
+    run_against(work, drain, batches)
 }
 
 /// (d) `tracing` + fmt JSON layer + `tracing-appender` non_blocking to a file.

@@ -72,17 +72,22 @@ fn remote_only_run_arrives_whole_with_its_status() {
     );
 }
 
-#[test]
-fn hybrid_run_writes_both() {
-    let server = TestServer::start();
-    let root = tempfile::tempdir().unwrap();
-    let run = Experiment::new("alice/proj/exp-hybrid")
-        .dash_root(root.path())
+/// A hybrid run (local store under `root` and the test server).
+fn hybrid(server: &TestServer, root: &std::path::Path, prefix: &str) -> ml_dash::Run {
+    Experiment::new(prefix)
+        .dash_root(root)
         .dash_url(server.url())
         .token("test-token")
         .buffer_config(cfg())
         .run()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn hybrid_run_writes_both() {
+    let server = TestServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let run = hybrid(&server, root.path(), "alice/proj/exp-hybrid");
     let m = run.metrics("m").unwrap();
     for i in 0..100i64 {
         m.log(&point! {"i" => i}).unwrap();
@@ -109,13 +114,7 @@ fn hybrid_run_writes_both() {
 fn files_of_a_remote_run_reach_the_server() {
     let server = TestServer::start();
     let root = tempfile::tempdir().unwrap();
-    let run = Experiment::new("alice/proj/exp-files")
-        .dash_root(root.path())
-        .dash_url(server.url())
-        .token("test-token")
-        .buffer_config(cfg())
-        .run()
-        .unwrap();
+    let run = hybrid(&server, root.path(), "alice/proj/exp-files");
     run.files("configs")
         .save_json("config.json", json!({"lr": 0.001}))
         .unwrap();

@@ -497,6 +497,10 @@ impl RemoteSink {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
+        let mut items = items.into_iter().peekable();
+        if items.peek().is_none() {
+            return Ok(()); // an empty batch is a no-op
+        }
         if self.closed.is_some() {
             return Err(Error::Closed);
         }
@@ -550,11 +554,7 @@ impl RemoteSink {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let mut it = points.into_iter().peekable();
-        if it.peek().is_none() {
-            return Ok(());
-        }
-        self.append(Kind::Metrics, name, it)
+        self.append(Kind::Metrics, name, points)
     }
 
     /// Spools one batch of log entries (`{"timestamp":"…Z","level":"info","message":"…"}` each).
@@ -562,11 +562,7 @@ impl RemoteSink {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let mut it = entries.into_iter().peekable();
-        if it.peek().is_none() {
-            return Ok(());
-        }
-        self.append(Kind::Logs, None, it)
+        self.append(Kind::Logs, None, entries)
     }
 
     /// Spools one batch of rows (`{"timestamp":1.0,"q":[0.1,0.2]}` each) of track `topic`.
@@ -574,11 +570,7 @@ impl RemoteSink {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let mut it = rows.into_iter().peekable();
-        if it.peek().is_none() {
-            return Ok(());
-        }
-        self.append(Kind::Tracks, Some(topic), it)
+        self.append(Kind::Tracks, Some(topic), rows)
     }
 
     /// Spools a parameter merge (a flat map, as `parameters.json`'s `data`).
@@ -696,12 +688,7 @@ impl RemoteSink {
             if now >= end || st.finished {
                 return st.live_done >= st.live_appended && st.stats.pending_records == 0;
             }
-            st = self
-                .shared
-                .cv
-                .wait_timeout(st, end - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.shared.wait(st, end - now);
         }
     }
 
@@ -740,12 +727,7 @@ impl RemoteSink {
             if now >= end {
                 break;
             }
-            st = self
-                .shared
-                .cv
-                .wait_timeout(st, end - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.shared.wait(st, end - now);
         }
         let drained = st.live_drained && st.live_done >= st.live_appended;
         if !st.live_drained {

@@ -48,6 +48,15 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Waits on the condition variable for at most `d` (a notify, a timeout or
+    /// a spurious wake-up: callers re-check their condition).
+    pub(crate) fn wait<'a>(&self, st: MutexGuard<'a, State>, d: Duration) -> MutexGuard<'a, State> {
+        self.cv
+            .wait_timeout(st, d)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -823,12 +832,7 @@ impl Sender {
             if st.close_calls != calls || now >= wake {
                 return true;
             }
-            st = self
-                .shared
-                .cv
-                .wait_timeout(st, wake - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.shared.wait(st, wake - now);
         }
     }
 
