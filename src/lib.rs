@@ -81,4 +81,6 @@ pub use core::Status;
 pub use error::{Error, Result};
 pub use files::Image;
 pub use record::{Fields, Level, Value};
-pub use remote::{RemoteConfig, RemoteReport, Stats as RemoteStats, SyncOptions, sync};
+pub use remote::{
+    RemoteConfig, RemoteReport, Stats as RemoteStats, SyncOptions, UndeliverableSession, sync,
+};

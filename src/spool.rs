@@ -7,6 +7,7 @@
 //!  <spool dir>/                          (one per experiment, e.g. <dash_root>/<prefix>/.spool)
 //!    s<created ms>-<run id>-<pid>/       one session = one sink opened by one process
 //!      session.json                      the experiment to create on the server (no token)
+//!                                        (also the first record of every segment)
 //!      lock                              flock'd while a live sink or a sender owns the session
 //!      ack                               the sender's cursor (two checksummed slots)
 //!      00000001.seg 00000002.seg ...     segments of records, deleted once acknowledged
@@ -15,7 +16,8 @@
 //! ```
 //!
 //! A segment starts with a 32-byte header (`MLDSPOOL`, format version, run id,
-//! pid, CRC-32 of the header) followed by records:
+//! pid, CRC-32 of the header) followed by records, the first of which is a
+//! [`Kind::Session`] record holding a copy of `session.json`:
 //!
 //! ```text
 //!  u32 LE payload length | u32 LE CRC-32 of the payload | payload
@@ -26,6 +28,12 @@
 //! `seq` numbers the session's records from 0 and, with the run id, the pid
 //! and the stream, makes the request's idempotency key, so a replay after a
 //! restart sends every batch under the key it had the first time.
+//!
+//! The session record repeats the descriptor in every segment (a few hundred
+//! bytes per 16 MiB), so a session whose `session.json` was lost or damaged
+//! is rebuilt from any segment still on disk ([`descriptor_copy`]); readers
+//! skip it, and it takes no sequence number of its own. Format 1 segments
+//! (before the copy) read the same, without it.
 //!
 //! ## Recovery
 //!
@@ -53,8 +61,8 @@ use std::path::{Path, PathBuf};
 
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MLDSPOOL";
-/// Version of the segment format.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the segment format (2: segments start with a session record).
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER_LEN: u64 = 32;
 /// Bytes before each record's payload (length and checksum).
@@ -74,6 +82,9 @@ const PAYLOAD_FIXED: usize = 1 + 1 + 2 + 8 + 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Kind {
+    /// A copy of the session descriptor, first in every segment; never sent,
+    /// and skipped by [`SessionReader`].
+    Session = 1,
     /// A parameter merge: one item, a flat JSON object.
     Params = 2,
     /// Log entries, one JSON object each.
@@ -91,6 +102,7 @@ pub enum Kind {
 impl Kind {
     fn from_u8(b: u8) -> Option<Kind> {
         Some(match b {
+            1 => Kind::Session,
             2 => Kind::Params,
             3 => Kind::Logs,
             4 => Kind::Metrics,
@@ -104,6 +116,7 @@ impl Kind {
     /// One letter for idempotency keys and messages.
     pub fn tag(self) -> char {
         match self {
+            Kind::Session => 'd',
             Kind::Params => 'p',
             Kind::Logs => 'l',
             Kind::Metrics => 'm',
@@ -116,6 +129,7 @@ impl Kind {
     /// Plural noun for reports.
     pub fn noun(self) -> &'static str {
         match self {
+            Kind::Session => "session descriptor",
             Kind::Params => "parameter set",
             Kind::Logs => "log",
             Kind::Metrics => "metric point",
@@ -484,6 +498,8 @@ pub struct SpoolWriter {
     len: u64,
     segment_limit: u64,
     next_seq: u64,
+    /// `session.json`, repeated at the start of every segment.
+    descriptor: Vec<u8>,
     buf: Vec<u8>,
     dir_dirty: bool,
     /// A failed append left bytes past `len` that could not be cut yet.
@@ -497,14 +513,16 @@ pub struct Appended {
     pub seq: u64,
     /// Where the record ends (what a reader may now read up to).
     pub end: Pos,
-    /// Bytes written (header included), plus a new segment's header if one was started.
+    /// Bytes written (header included), plus a new segment's header and
+    /// session record if one was started.
     pub bytes: u64,
 }
 
 impl SpoolWriter {
     /// Creates a new session folder under `spool_dir`, locked, with its
-    /// descriptor and first segment. Returns the writer and the lock (keep it
-    /// while anyone uses the session).
+    /// descriptor (`session.json`, and a copy in each segment) and first
+    /// segment. Returns the writer and the lock (keep it while anyone uses
+    /// the session).
     pub fn create(
         spool_dir: &Path,
         id: SessionId,
@@ -523,7 +541,8 @@ impl SpoolWriter {
             f.write_all(descriptor)?;
             crate::__fault::sync_all(&f)?;
         }
-        drop(Self::new_segment(&building, &id, 1)?);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let (_, len) = Self::new_segment(&building, &id, 1, descriptor, 0, &mut buf)?;
         sync_dir(&building)?;
         let dir = spool_dir.join(id.dir_name());
         fs::rename(&building, &dir)?;
@@ -532,7 +551,6 @@ impl SpoolWriter {
             .read(true)
             .write(true)
             .open(dir.join(segment_name(1)))?;
-        let len = SEGMENT_HEADER_LEN;
         Ok((
             SpoolWriter {
                 dir,
@@ -540,9 +558,10 @@ impl SpoolWriter {
                 seg: 1,
                 file,
                 len,
-                segment_limit: segment_limit.max(SEGMENT_HEADER_LEN + 1),
+                segment_limit: segment_limit.max(len + 1),
                 next_seq: 0,
-                buf: Vec::with_capacity(64 * 1024),
+                descriptor: descriptor.to_vec(),
+                buf,
                 dir_dirty: false,
                 torn: false,
             },
@@ -550,7 +569,19 @@ impl SpoolWriter {
         ))
     }
 
-    fn new_segment(dir: &Path, id: &SessionId, n: u32) -> io::Result<(File, u64)> {
+    /// Segment `n` with its header and session record (one write); returns
+    /// it and its length.
+    fn new_segment(
+        dir: &Path,
+        id: &SessionId,
+        n: u32,
+        descriptor: &[u8],
+        seq: u64,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<(File, u64)> {
+        buf.clear();
+        buf.extend_from_slice(&segment_header(id));
+        encode_record(buf, Kind::Session, seq, None, [descriptor])?;
         // Truncating: a leftover of a failed earlier try (disk full) is reused.
         let mut file = OpenOptions::new()
             .create(true)
@@ -558,8 +589,8 @@ impl SpoolWriter {
             .read(true)
             .write(true)
             .open(dir.join(segment_name(n)))?;
-        file.write_all(&segment_header(id))?;
-        Ok((file, SEGMENT_HEADER_LEN))
+        file.write_all(buf)?;
+        Ok((file, buf.len() as u64))
     }
 
     /// The session folder.
@@ -606,7 +637,14 @@ impl SpoolWriter {
         }
         let mut extra = 0;
         if self.len >= self.segment_limit {
-            let (file, len) = Self::new_segment(&self.dir, &self.id, self.seg + 1)?;
+            let (file, len) = Self::new_segment(
+                &self.dir,
+                &self.id,
+                self.seg + 1,
+                &self.descriptor,
+                self.next_seq,
+                &mut self.buf,
+            )?;
             // The old segment is complete; sync() only fsyncs the newest one,
             // so make this one durable now.
             crate::__fault::sync_data(&self.file)?;
@@ -614,41 +652,12 @@ impl SpoolWriter {
             self.file = file;
             self.len = len;
             self.dir_dirty = true;
-            extra = SEGMENT_HEADER_LEN;
+            extra = len;
         }
         let seq = self.next_seq;
         let b = &mut self.buf;
         b.clear();
-        b.extend_from_slice(&[0u8; 8]);
-        let stream_bytes = stream.map(str::as_bytes).unwrap_or_default();
-        let slen = stream_bytes.len().min(u16::MAX as usize);
-        b.push(kind as u8);
-        b.push(stream.is_some() as u8);
-        b.extend_from_slice(&[0, 0]);
-        b.extend_from_slice(&seq.to_le_bytes());
-        b.extend_from_slice(&(slen as u16).to_le_bytes());
-        b.extend_from_slice(&stream_bytes[..slen]);
-        let count_at = b.len();
-        b.extend_from_slice(&[0u8; 4]);
-        let mut n: u32 = 0;
-        for item in items {
-            b.extend_from_slice(&(item.len() as u32).to_le_bytes());
-            b.extend_from_slice(item);
-            n += 1;
-        }
-        b[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
-        let payload_len = b.len() - 8;
-        if payload_len as u64 > MAX_PAYLOAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "batch of {payload_len} bytes exceeds the spool's record limit of {MAX_PAYLOAD}"
-                ),
-            ));
-        }
-        let crc = crc32fast::hash(&b[8..]);
-        b[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-        b[4..8].copy_from_slice(&crc.to_le_bytes());
+        encode_record(b, kind, seq, stream, items)?;
         if let Err(e) = self.file.write_all_at(b, self.len) {
             // Cut back a partial write so the next record starts clean.
             self.torn = self.file.set_len(self.len).is_err();
@@ -674,6 +683,88 @@ impl SpoolWriter {
         }
         Ok(())
     }
+}
+
+/// Appends one framed record to `b`.
+fn encode_record<'a, I>(
+    b: &mut Vec<u8>,
+    kind: Kind,
+    seq: u64,
+    stream: Option<&str>,
+    items: I,
+) -> io::Result<()>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let start = b.len();
+    b.extend_from_slice(&[0u8; 8]);
+    let stream_bytes = stream.map(str::as_bytes).unwrap_or_default();
+    let slen = stream_bytes.len().min(u16::MAX as usize);
+    b.push(kind as u8);
+    b.push(stream.is_some() as u8);
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(&seq.to_le_bytes());
+    b.extend_from_slice(&(slen as u16).to_le_bytes());
+    b.extend_from_slice(&stream_bytes[..slen]);
+    let count_at = b.len();
+    b.extend_from_slice(&[0u8; 4]);
+    let mut n: u32 = 0;
+    for item in items {
+        b.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        b.extend_from_slice(item);
+        n += 1;
+    }
+    b[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
+    let payload_len = b.len() - start - 8;
+    if payload_len as u64 > MAX_PAYLOAD {
+        b.truncate(start);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "batch of {payload_len} bytes exceeds the spool's record limit of {MAX_PAYLOAD}"
+            ),
+        ));
+    }
+    let crc = crc32fast::hash(&b[start + 8..]);
+    b[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    b[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// The first intact copy of the session descriptor in a session's segments
+/// (each starts with one), oldest segment first; `None` when no segment has
+/// one (all damaged, or format 1).
+pub fn descriptor_copy(session_dir: &Path) -> io::Result<Option<Vec<u8>>> {
+    let mut rec = Record::default();
+    for n in segments(session_dir)? {
+        let file = match File::open(session_dir.join(segment_name(n))) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // acknowledged meanwhile
+            Err(e) => return Err(e),
+        };
+        let end = file.metadata()?.len();
+        if try_record(&file, SEGMENT_HEADER_LEN, end, &mut rec)?.is_some()
+            && rec.kind() == Kind::Session
+            && rec.len() == 1
+        {
+            return Ok(Some(rec.item(0).to_vec()));
+        }
+    }
+    Ok(None)
+}
+
+/// Replaces a session's `session.json` atomically (a temp file, fsynced, then
+/// renamed over it, and the folder fsynced): a crash leaves the old file or
+/// the new one, never a torn one.
+pub fn write_descriptor(session_dir: &Path, descriptor: &[u8]) -> io::Result<()> {
+    let tmp = session_dir.join(format!(".{SESSION_FILE}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(descriptor)?;
+        crate::__fault::sync_all(&f)?;
+    }
+    fs::rename(&tmp, session_dir.join(SESSION_FILE))?;
+    sync_dir(session_dir)
 }
 
 /// The sender's cursor, stored in two checksummed 32-byte slots written in
@@ -806,7 +897,8 @@ impl SessionReader {
 
     /// Reads the next record into `rec`, returning the position just past it,
     /// or `None` when nothing is left before `limit` (`None` = the whole
-    /// session as it is on disk). Damage is skipped and counted.
+    /// session as it is on disk). Damage is skipped and counted, and so are
+    /// the segments' session records.
     pub fn next(&mut self, rec: &mut Record, limit: Option<Pos>) -> io::Result<Option<Pos>> {
         loop {
             if let Some(l) = limit
@@ -841,6 +933,7 @@ impl SessionReader {
                 .as_ref()
                 .ok_or_else(|| io::Error::other("segment not open"))?;
             match read_at(file, self.off, end, rec)? {
+                Read::Record { next } if rec.kind() == Kind::Session => self.off = next,
                 Read::Record { next } => {
                     self.off = next;
                     return Ok(Some(self.pos()));
@@ -1063,6 +1156,44 @@ mod tests {
             let (seqs, _) = read_all(w.dir(), false);
             assert!(seqs.windows(2).all(|p| p[0] < p[1]));
         }
+    }
+
+    #[test]
+    fn every_segment_holds_the_descriptor() {
+        let t = tempfile::tempdir().unwrap();
+        let desc = br#"{"prefix":"o/p/e"}"#;
+        let (mut w, _l) = SpoolWriter::create(t.path(), SessionId::new(), desc, 300).unwrap();
+        for i in 0..40 {
+            let item = format!("{{\"i\":{i}}}");
+            w.append(Kind::Metrics, None, [item.as_bytes()]).unwrap();
+        }
+        let dir = w.dir().to_owned();
+        let segs = segments(&dir).unwrap();
+        assert!(segs.len() > 4);
+        // Readers skip the copies: the records and their numbers are unchanged.
+        assert_eq!(read_all(&dir, false).0, (0..40).collect::<Vec<_>>());
+        fs::remove_file(dir.join(SESSION_FILE)).unwrap();
+        assert_eq!(descriptor_copy(&dir).unwrap().as_deref(), Some(&desc[..]));
+        // The oldest segments acknowledged and deleted, and the next copy
+        // damaged: a later segment's copy is found.
+        fs::remove_file(dir.join(segment_name(segs[0]))).unwrap();
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dir.join(segment_name(segs[1])))
+            .unwrap();
+        f.write_all_at(b"#", SEGMENT_HEADER_LEN + 30).unwrap();
+        assert_eq!(descriptor_copy(&dir).unwrap().as_deref(), Some(&desc[..]));
+        write_descriptor(&dir, desc).unwrap();
+        assert_eq!(fs::read(dir.join(SESSION_FILE)).unwrap(), desc);
+        assert!(!dir.join(format!(".{SESSION_FILE}.tmp")).exists());
+        for &n in &segs[2..] {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(dir.join(segment_name(n)))
+                .unwrap();
+            f.write_all_at(b"#", SEGMENT_HEADER_LEN + 30).unwrap();
+        }
+        assert_eq!(descriptor_copy(&dir).unwrap(), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -304,4 +305,215 @@ fn kill_nine_then_replay_loses_nothing_flushed() {
         st.metrics.clear();
     }
     eprintln!("(flushed batch, points on server, torn tails) per run: {stats:?}");
+}
+
+/// A session left by a dead run of `alice/proj/<name>`: `batches` metric
+/// batches of 1000 points (`i` from 0) and the status, in 256 KiB segments.
+/// Returns the spool folder and the session folder.
+fn dead_session(server: &TestServer, name: &str, batches: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let desc = format!(
+        "{{\"prefix\":\"alice/proj/{name}\",\"dashUrl\":\"{}\"}}",
+        server.url()
+    );
+    let (mut w, lock) =
+        rt::SpoolWriter::create(dir.path(), rt::SessionId::new(), desc.as_bytes(), 256 << 10)
+            .unwrap();
+    for k in 0..batches {
+        w.append(
+            rt::Kind::Metrics,
+            Some("train"),
+            refs(&points(0, k * 1000, 1000)),
+        )
+        .unwrap();
+    }
+    w.append(rt::Kind::Status, None, [&b"COMPLETED"[..]])
+        .unwrap();
+    w.sync().unwrap();
+    let session = w.dir().to_owned();
+    drop(lock);
+    (dir, session)
+}
+
+/// Marks the records of the session's first `n` segments sent, as the
+/// sender does (cursor past them, segments deleted); returns their points.
+fn ack_first_segments(session: &Path, n: usize) -> u64 {
+    let segs = rt::segments(session).unwrap();
+    let mut r = rt::SessionReader::new(session, rt::Pos::default());
+    let mut rec = rt::Record::default();
+    let mut sent = 0;
+    while let Some(p) = r.next(&mut rec, None).unwrap() {
+        if p.seg < segs[n] {
+            sent += rec.len() as u64;
+        }
+    }
+    let (mut ack, _) = rt::AckFile::open(session).unwrap();
+    let mut c = rt::Cursor::default();
+    c.pos.seg = segs[n];
+    c.pos.off = rt::SEGMENT_HEADER_LEN;
+    ack.store(c).unwrap();
+    for &s in &segs[..n] {
+        std::fs::remove_file(session.join(rt::segment_name(s))).unwrap();
+    }
+    sent
+}
+
+fn completed(server: &TestServer, name: &str) -> Vec<String> {
+    let st = server.state();
+    let node = st.nodes.iter().find(|n| n["name"] == name).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    st.statuses[&node].clone()
+}
+
+/// Issue 10 item 7: a session whose `session.json` is gone, garbage or cut
+/// short (the first case with its oldest segments already sent and deleted)
+/// is rebuilt from the copy every segment holds: each of its 40 000 points
+/// arrives exactly once, and the report is truthful.
+#[test]
+fn a_lost_or_damaged_session_json_is_rebuilt_from_the_segments() {
+    let server = TestServer::start();
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper); 3] = [
+        ("lost", |p| std::fs::remove_file(p).unwrap()),
+        ("garbage", |p| {
+            std::fs::write(p, b"\x00\xffnot json").unwrap()
+        }),
+        ("cut", |p| {
+            let b = std::fs::read(p).unwrap();
+            std::fs::write(p, &b[..b.len() / 2]).unwrap()
+        }),
+    ];
+    for (name, tamper) in cases {
+        let (dir, session) = dead_session(&server, name, 40);
+        let sent = if name == "lost" {
+            ack_first_segments(&session, 2)
+        } else {
+            0
+        };
+        tamper(&session.join("session.json"));
+        let r = rt::sync(dir.path(), &sync_options(&server.url())).unwrap();
+        assert!(r.is_drained() && r.exit_code() == 0, "{name}: {r}");
+        assert_eq!(r.stats.pending_records, 0, "{name}: {r}");
+        assert_eq!(r.stats.sessions_restored, 1, "{name}: {r}");
+        assert_eq!(r.stats.sessions_replayed, 1, "{name}: {r}");
+        assert!(r.stats.undeliverable.is_empty(), "{name}: {r}");
+        assert!(
+            r.stats.warnings.iter().any(|w| w.contains("rebuilt")),
+            "{name}: {:?}",
+            r.stats.warnings
+        );
+        assert!(!session.exists(), "{name}: sent and removed");
+        let c = census(&server.state().points(name, "train"));
+        let want: HashSet<(u64, u64)> = (sent..40_000).map(|i| (0, i)).collect();
+        assert_eq!(c.keys().copied().collect::<HashSet<_>>(), want, "{name}");
+        assert!(c.values().all(|&n| n == 1), "{name}: a point twice");
+        assert_eq!(completed(&server, name), ["COMPLETED"], "{name}");
+    }
+}
+
+/// Issue 10 item 7: a session with no usable descriptor anywhere
+/// (`session.json` gone and every segment's copy damaged) is kept byte for
+/// byte and reported: pending, undeliverable with the reason and the folder,
+/// not drained, exit status 1. Doing what the reason says sends it all.
+#[test]
+fn a_session_that_cannot_be_rebuilt_is_kept_and_reported_undeliverable() {
+    use std::os::unix::fs::FileExt;
+    let server = TestServer::start();
+    let (dir, session) = dead_session(&server, "stuck", 10);
+    std::fs::remove_file(session.join("session.json")).unwrap();
+    let segs = rt::segments(&session).unwrap();
+    assert!(segs.len() > 1);
+    for &n in &segs {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(session.join(rt::segment_name(n)))
+            .unwrap();
+        // The first byte of the copy (after the record's header and layout).
+        f.write_all_at(b"#", rt::SEGMENT_HEADER_LEN + 30).unwrap();
+    }
+    let bytes = |n: &u32| std::fs::read(session.join(rt::segment_name(*n))).unwrap();
+    let before: Vec<Vec<u8>> = segs.iter().map(bytes).collect();
+
+    let r = rt::sync(dir.path(), &sync_options(&server.url())).unwrap();
+    assert!(!r.is_drained(), "{r}");
+    assert_eq!(r.exit_code(), 1);
+    assert_eq!(r.stats.pending_records, 11, "{r}");
+    assert!(!r.timed_out, "{r}");
+    assert_eq!(r.stats.undeliverable.len(), 1, "{r}");
+    let u = &r.stats.undeliverable[0];
+    assert_eq!((&u.session_dir, u.records), (&session, 11));
+    assert!(
+        u.reason.contains("session.json") && u.reason.contains("\"prefix\""),
+        "{}",
+        u.reason
+    );
+    assert!(r.to_string().contains("cannot be sent"), "{r}");
+    assert!(server.state().requests.is_empty(), "nothing sent");
+    assert_eq!(segs.iter().map(bytes).collect::<Vec<_>>(), before);
+
+    std::fs::write(
+        session.join("session.json"),
+        br#"{"prefix": "alice/proj/stuck"}"#,
+    )
+    .unwrap();
+    let r = rt::sync(dir.path(), &sync_options(&server.url())).unwrap();
+    assert!(r.is_drained() && r.exit_code() == 0, "{r}");
+    assert!(r.stats.undeliverable.is_empty(), "{r}");
+    let c = census(&server.state().points("stuck", "train"));
+    assert_eq!(c.len(), 10_000);
+    assert!(c.values().all(|&n| n == 1), "no point twice");
+    assert_eq!(completed(&server, "stuck"), ["COMPLETED"]);
+}
+
+/// Issue 10 item 7, at open: the next run on the folder rebuilds a dead
+/// run's session whose `session.json` is gone and sends it before its own.
+#[test]
+fn the_next_run_rebuilds_a_dead_session_without_session_json() {
+    let server = TestServer::start();
+    server.faults(|f| {
+        f.reject.push(support::Reject {
+            path: "/metrics/".into(),
+            status: 503,
+            times: u32::MAX,
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let mut first = rt::RemoteSink::open(config(&url, "alice/proj/relost", dir.path())).unwrap();
+    for k in 0..5 {
+        first
+            .append_metrics(Some("train"), refs(&points(1, k * 1000, 1000)))
+            .unwrap();
+    }
+    first.finish(Status::Failed).unwrap();
+    let session = first.session_dir().to_owned();
+    let r = first.close(Duration::from_millis(100));
+    assert_eq!(r.stats.pending_records, 6, "{r}");
+    support::wait_unlocked(&session);
+    std::fs::remove_file(session.join("session.json")).unwrap();
+
+    server.faults(|f| f.reject.clear());
+    let mut second = rt::RemoteSink::open(config(&url, "alice/proj/relost", dir.path())).unwrap();
+    second
+        .append_metrics(Some("train"), refs(&points(2, 0, 1000)))
+        .unwrap();
+    second.finish(Status::Completed).unwrap();
+    let r = second.close(Duration::from_secs(20));
+    assert!(r.is_drained(), "{r}");
+    assert_eq!(
+        (r.stats.sessions_restored, r.stats.sessions_replayed),
+        (1, 1),
+        "{r}"
+    );
+    assert!(!session.exists());
+    let stored = server.state().points("relost", "train");
+    let c = census(&stored);
+    assert_eq!(c.len(), 6000);
+    assert!(c.values().all(|&n| n == 1), "no point twice");
+    assert!(
+        stored[..5000].iter().all(|p| p["t"] == 1),
+        "the dead run first"
+    );
+    assert_eq!(completed(&server, "relost"), ["FAILED", "COMPLETED"]);
 }

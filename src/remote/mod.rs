@@ -323,8 +323,26 @@ pub struct Stats {
     pub sessions_replayed: u64,
     /// Sessions left alone because a live process holds them.
     pub locked_sessions: u64,
+    /// Sessions whose `session.json` was missing or damaged, rebuilt from the
+    /// copy every spool segment holds (and sent).
+    pub sessions_restored: u64,
+    /// Sessions that cannot be sent as they are: their records stay on disk,
+    /// untouched and counted in `pending_records`, until someone acts on the reason.
+    pub undeliverable: Vec<UndeliverableSession>,
     /// Every warning given (also printed unless quiet).
     pub warnings: Vec<String>,
+}
+
+/// A spool session that cannot be sent as it is (see [`Stats::undeliverable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UndeliverableSession {
+    /// The session folder (its segments are kept as they are).
+    pub session_dir: PathBuf,
+    /// Records it holds (batches, param sets, the status), counted in `pending_records`.
+    pub records: u64,
+    /// Why, and what to do.
+    pub reason: String,
 }
 
 /// What close (or [`sync`]) achieved.
@@ -341,27 +359,51 @@ pub struct RemoteReport {
 
 impl RemoteReport {
     /// Everything was delivered (or dead-lettered): nothing stays spooled.
+    /// `false` while any record is pending, undeliverable ones included.
     pub fn is_drained(&self) -> bool {
         self.stats.pending_records == 0
     }
 
+    /// The exit status for a command that delivers the spool (`ml-dash sync`
+    /// exits with it): 0 when drained, 1 when anything stays spooled: not
+    /// sent in time (retry later) or undeliverable (`stats.undeliverable`
+    /// says why; retrying alone does not help).
+    pub fn exit_code(&self) -> i32 {
+        if self.is_drained() { 0 } else { 1 }
+    }
+
     /// How to send what stays spooled, when anything does.
     pub fn how_to_send(&self) -> Option<String> {
-        (!self.is_drained()).then(|| {
-            format!(
-                "{} batch(es) ({} bytes) stay in the spool at {}: they are sent by the next run that \
+        if self.is_drained() {
+            return None;
+        }
+        let s = &self.stats;
+        let stuck: u64 = s.undeliverable.iter().map(|u| u.records).sum();
+        let mut lines = Vec::new();
+        let retry = s.pending_records.saturating_sub(stuck);
+        if retry > 0 || s.undeliverable.is_empty() {
+            lines.push(format!(
+                "{retry} batch(es) ({} bytes) stay in the spool at {}: they are sent by the next run that \
                  opens this experiment, or now with `ml_dash::sync({:?}, &SyncOptions::default())`{}",
-                self.stats.pending_records,
-                self.stats.spool_bytes,
+                s.spool_bytes,
                 self.spool_dir.display(),
                 self.spool_dir,
-                if self.stats.auth_failed {
+                if s.auth_failed {
                     " after `ml-dash login`"
                 } else {
                     ""
                 }
-            )
-        })
+            ));
+        }
+        for u in &s.undeliverable {
+            lines.push(format!(
+                "{} batch(es) in {} cannot be sent as they are (kept there untouched): {}",
+                u.records,
+                u.session_dir.display(),
+                u.reason
+            ));
+        }
+        Some(lines.join("\n[ML-Dash]   "))
     }
 }
 
@@ -384,6 +426,13 @@ impl std::fmt::Display for RemoteReport {
         }
         if !s.damage.is_clean() {
             write!(f, ", {} damaged spool byte(s) dropped", s.damage.bytes)?;
+        }
+        if s.sessions_restored > 0 {
+            write!(
+                f,
+                ", {} session(s) rebuilt from their segments (session.json lost)",
+                s.sessions_restored
+            )?;
         }
         if s.locked_sessions > 0 {
             write!(
@@ -472,7 +521,7 @@ impl RemoteSink {
         {
             let mut st = shared.lock();
             st.written = writer.end();
-            st.stats.spool_bytes = spool::SEGMENT_HEADER_LEN;
+            st.stats.spool_bytes = writer.end().off;
         }
         let sender = Sender::new(cfg.send_config(), shared.clone());
         let thread = std::thread::Builder::new()
@@ -730,6 +779,16 @@ impl RemoteSink {
             st = self.shared.wait(st, end - now);
         }
         let drained = st.live_drained && st.live_done >= st.live_appended;
+        let live_left = st.live_appended.saturating_sub(st.live_done);
+        let dir = self.writer.dir();
+        if let Some(u) = st
+            .stats
+            .undeliverable
+            .iter_mut()
+            .find(|u| u.session_dir == dir)
+        {
+            u.records = live_left;
+        }
         if !st.live_drained {
             st.abandon = true;
             self.shared.cv.notify_all();
@@ -861,6 +920,13 @@ impl Default for SyncOptions {
 /// idempotency key, on the calling thread; returns within `deadline` (plus
 /// scheduling noise). Sessions a live process holds are skipped. What is not
 /// sent in time stays for the next call.
+///
+/// A session whose `session.json` is missing or damaged is rebuilt from the
+/// copy in its segments (`stats.sessions_restored`). One that cannot be sent
+/// as it is (no intact copy, an invalid prefix, the server refusing to create
+/// its experiment) is left on disk untouched, counted in `pending_records`
+/// and listed in `stats.undeliverable` with the reason; the report is then
+/// not drained and [`RemoteReport::exit_code`] is 1.
 pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<RemoteReport> {
     let spool_dir = spool_dir.as_ref();
     if let Some(u) = &options.dash_url {
@@ -893,9 +959,10 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
     };
     Sender::new(cfg, shared.clone()).run(jobs);
     let st = shared.lock();
+    let undeliverable: u64 = st.stats.undeliverable.iter().map(|u| u.records).sum();
     Ok(RemoteReport {
         spool_dir: spool_dir.to_owned(),
-        timed_out: st.stats.pending_records > 0,
+        timed_out: st.stats.pending_records > undeliverable,
         stats: st.stats.clone(),
     })
 }
@@ -943,5 +1010,17 @@ mod tests {
                 && how.contains("ml-dash login")
         );
         assert!(r.to_string().contains("3 still spooled"));
+        assert_eq!(r.exit_code(), 1);
+        r.stats.undeliverable.push(UndeliverableSession {
+            session_dir: "/w/.spool/s1".into(),
+            records: 3,
+            reason: "no prefix".into(),
+        });
+        let how = r.how_to_send().unwrap();
+        assert!(
+            how.contains("3 batch(es) in /w/.spool/s1 cannot be sent") && !how.contains("next run"),
+            "{how}"
+        );
+        assert_eq!(r.exit_code(), 1);
     }
 }

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value as Json, json};
 
-use super::Stats;
 use super::auth::{TokenSource, resolve_token};
 use super::http::{Answer, Body, Client, Method, encode_segment, excerpt, push_finite};
+use super::{Stats, UndeliverableSession};
 use crate::spool::{
-    AckFile, Cursor, DEAD_LETTER_FILE, Kind, Pos, Record, SESSION_FILE, SessionId, SessionReader,
-    session_bytes,
+    self, AckFile, Cursor, DEAD_LETTER_FILE, Kind, Pos, Record, SESSION_FILE, SessionId,
+    SessionReader, session_bytes,
 };
 
 /// Where refused files go (beside the dead-letter file).
@@ -166,8 +166,13 @@ impl Descriptor {
     pub(crate) fn read(session_dir: &Path) -> Result<Descriptor, String> {
         let p = session_dir.join(SESSION_FILE);
         let bytes = fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        let v: Json = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} does not parse: {e}", p.display()))?;
+        Descriptor::parse(&bytes, &p.display().to_string())
+    }
+
+    /// Parses a descriptor; `what` names it in the error.
+    pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Descriptor, String> {
+        let v: Json =
+            serde_json::from_slice(bytes).map_err(|e| format!("{what} does not parse: {e}"))?;
         let s = |k: &str| v.get(k).and_then(Json::as_str).map(str::to_owned);
         let list = |k: &str| {
             v.get(k).and_then(Json::as_array).map(|a| {
@@ -177,7 +182,7 @@ impl Descriptor {
             })
         };
         Ok(Descriptor {
-            prefix: s("prefix").ok_or_else(|| format!("{} has no prefix", p.display()))?,
+            prefix: s("prefix").ok_or_else(|| format!("{what} has no prefix"))?,
             dash_url: s("dashUrl"),
             description: s("description"),
             tags: list("tags"),
@@ -275,12 +280,31 @@ impl Sender {
     }
 
     fn session(&mut self, job: &Job) -> Result<(), Stop> {
-        let desc = match Descriptor::read(&job.dir) {
-            Ok(d) => d,
+        let opened = AckFile::open(&job.dir);
+        // An adopted session is counted before anything can stop it: what is
+        // not sent stays counted as pending.
+        let mut left = 0;
+        if !job.live {
+            let from = opened.as_ref().map(|(_, c)| c.pos).unwrap_or_default();
+            match self.recover(job, from) {
+                Some(n) => left = n,
+                None => return Ok(()),
+            }
+        }
+        let (mut ack, cursor) = match opened {
+            Ok(x) => x,
             Err(e) => {
-                self.warn(format!("{e}; the session's batches stay in the spool"));
+                let p = job.dir.join("ack");
+                self.undeliverable(
+                    job,
+                    left,
+                    format!("its cursor {} cannot be opened: {e}", p.display()),
+                );
                 return Ok(());
             }
+        };
+        let Some(desc) = self.descriptor(job, left) else {
+            return Ok(());
         };
         let base = self
             .cfg
@@ -289,20 +313,11 @@ impl Sender {
             .or_else(|| desc.dash_url.clone())
             .unwrap_or_else(|| DEFAULT_DASH_URL.to_owned());
         self.client.set_base(&base);
-        let (mut ack, cursor) = match AckFile::open(&job.dir) {
-            Ok(x) => x,
-            Err(e) => {
-                self.warn(format!(
-                    "cannot open the spool cursor in {}: {e}; its batches stay in the spool",
-                    job.dir.display()
-                ));
-                return Ok(());
-            }
-        };
-        if !job.live && !self.recover(job, cursor.pos)? {
-            return Ok(());
-        }
         let Some(mut ids) = self.open_experiment(&desc, &job.dir)? else {
+            // open_experiment warned why: that warning is the reason.
+            let why = self.shared.lock().stats.warnings.last().cloned();
+            let why = why.unwrap_or_else(|| "the server refused it".into());
+            self.list_undeliverable(job, left, format!("its experiment was not created: {why}"));
             return Ok(());
         };
         let mut reader = SessionReader::new(&job.dir, cursor.pos);
@@ -324,10 +339,7 @@ impl Sender {
                 Ok(None) if job.live => continue,
                 Ok(None) => break,
                 Err(e) => {
-                    self.warn(format!(
-                        "cannot read the spool in {}: {e}; its batches stay there",
-                        job.dir.display()
-                    ));
+                    self.undeliverable(job, left, format!("its segments cannot be read: {e}"));
                     return Ok(());
                 }
             };
@@ -353,6 +365,7 @@ impl Sender {
             } else {
                 0
             };
+            left = left.saturating_sub(1);
             let mut st = self.shared.lock();
             st.stats.pending_records = st.stats.pending_records.saturating_sub(1);
             st.stats.spool_bytes = st.stats.spool_bytes.saturating_sub(freed);
@@ -372,25 +385,20 @@ impl Sender {
         Ok(())
     }
 
-    /// Counts what an adopted session still holds and truncates a torn tail.
-    /// `false` when nothing is left (the session is removed).
-    fn recover(&mut self, job: &Job, from: Pos) -> Result<bool, Stop> {
+    /// Counts what an adopted session still holds (as pending) and truncates
+    /// a torn tail. `None` when nothing is to be sent: the session was empty
+    /// (and is removed) or cannot be read (reported undeliverable).
+    fn recover(&mut self, job: &Job, from: Pos) -> Option<u64> {
         let mut r = SessionReader::new(&job.dir, from);
         r.repair = true;
         let mut n = 0u64;
-        loop {
+        let failed = loop {
             match r.next(&mut self.rec, None) {
                 Ok(Some(_)) => n += 1,
-                Ok(None) => break,
-                Err(e) => {
-                    self.warn(format!(
-                        "cannot read the spool in {}: {e}; its batches stay there",
-                        job.dir.display()
-                    ));
-                    return Ok(false);
-                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
             }
-        }
+        };
         let damage = r.damage();
         let bytes = session_bytes(&job.dir);
         {
@@ -398,6 +406,11 @@ impl Sender {
             st.stats.pending_records += n;
             st.stats.spool_bytes += bytes;
             st.stats.damage.add(damage);
+        }
+        if let Some(e) = failed {
+            let why = format!("its segments cannot be read past {n} batch(es): {e}");
+            self.undeliverable(job, n, why);
+            return None;
         }
         if !damage.is_clean() {
             self.warn(format!(
@@ -415,9 +428,79 @@ impl Sender {
                 let mut st = self.shared.lock();
                 st.stats.spool_bytes = st.stats.spool_bytes.saturating_sub(bytes);
             }
-            return Ok(false);
+            return None;
         }
-        Ok(true)
+        Some(n)
+    }
+
+    /// The session's descriptor: `session.json`, else the copy its segments
+    /// hold (then `session.json` is rewritten from it). `None` when neither
+    /// is usable: the session is reported undeliverable.
+    fn descriptor(&mut self, job: &Job, records: u64) -> Option<Descriptor> {
+        let broken = match Descriptor::read(&job.dir) {
+            Ok(d) => return Some(d),
+            Err(e) => e,
+        };
+        let copy = match spool::descriptor_copy(&job.dir) {
+            Ok(Some(bytes)) => {
+                Descriptor::parse(&bytes, "the copy in its segments").map(|d| (d, bytes))
+            }
+            Ok(None) => Err(
+                "no segment holds an intact copy of it (all damaged, or written \
+                             before ml-dash kept one)"
+                    .to_owned(),
+            ),
+            Err(e) => Err(format!("its segments cannot be read: {e}")),
+        };
+        match copy {
+            Ok((d, bytes)) => {
+                let rewritten = match spool::write_descriptor(&job.dir, &bytes) {
+                    Ok(()) => "session.json is rewritten from it".to_owned(),
+                    Err(e) => format!("session.json cannot be rewritten: {e}"),
+                };
+                self.stats(|s| s.sessions_restored += 1);
+                self.warn(format!(
+                    "{broken}; the session is rebuilt from the copy in its segments \
+                     ({rewritten}) and sent"
+                ));
+                Some(d)
+            }
+            Err(why) => {
+                let fix = format!(
+                    "write {} holding {{\"prefix\": \"owner/project/name\"}} (the experiment \
+                     its data belongs to) and sync again",
+                    job.dir.join(SESSION_FILE).display()
+                );
+                self.undeliverable(job, records, format!("{broken}, and {why}; {fix}"));
+                None
+            }
+        }
+    }
+
+    /// Leaves a session that cannot be sent as it is, with a warning: its
+    /// records stay on disk, counted as pending, and are listed with the reason.
+    fn undeliverable(&self, job: &Job, records: u64, reason: String) {
+        self.warn(format!(
+            "the spool session {} cannot be sent: {reason}; its batches stay there untouched",
+            job.dir.display()
+        ));
+        self.list_undeliverable(job, records, reason);
+    }
+
+    /// [`undeliverable`](Self::undeliverable) without the warning. A live
+    /// session's count is what it holds now (close updates it).
+    fn list_undeliverable(&self, job: &Job, records: u64, reason: String) {
+        let mut st = self.shared.lock();
+        let records = if job.live {
+            st.live_appended.saturating_sub(st.live_done)
+        } else {
+            records
+        };
+        st.stats.undeliverable.push(UndeliverableSession {
+            session_dir: job.dir.clone(),
+            records,
+            reason,
+        });
     }
 
     /// Waits until the live writer has appended past `pos`; `None` once close
@@ -459,6 +542,7 @@ impl Sender {
         let key = format!("{key_base}-{stream_tag}-{}", rec.seq());
         let exp = encode_segment(&ids.experiment);
         match kind {
+            Kind::Session => Ok(()), // skipped by the reader; never sent
             Kind::File => {
                 if rec.is_empty() {
                     return Ok(());
