@@ -73,8 +73,10 @@ impl Files {
     /// Saves `value` as pretty JSON (2-space indent, like the SDK).
     ///
     /// # Errors
-    /// [`Error::InvalidName`] for a name that would leave the experiment folder,
-    /// [`Error::InvalidValue`], [`Error::Io`], [`Error::Closed`].
+    /// [`Error::InvalidName`] for a name that would leave the experiment folder
+    /// or that the store cannot hold (a file name over 249 bytes, a folder
+    /// over 255 bytes or beginning with `.`), [`Error::InvalidValue`],
+    /// [`Error::Io`], [`Error::Closed`].
     pub fn save_json(&self, name: &str, value: impl Serialize) -> Result<String> {
         let bytes =
             serde_json::to_vec_pretty(&value).map_err(|e| Error::InvalidValue(e.to_string()))?;

@@ -1,11 +1,27 @@
 //! Validation of experiment prefixes and stream names: anything that could
 //! escape the experiment folder, alias another path, or not be stored is an
 //! [`Error`] that says why.
+//!
+//! What the store can hold: a metric `a/b` is the folder `metrics/a/b/`, a
+//! topic `a/b` the folder `tracks/a_b/`, each holding `data.jsonl`,
+//! `metadata.json`, `.metadata.lock` and `.tmp-*` files. So every folder name
+//! fits the file system's name limit (255 bytes), and no segment may begin
+//! with `.`, `data.jsonl` or `metadata.json`: then a stream's folder never
+//! collides with the store's own files in another stream's folder (`train`
+//! beside `train/data.jsonl`), in either order.
 
 use crate::error::{Error, Result};
 
 /// Longest name (and prefix segment), in characters.
 pub(crate) const MAX_NAME: usize = 250;
+
+/// Longest file or folder name the store can create, in bytes (`NAME_MAX`
+/// of Linux and macOS file systems).
+pub(crate) const MAX_SEGMENT_BYTES: usize = 255;
+
+/// Segment beginnings the store keeps for its own files in a stream folder
+/// (`.metadata.lock`, `.tmp-*`, `data.jsonl` and its side files, `metadata.json`).
+const RESERVED_STARTS: [&str; 3] = [".", "data.jsonl", "metadata.json"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum What {
@@ -51,6 +67,34 @@ pub(crate) fn validate_name(name: &str, what: What) -> Result<()> {
     if let Some(reason) = segment_problem(name) {
         return Err(bad_name(name, reason));
     }
+    if name
+        .split('/')
+        .any(|seg| RESERVED_STARTS.iter().any(|r| seg.starts_with(r)))
+    {
+        return Err(bad_name(
+            name,
+            "no segment may begin with '.', 'data.jsonl' or 'metadata.json': the store keeps those names for its own files",
+        ));
+    }
+    let longest = match what {
+        // One folder per segment.
+        What::Metric => name.split('/').map(str::len).max().unwrap_or(0),
+        // One folder, '/' replaced by '_'.
+        What::Topic => name.len(),
+    };
+    if longest > MAX_SEGMENT_BYTES {
+        return Err(bad_name(
+            name,
+            match what {
+                What::Metric => {
+                    "a segment (between '/') is over 255 bytes in UTF-8, longer than a file system allows"
+                }
+                What::Topic => {
+                    "a topic is one folder: over 255 bytes in UTF-8 is longer than a file system allows"
+                }
+            },
+        ));
+    }
     if what == What::Metric && name == "None" {
         return Err(bad_name(
             name,
@@ -90,6 +134,9 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     if prefix.split('/').any(|s| s.chars().count() > MAX_NAME) {
         return bad("a segment is longer than 250 characters");
     }
+    if prefix.split('/').any(|s| s.len() > MAX_SEGMENT_BYTES) {
+        return bad("a segment is over 255 bytes in UTF-8, longer than a file system allows");
+    }
     Ok(())
 }
 
@@ -99,8 +146,35 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["train", "a/b", "loss-é", "x.y"] {
+        for ok in [
+            "train",
+            "a/b",
+            "loss-é",
+            "x.y",
+            "a/x.data.jsonl",
+            "a/my.metadata.json",
+        ] {
             validate_name(ok, What::Metric).unwrap();
+        }
+        // 250 characters; 255 bytes per folder is the store's limit.
+        let e200 = "é".repeat(200);
+        let seg255 = format!("{}{}", "é".repeat(127), "x");
+        for (name, metric_ok, topic_ok) in [
+            (e200.as_str(), false, false),
+            (seg255.as_str(), true, true),
+            (&format!("{seg255}/{seg255}"), false, false),
+            (
+                &format!("{}/{}", "é".repeat(100), "é".repeat(100)),
+                true,
+                false,
+            ),
+        ] {
+            assert_eq!(
+                validate_name(name, What::Metric).is_ok(),
+                metric_ok,
+                "{name}"
+            );
+            assert_eq!(validate_name(name, What::Topic).is_ok(), topic_ok, "{name}");
         }
         for bad in [
             "",
@@ -113,6 +187,13 @@ mod tests {
             "a\\b",
             "./a",
             &"x".repeat(251),
+            "train/data.jsonl",
+            "data.jsonl",
+            "a/data.jsonl.torn",
+            "a/metadata.json",
+            "a/.metadata.lock",
+            "a/.tmp-x",
+            ".hidden",
         ] {
             assert!(
                 matches!(
@@ -130,7 +211,8 @@ mod tests {
     fn prefixes() {
         validate_prefix("a/b").unwrap();
         validate_prefix("a/b/c/d").unwrap();
-        for bad in ["", "a", "/a/b", "a/b/", "a/./b", "a/../b", "a//b"] {
+        let long = format!("a/{}", "é".repeat(128));
+        for bad in ["", "a", "/a/b", "a/b/", "a/./b", "a/../b", "a//b", &long] {
             assert!(
                 matches!(validate_prefix(bad), Err(Error::InvalidPrefix { .. })),
                 "{bad:?}"

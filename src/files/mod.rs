@@ -111,8 +111,16 @@ pub(crate) fn content_type(filename: &str) -> String {
         .to_string()
 }
 
+/// Longest folder name the store can create, in bytes (`NAME_MAX`).
+const MAX_SEGMENT_BYTES: usize = 255;
+/// Longest file name, in bytes: an upload is copied to `.<name>.part` first.
+const MAX_FILENAME_BYTES: usize = MAX_SEGMENT_BYTES - ".".len() - ".part".len();
+
 /// Splits `dir/name` into the logical folder (`/dir`) and the file name, and
-/// refuses anything that could leave the experiment's `files/` folder.
+/// refuses anything that could leave the experiment's `files/` folder, that
+/// the file system cannot hold, or that collides with the store's own files
+/// (`files/.pending/`, `files/.files_metadata.json`, ...: every folder that
+/// begins with `.`).
 pub(crate) fn logical_path(dir: &str, name: &str) -> Result<(String, String)> {
     let joined = match (dir.trim_matches('/'), name) {
         ("", n) => n.to_string(),
@@ -137,10 +145,22 @@ pub(crate) fn logical_path(dir: &str, name: &str) -> Result<(String, String)> {
             "empty, '.' and '..' segments would leave the experiment folder",
         ));
     }
-    if segs.first() == Some(&".pending") {
-        return Err(bad("'.pending' is the engine's work area"));
-    }
     let (folder, file) = segs.split_at(segs.len() - 1);
+    if folder.iter().any(|s| s.starts_with('.')) {
+        return Err(bad(
+            "a folder may not begin with '.': the store keeps those names (.pending, .files_metadata.json) for its own files",
+        ));
+    }
+    if folder.iter().any(|s| s.len() > MAX_SEGMENT_BYTES) {
+        return Err(bad(
+            "a folder name is over 255 bytes in UTF-8, longer than a file system allows",
+        ));
+    }
+    if file[0].len() > MAX_FILENAME_BYTES {
+        return Err(bad(
+            "a file name may be at most 249 bytes in UTF-8 (the file system's 255, less the store's temp suffix)",
+        ));
+    }
     Ok((format!("/{}", folder.join("/")), file[0].to_string()))
 }
 
@@ -385,6 +405,14 @@ mod tests {
             logical_path("a", "b/c.txt").unwrap(),
             ("/a/b".into(), "c.txt".into())
         );
+        // A dot file is fine: it is alone in its `<id>/` folder.
+        assert_eq!(
+            logical_path("", ".env").unwrap(),
+            ("/".into(), ".env".into())
+        );
+        let (longest_dir, longest_file) = ("é".repeat(127), "x".repeat(249));
+        assert!(logical_path(&longest_dir, &longest_file).is_ok());
+        let (e200, x250, e128) = ("é".repeat(200), "x".repeat(250), "é".repeat(128));
         for (d, n) in [
             ("..", "x"),
             ("a", "../x"),
@@ -392,6 +420,11 @@ mod tests {
             ("a", ""),
             ("a", "x\0"),
             (".pending", "x"),
+            ("a/.x", "y"),
+            ("", ".files_metadata.json/x"),
+            ("a", e200.as_str()),
+            ("a", x250.as_str()),
+            (e128.as_str(), "x"),
         ] {
             assert!(
                 matches!(logical_path(d, n), Err(Error::InvalidName { .. })),
