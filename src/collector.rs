@@ -90,8 +90,10 @@ pub struct CloseReport {
     pub pending_at_close: Counts,
     /// Records dropped under the lossy backpressure policy (0 by default).
     pub dropped: u64,
-    /// Records that could not be written (the store kept failing); each error is
-    /// also printed as a warning.
+    /// Records that could not be written (the store kept failing), and files
+    /// that were not stored (each one's warning says where its content is);
+    /// each error is also printed as a warning. A file that was not stored is
+    /// never in `stored`.
     pub unwritten: Counts,
     /// Records dropped while the store failed: the collector holds accepted
     /// data for a failing store up to half the memory budget, then drops what
@@ -115,12 +117,16 @@ struct Chain {
 struct MetricSlot {
     name: Option<Arc<str>>,
     batch: MetricBatch,
+    /// Its last write failed (see `Hold`).
+    failing: bool,
 }
 
 struct TrackState {
     topic: Arc<str>,
     entries: Vec<TrackEntry>,
     by_ts: HashMap<u64, usize>,
+    /// Its last write failed (see `Hold`).
+    failing: bool,
 }
 
 /// Bytes a track row holds in the collector.
@@ -144,10 +150,22 @@ fn entry_bytes(e: &TrackEntry) -> usize {
 /// it keeps draining the rings but drops metric points, log lines and track
 /// rows, counting each in `lost` (parameters and file records are kept: they
 /// are small, and a file's content is on disk already).
+///
+/// Failure is per stream: each metric stream, track topic, the logs and the
+/// parameters know whether their own last write failed. Only a failing
+/// stream's batch waits for the retry (the timer, a flush, close) and only its
+/// records are dropped past `room`; the others are written as usual, so one
+/// folder the store cannot write (a bad permission, a name the file system
+/// refuses) costs nothing but that stream. A failed fsync concerns every file:
+/// `store_failing` makes every stream count as failing.
 #[derive(Debug, Default)]
 struct Hold {
-    /// The last write failed and no write succeeded since.
+    /// Some stream is failing, or the store is (recomputed after each write).
     failing: bool,
+    /// The last fsync of the store failed.
+    store_failing: bool,
+    /// The warning of the current failure episode was given.
+    warned: bool,
     /// Bytes of serialized batches held (recomputed after each write).
     held: usize,
     /// Bytes of `held` charged to `RunCore::ring_bytes`.
@@ -166,13 +184,11 @@ struct Hold {
 }
 
 impl Hold {
-    /// Whether a record of kind `k` must be dropped now. `error`: a write
-    /// failed during this drain (the episode starts before `note` sees it).
+    /// Whether a record of a stream whose last write failed (`failing`) must
+    /// be dropped now.
     #[inline]
-    fn full(&self, k: u8, error: bool) -> bool {
-        (self.failing || error)
-            && self.held >= self.room
-            && matches!(k, kind::METRIC | kind::LOG | kind::TRACK)
+    fn full(&self, failing: bool) -> bool {
+        (failing || self.store_failing) && self.held >= self.room
     }
 
     #[cold]
@@ -192,8 +208,12 @@ pub(crate) struct Collector<S: Sink = LocalStore> {
     metrics: Vec<Option<MetricSlot>>,
     tracks: Vec<Option<TrackState>>,
     logs: Batch,
+    /// The last write of the logs failed.
+    logs_failing: bool,
     params: Map<String, Json>,
     params_calls: u64,
+    /// The last write of the parameters failed.
+    params_failing: bool,
     waiters: Vec<(u64, thread::Thread)>,
     completed: u64,
     last_write: Instant,
@@ -209,6 +229,9 @@ pub(crate) struct Collector<S: Sink = LocalStore> {
     files: Option<Pool>,
     /// File jobs decoded and not yet handed to the workers.
     file_jobs: Vec<FileJob>,
+    /// Files not stored when the last flush epoch completed: a flush fails
+    /// when a file saved before it was not stored.
+    files_failed_at_epoch: u64,
 }
 
 impl<S: Sink> Collector<S> {
@@ -230,9 +253,23 @@ impl<S: Sink> Collector<S> {
         let errors = pool.poll();
         self.report.stored.files = pool.stored;
         for e in errors {
-            self.note(Err(e));
+            self.file_error(e);
         }
         self.send_recorded_files();
+    }
+
+    /// A file that was not stored (or not sent): a warning of its own, which
+    /// says where its content is, also kept for `flush()` and the report.
+    /// The other records are unaffected: a file's content is not held here.
+    fn file_error(&mut self, e: String) {
+        self.core.last_error.store(Some(Arc::new(e.clone())));
+        self.report.errors.push(e.clone());
+        self.warn(e);
+    }
+
+    /// Files that were not stored so far.
+    fn files_failed(&self) -> u64 {
+        self.files.as_ref().map_or(0, |p| p.failed)
     }
 
     /// Hands files the pool stored to the sink (a remote sink spools a copy).
@@ -242,29 +279,27 @@ impl<S: Sink> Collector<S> {
         };
         for (entry, content, _size, sum) in pool.take_recorded() {
             if let Err(e) = self.store.file_stored(&entry, &content, &sum) {
-                self.note(Err(format!(
+                self.file_error(format!(
                     "file {} not sent: {e}; it is stored locally at {}",
                     entry.filename,
                     content.display()
-                )));
+                ));
             }
         }
     }
 
-    /// Waits for every queued file; false when one could not be stored.
-    fn wait_files(&mut self) -> bool {
+    /// Waits for every queued file.
+    fn wait_files(&mut self) {
         self.pump_files();
         let Some(pool) = self.files.as_mut() else {
-            return true;
+            return;
         };
         let errors = pool.wait_idle();
         self.report.stored.files = pool.stored;
-        let ok = errors.is_empty();
         for e in errors {
-            self.note(Err(e));
+            self.file_error(e);
         }
         self.send_recorded_files();
-        ok
     }
 
     pub(crate) fn new(core: Arc<RunCore>, rx: mpsc::Receiver<Control>, store: S) -> Self {
@@ -276,8 +311,10 @@ impl<S: Sink> Collector<S> {
             metrics: Vec::new(),
             tracks: Vec::new(),
             logs: Batch::default(),
+            logs_failing: false,
             params: Map::new(),
             params_calls: 0,
+            params_failing: false,
             waiters: Vec::new(),
             completed: 0,
             last_write: Instant::now(),
@@ -291,6 +328,7 @@ impl<S: Sink> Collector<S> {
             scratch: Vec::new(),
             files: None,
             file_jobs: Vec::new(),
+            files_failed_at_epoch: 0,
         }
     }
 
@@ -490,6 +528,7 @@ impl<S: Sink> Collector<S> {
             metrics,
             tracks,
             logs,
+            logs_failing,
             params,
             params_calls,
             core,
@@ -512,6 +551,7 @@ impl<S: Sink> Collector<S> {
             metrics,
             tracks,
             logs,
+            logs_failing: *logs_failing,
             params,
             params_calls,
             last_track_ts,
@@ -572,7 +612,7 @@ impl<S: Sink> Collector<S> {
             return;
         }
         let cfg = &self.core.cfg;
-        if self.hold.failing {
+        if self.hold.store_failing {
             return; // retry on the timer, a flush or close, not every tick
         }
         let (mb, lb, tb) = (
@@ -580,10 +620,15 @@ impl<S: Sink> Collector<S> {
             cfg.log_batch_size,
             cfg.track_batch_size,
         );
-        let r = self.write_where(|n, k| match k {
-            kind::METRIC => n >= mb,
-            kind::LOG => n >= lb,
-            _ => n >= tb,
+        // A failing stream is retried on the timer, a flush or close, not
+        // every tick; the others are written as usual.
+        let r = self.write_where(|n, k, failing| {
+            !failing
+                && match k {
+                    kind::METRIC => n >= mb,
+                    kind::LOG => n >= lb,
+                    _ => n >= tb,
+                }
         });
         self.note(r);
     }
@@ -599,35 +644,41 @@ impl<S: Sink> Collector<S> {
         }
     }
 
+    /// Writes every batch (each stream is tried, whichever others fail),
+    /// the parameters, then fsyncs what was written (`sync_on_flush`).
     fn write_everything(&mut self) -> Result<(), String> {
         self.last_write = Instant::now();
         self.pump_files();
-        let mut r = self.write_where(|n, _| n > 0);
-        if r.is_ok() && !self.params.is_empty() {
+        let mut r = self.write_where(|n, _, _| n > 0);
+        if !self.params.is_empty() {
             let params = std::mem::take(&mut self.params);
             let calls = std::mem::take(&mut self.params_calls);
+            self.params_failing = false;
             if let Err(e) = self.store.merge_params(&params, calls) {
                 self.params_calls += calls;
                 // Keep them (older values first, newer ones win on merge).
                 let newer = std::mem::replace(&mut self.params, params);
                 self.params.extend(newer);
-                r = Err(e.to_string());
+                self.params_failing = true;
+                r = r.and(Err(format!("parameters: {e}")));
             }
         }
-        if r.is_ok() {
-            r = self.store.sync_all().map_err(|e| e.to_string());
-        }
+        let synced = self.store.sync_all().map_err(|e| e.to_string());
+        self.hold.store_failing = synced.is_err();
+        r = r.and(synced);
+        self.update_failing();
         self.note(r.clone());
         r
     }
 
-    /// Writes every batch for which `due(len, kind)` holds.
-    fn write_where(&mut self, due: impl Fn(usize, u8) -> bool) -> Result<(), String> {
+    /// Writes every batch for which `due(len, kind, its last write failed)`
+    /// holds; the first error names its stream.
+    fn write_where(&mut self, due: impl Fn(usize, u8, bool) -> bool) -> Result<(), String> {
         let mut first_err = None;
         let mut tried = false;
         for (id, slot) in self.metrics.iter_mut().enumerate() {
             if let Some(m) = slot
-                && due(m.batch.count, kind::METRIC)
+                && due(m.batch.count, kind::METRIC, m.failing)
             {
                 tried = true;
                 let r = write_metrics(&mut self.store, id, m, &mut self.report.stored);
@@ -636,21 +687,23 @@ impl<S: Sink> Collector<S> {
                 }
             }
         }
-        if due(self.logs.len(), kind::LOG) {
+        if due(self.logs.len(), kind::LOG, self.logs_failing) {
             tried = true;
             match self.store.append_logs(&self.logs) {
                 Ok(()) => {
                     self.report.stored.logs += self.logs.len() as u64;
                     self.logs.clear();
+                    self.logs_failing = false;
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e.to_string());
+                    self.logs_failing = true;
+                    first_err.get_or_insert(format!("logs: {e}"));
                 }
             }
         }
         for (id, slot) in self.tracks.iter_mut().enumerate() {
             if let Some(t) = slot
-                && due(t.entries.len(), kind::TRACK)
+                && due(t.entries.len(), kind::TRACK, t.failing)
             {
                 tried = true;
                 match self
@@ -661,6 +714,7 @@ impl<S: Sink> Collector<S> {
                         self.report.stored.tracks += t.entries.len() as u64;
                         t.entries.clear();
                         t.by_ts.clear();
+                        t.failing = false;
                     }
                     Err(e) => {
                         // The store may have sorted the rows: re-index them
@@ -668,37 +722,54 @@ impl<S: Sink> Collector<S> {
                         t.by_ts = (t.entries.iter().enumerate())
                             .map(|(i, e)| (e.ts.to_bits(), i))
                             .collect();
-                        first_err.get_or_insert(e.to_string());
+                        t.failing = true;
+                        first_err.get_or_insert(format!("track {:?}: {e}", t.topic));
                     }
                 }
             }
         }
         if tried {
             self.hold.held = self.pending_bytes();
+            self.update_failing();
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Records the outcome of a write: one warning when the store starts failing,
-    /// one line when it recovers.
+    /// Recomputes `hold.failing` from the streams' own flags.
+    fn update_failing(&mut self) {
+        self.hold.failing = self.hold.store_failing
+            || self.logs_failing
+            || self.params_failing
+            || self.metrics.iter().flatten().any(|m| m.failing)
+            || self.tracks.iter().flatten().any(|t| t.failing);
+    }
+
+    /// Records the outcome of a write (after `hold.failing` was updated): one
+    /// warning when the store starts failing, one line when no stream fails
+    /// any more.
     fn note(&mut self, r: Result<(), String>) {
         match r {
             Ok(()) => {
-                if self.hold.failing && !self.core.cfg.quiet {
-                    let lost = match self.hold.episode_lost {
-                        0 => String::new(),
-                        n => format!(" ({n} record(s) logged while its buffer was full were lost)"),
-                    };
-                    eprintln!(
-                        "[ML-Dash] the store is writable again; buffered data was written{lost}"
-                    );
+                if self.hold.warned && !self.hold.failing {
+                    if !self.core.cfg.quiet {
+                        let lost = match self.hold.episode_lost {
+                            0 => String::new(),
+                            n => format!(
+                                " ({n} record(s) logged while its buffer was full were lost)"
+                            ),
+                        };
+                        eprintln!(
+                            "[ML-Dash] the store is writable again; buffered data was written{lost}"
+                        );
+                    }
+                    self.hold.warned = false;
+                    self.hold.episode_lost = 0;
+                    self.hold.drop_warned = false;
                 }
-                self.hold.failing = false;
-                self.hold.episode_lost = 0;
-                self.hold.drop_warned = false;
             }
             Err(e) => {
-                if !self.hold.failing {
+                if !self.hold.warned {
+                    self.hold.warned = true;
                     let msg = format!(
                         "could not write to {}: {e}; data stays buffered (up to {} KiB) and is retried",
                         self.store.location().display(),
@@ -706,7 +777,6 @@ impl<S: Sink> Collector<S> {
                     );
                     self.warn(msg);
                 }
-                self.hold.failing = true;
                 self.core.last_error.store(Some(Arc::new(e.clone())));
                 if self.report.errors.last() != Some(&e) {
                     self.report.errors.push(e);
@@ -729,7 +799,11 @@ impl<S: Sink> Collector<S> {
             self.core.last_error.store(Some(Arc::new(why)));
             self.hold.lost_at_epoch = lost;
         }
-        if !self.wait_files() || !written || dropped {
+        self.wait_files();
+        let files_failed = self.files_failed();
+        let file_lost = files_failed > self.files_failed_at_epoch;
+        self.files_failed_at_epoch = files_failed;
+        if file_lost || !written || dropped {
             // Release: read by the waiter after its Acquire of `completed`.
             self.core.epochs.failed.store(target, Ordering::Release);
         }
@@ -858,10 +932,9 @@ impl<S: Sink> Collector<S> {
             eprintln!("[ML-Dash]   Uploading {} file(s)...", pending.files);
         }
         self.report.pending_at_close = pending;
-        let mut written = self.write_everything();
-        if !self.wait_files() && written.is_ok() {
-            written = Err(self.report.errors.last().cloned().unwrap_or_default());
-        }
+        let written = self.write_everything();
+        self.wait_files();
+        let files_failed = self.files_failed();
         if let Some(mut pool) = self.files.take() {
             pool.shutdown();
         }
@@ -876,6 +949,7 @@ impl<S: Sink> Collector<S> {
             self.note(Err(e.clone()));
         }
         self.report.unwritten = self.pending();
+        self.report.unwritten.files += files_failed;
         self.report.dropped = self.core.dropped.load(Ordering::Relaxed);
         self.report.lost_to_store = self.hold.lost;
         // The held batches are freed with the collector: release their charge.
@@ -885,10 +959,12 @@ impl<S: Sink> Collector<S> {
             if self.report.unwritten.any() {
                 let u = self.report.unwritten;
                 eprintln!(
-                    "[ML-Dash] error: {} log(s), {} metric(s), {} track(s) could not be written to {}: {}",
+                    "[ML-Dash] error: {} log(s), {} metric(s), {} track(s), {} file(s) could not \
+                     be written to {}: {}",
                     u.logs,
                     u.metrics,
                     u.tracks,
+                    u.files,
                     self.store.location().display(),
                     self.report.errors.last().map_or("", String::as_str)
                 );
@@ -914,7 +990,7 @@ impl<S: Sink> Collector<S> {
                 );
             }
         }
-        if outcome.is_err() {
+        if outcome.is_err() || files_failed > self.files_failed_at_epoch {
             // Release: read by a waiter after its Acquire of `completed`.
             self.core.epochs.failed.store(u64::MAX, Ordering::Release);
         }
@@ -935,18 +1011,21 @@ impl<S: Sink> Collector<S> {
     }
 }
 
-/// Writes one metric batch and counts it.
+/// Writes one metric batch and counts it; a failure marks the stream failing.
 fn write_metrics(
     store: &mut impl Sink,
     id: usize,
     m: &mut MetricSlot,
     stored: &mut Counts,
 ) -> Result<(), String> {
-    store
-        .append_metrics(id as u32, m.name.as_deref(), &mut m.batch)
-        .map_err(|e| e.to_string())?;
+    if let Err(e) = store.append_metrics(id as u32, m.name.as_deref(), &mut m.batch) {
+        m.failing = true;
+        let name = m.name.as_deref().unwrap_or("None");
+        return Err(format!("metric stream {name:?}: {e}"));
+    }
     stored.metrics += m.batch.count as u64;
     m.batch.clear();
+    m.failing = false;
     Ok(())
 }
 
@@ -959,6 +1038,8 @@ struct Decoder<'a, S: Sink> {
     metrics: &'a mut Vec<Option<MetricSlot>>,
     tracks: &'a mut Vec<Option<TrackState>>,
     logs: &'a mut Batch,
+    /// The last write of the logs failed.
+    logs_failing: bool,
     params: &'a mut Map<String, Json>,
     params_calls: &'a mut u64,
     last_track_ts: &'a mut f64,
@@ -970,10 +1051,6 @@ struct Decoder<'a, S: Sink> {
 impl<S: Sink> Decoder<'_, S> {
     fn record(&mut self, bytes: &[u8]) {
         let r = RecordView::parse(bytes);
-        if self.hold.full(r.head.kind, self.error.is_some()) {
-            self.hold.drop_record(r.head.kind);
-            return;
-        }
         match r.head.kind {
             kind::METRIC => self.metric(&r),
             kind::LOG => self.log(&r),
@@ -1003,9 +1080,14 @@ impl<S: Sink> Decoder<'_, S> {
             *slot = Some(MetricSlot {
                 name: desc.name,
                 batch: MetricBatch::default(),
+                failing: false,
             });
         }
         let m = slot.as_mut().expect("just set");
+        if self.hold.full(m.failing) {
+            self.hold.drop_record(kind::METRIC);
+            return;
+        }
         let batch = &mut m.batch;
         let before = batch.lines.len();
         if batch.count == 0 {
@@ -1053,17 +1135,24 @@ impl<S: Sink> Decoder<'_, S> {
         out.extend_from_slice(b"\"}\n");
         batch.count += 1;
         self.hold.held += batch.lines.len() - before;
-        // Not while the store fails: it is retried on the timer, a flush or close.
-        if batch.lines.len() >= INLINE_WRITE_BYTES && !self.hold.failing && self.error.is_none() {
+        // Not while the stream fails: it is retried on the timer, a flush or close.
+        if batch.lines.len() >= INLINE_WRITE_BYTES && !m.failing && !self.hold.store_failing {
             let bytes = batch.lines.len();
             match write_metrics(self.store, id, m, self.stored) {
                 Ok(()) => self.hold.held = self.hold.held.saturating_sub(bytes),
-                Err(e) => *self.error = Some(e),
+                Err(e) => {
+                    self.hold.failing = true;
+                    self.error.get_or_insert(e);
+                }
             }
         }
     }
 
     fn log(&mut self, r: &RecordView<'_>) {
+        if self.hold.full(self.logs_failing) {
+            self.hold.drop_record(kind::LOG);
+            return;
+        }
         let before = self.logs.bytes();
         let out = self.logs.buf();
         out.extend_from_slice(b"\"timestamp\":");
@@ -1100,9 +1189,14 @@ impl<S: Sink> Decoder<'_, S> {
                 topic: desc.name.unwrap_or_else(|| Arc::from("")),
                 entries: Vec::new(),
                 by_ts: HashMap::new(),
+                failing: false,
             });
         }
         let t = self.tracks[id].as_mut().expect("just set");
+        if self.hold.full(t.failing) {
+            self.hold.drop_record(kind::TRACK);
+            return;
+        }
         // A numeric field named `timestamp` is the row's timestamp (the SDK's rule).
         let field_ts = r.fields().find_map(|(name, v)| match (name, v) {
             ("timestamp", FieldValue::F64(x)) if x.is_finite() => Some(x),

@@ -251,7 +251,9 @@ impl Run {
     ///
     /// # Errors
     /// [`Error::InvalidName`] for an empty, too long, path-escaping or reserved
-    /// (`None`) name.
+    /// (`None`) name, and for one the store cannot hold: a segment (between
+    /// `/`) over 255 bytes, or one that begins with `.`, `data.jsonl` or
+    /// `metadata.json` (the store's own files in a stream folder).
     pub fn metrics(&self, name: &str) -> Result<Metrics> {
         names::validate_name(name, names::What::Metric)?;
         Ok(Metrics {
@@ -271,8 +273,9 @@ impl Run {
     /// The handle of track topic `topic` (`robot/pose` is stored in `tracks/robot_pose`).
     ///
     /// # Errors
-    /// [`Error::InvalidName`], also when the topic's folder would collide with
-    /// another topic's (`a/b` and `a_b`).
+    /// [`Error::InvalidName`] as for [`metrics`](Run::metrics) (a topic is one
+    /// folder, so at most 255 bytes in all), also when the topic's folder would
+    /// collide with another topic's (`a/b` and `a_b`).
     pub fn tracks(&self, topic: &str) -> Result<Track> {
         names::validate_name(topic, names::What::Topic)?;
         let folder = crate::sink::local::topic_folder(topic);
@@ -383,14 +386,16 @@ impl Run {
         let report = handle
             .join()
             .map_err(|_| Error::Collector("it panicked; see the message above".into()))?;
-        if report.unwritten.logs + report.unwritten.metrics + report.unwritten.tracks > 0 {
+        if report.unwritten.total() > 0 {
             let (u, l) = (report.unwritten, report.lost_to_store);
             return Err(Error::Sink(format!(
-                "{} log(s), {} metric(s), {} track(s) not written, and {} log(s), \
-                 {} metric(s), {} track(s) dropped earlier while the store failed: {}",
+                "{} log(s), {} metric(s), {} track(s) not written, {} file(s) not stored, \
+                 and {} log(s), {} metric(s), {} track(s) dropped earlier while the store \
+                 failed: {}",
                 u.logs,
                 u.metrics,
                 u.tracks,
+                u.files,
                 l.logs,
                 l.metrics,
                 l.tracks,

@@ -32,8 +32,11 @@ pub(crate) struct Pool {
     /// The newest save (call order) of each path + filename.
     latest: HashMap<(String, String), u64>,
     outstanding: usize,
-    /// Files stored so far.
+    /// Files stored (and recorded) so far.
     pub(crate) stored: u64,
+    /// Files that were not stored, or stored but not recorded: never counted
+    /// in `stored`; each one's error says where its content is.
+    pub(crate) failed: u64,
     /// Files stored and recorded since the last [`take_recorded`](Self::take_recorded):
     /// (entry, where its content is, bytes, sha256), for a remote sink.
     recorded: Vec<(FileEntry, std::path::PathBuf, u64, String)>,
@@ -61,6 +64,7 @@ impl Pool {
             latest: HashMap::new(),
             outstanding: 0,
             stored: 0,
+            failed: 0,
             recorded: Vec::new(),
         }
     }
@@ -98,8 +102,12 @@ impl Pool {
             match self.done.recv() {
                 Ok(r) => finished.push(r),
                 Err(_) => {
-                    finished.push(Err("the upload workers are gone".into()));
-                    self.outstanding = finished.len();
+                    // One error per file the workers took with them.
+                    while self.outstanding > finished.len() {
+                        finished.push(Err("a file was not stored: the upload workers are gone; \
+                             its content is kept in the engine's work area (files/.pending/)"
+                            .into()));
+                    }
                 }
             }
         }
@@ -122,7 +130,10 @@ impl Pool {
                         keep.push((job.entry, size, sum));
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    self.failed += 1;
+                    errors.push(e);
+                }
             }
         }
         let n = keep.len() as u64;
@@ -134,7 +145,16 @@ impl Pool {
                     self.recorded.push((entry, at, size, sum));
                 }
             }
-            Err(e) => errors.push(format!("{n} file(s) stored but not recorded: {e}")),
+            Err(e) => {
+                self.failed += n;
+                let at: Vec<String> = (keep.iter())
+                    .map(|(entry, ..)| self.store.content_path(entry).display().to_string())
+                    .collect();
+                errors.push(format!(
+                    "{n} file(s) not recorded in .files_metadata.json: {e}; their content is at {}",
+                    at.join(", ")
+                ));
+            }
         }
         errors
     }
@@ -166,7 +186,7 @@ fn worker(store: &FileStore, rx: &Mutex<mpsc::Receiver<FileJob>>, done: &mpsc::S
             Err(e) => {
                 let kept = match &job.source {
                     Source::Temp(p) => format!("; its content is kept in {}", p.display()),
-                    Source::User(_) => String::new(),
+                    Source::User(p) => format!("; the original is unchanged at {}", p.display()),
                 };
                 Err(format!(
                     "file {}/{} not stored: {e}{kept}",
