@@ -9,6 +9,8 @@
 //!   this crate's reader checks the SDK continued where the engine stopped.
 //! - `python_writes_while_rust_holds_the_run_open`: the SDK appends between two
 //!   flushes of an open engine run; indices and sequence numbers stay unique.
+//! - `python_tokens_encrypted_is_read`: the SDK stores a token in
+//!   `tokens.encrypted` (Fernet); this crate's token lookup reads it.
 //! - `#[ignore]`d tests pin known gaps to the SDK until the engine fixes them.
 //!
 //! Python: `ML_DASH_PYTHON` if set (it must already have ml-dash 0.11.0), else a
@@ -1144,4 +1146,49 @@ fn python_lists_and_reads_our_files() {
     assert_eq!(c["meta"]["description"], "training config");
     assert_eq!(c["meta"]["tags"], json!(["cfg"]));
     assert_eq!(by_id(&up_id)["size"], upload_bytes.len());
+}
+
+/// The SDK's encrypted token store, as `ml-dash login` writes it without a
+/// keyring (`EncryptedFileStorage`: a Fernet token from Python's
+/// `cryptography`, the key in `encryption.key`), is read by this crate, and
+/// before `tokens.json`, as the SDK's `load_token` reads them.
+#[test]
+fn python_tokens_encrypted_is_read() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.s1g-_n";
+    fs::write(
+        dir.path().join("tokens.json"),
+        r#"{"ml-dash-token": "older"}"#,
+    )
+    .unwrap();
+    let out = python_command(py)
+        .args([
+            "-c",
+            "import sys; from pathlib import Path\n\
+             from ml_dash.auth.token_storage import EncryptedFileStorage, load_token\n\
+             d = Path(sys.argv[1])\n\
+             EncryptedFileStorage(d).store('ml-dash-token', sys.argv[2])\n\
+             print(load_token('ml-dash-token', config_dir=d))",
+        ])
+        .arg(dir.path())
+        .arg(token)
+        // A Python with `keyring` installed must not look in this machine's.
+        .env("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python failed:\n{}", tail(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), token);
+    assert!(dir.path().join("encryption.key").exists());
+
+    let l = ml_dash::__remote_testing::read_token_files(dir.path());
+    let file = dir.path().join("tokens.encrypted");
+    assert_eq!(
+        l.token,
+        Some((
+            token.to_owned(),
+            ml_dash::__remote_testing::TokenSource::File(file)
+        ))
+    );
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }

@@ -93,8 +93,9 @@ impl Experiment {
         self
     }
 
-    /// The server token (default: `ML_DASH_TOKEN`, then
-    /// `$ML_DASH_CONFIG_DIR/tokens.json`, default `~/.dash`).
+    /// The server token (default: `ML_DASH_TOKEN`, then what `ml-dash login`
+    /// stored: `$ML_DASH_CONFIG_DIR/tokens.encrypted`, then `tokens.json`,
+    /// default `~/.dash`; the OS keyring first with the feature `keyring`).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self

@@ -117,7 +117,8 @@ use crate::spool::{self, Damage, Kind, SessionId, SpoolWriter};
 use sender::{Descriptor, Job, SendConfig, Sender, Shared};
 
 pub use auth::{
-    ENV_CONFIG_DIR, ENV_TOKEN, TOKEN_KEY, TokenLookup, TokenSource, config_dir, resolve_token,
+    ENV_CONFIG_DIR, ENV_TOKEN, KEYRING_SERVICE, TOKEN_KEY, TokenLookup, TokenSource, config_dir,
+    read_token_files, resolve_token,
 };
 
 /// `ML_DASH_API_URL`: the server (default `https://api.dash.ml`).
@@ -154,7 +155,8 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 1_000_000;
 pub struct RemoteConfig {
     /// Server URL without `/api` (default `ML_DASH_API_URL`, else `https://api.dash.ml`).
     pub dash_url: String,
-    /// Token given in code (default none: `ML_DASH_TOKEN`, then `tokens.json`).
+    /// Token given in code (default none: `ML_DASH_TOKEN`, then the ml-dash
+    /// CLI's stores, `tokens.encrypted` and `tokens.json`: see the README).
     pub token: Option<String>,
     /// The spool folder (the experiment's work area).
     pub spool_dir: PathBuf,
@@ -881,7 +883,7 @@ fn adopt(spool_dir: &Path, own: SessionId) -> std::io::Result<(Vec<Job>, u64)> {
 pub struct SyncOptions {
     /// Server URL; default: the one each session was written for.
     pub dash_url: Option<String>,
-    /// Token; default `ML_DASH_TOKEN`, then `tokens.json`.
+    /// Token; default `ML_DASH_TOKEN`, then the ml-dash CLI's stores.
     pub token: Option<String>,
     /// How long to try before returning with what is left (default 5 min).
     pub deadline: Duration,

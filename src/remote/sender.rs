@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value as Json, json};
 
-use super::auth::{TokenSource, resolve_token};
+use super::auth::{TokenSource, describe, resolve_token};
 use super::http::{Answer, Body, Client, Method, encode_segment, excerpt, push_finite};
 use super::{Stats, UndeliverableSession};
 use crate::spool::{
@@ -84,7 +84,7 @@ pub(crate) struct State {
 pub(crate) struct SendConfig {
     /// Server URL overriding the sessions' own.
     pub(crate) dash_url: Option<String>,
-    /// Explicit token (else `ML_DASH_TOKEN`, else `tokens.json`).
+    /// Explicit token (else `ML_DASH_TOKEN`, else the SDK's stores: see `auth`).
     pub(crate) token: Option<String>,
     pub(crate) retry_base_delay: Duration,
     pub(crate) retry_max_delay: Duration,
@@ -963,14 +963,7 @@ impl Sender {
         });
         if !self.warned_auth {
             self.warned_auth = true;
-            let from = match &self.token_from {
-                None => "no token was found (looked in code, ML_DASH_TOKEN, then \
-                         $ML_DASH_CONFIG_DIR/tokens.json or ~/.dash/tokens.json)"
-                    .to_owned(),
-                Some(TokenSource::Explicit) => "the token given in code".to_owned(),
-                Some(TokenSource::Env) => "the token in ML_DASH_TOKEN".to_owned(),
-                Some(TokenSource::File(p)) => format!("the token in {}", p.display()),
-            };
+            let from = describe(self.token_from.as_ref());
             self.warn(format!(
                 "the server at {} refused {from} (HTTP {status}): run `ml-dash login` to sign in again. \
                  Nothing is lost: the data stays in the spool at {} and is sent once the token works",
