@@ -458,6 +458,23 @@ mod tests {
         assert_eq!(l.token, Some(("tok".into(), TokenSource::Explicit)));
     }
 
+    /// The token Python's `keyring` stored in a real Secret Service; needs one
+    /// on the session bus, hence `#[ignore]`d and not run in CI. On Debian:
+    /// `apt-get install gnome-keyring dbus-daemon`, a venv with `pip install
+    /// keyring`, then `dbus-run-session -- sh -c 'echo pw |
+    /// gnome-keyring-daemon --unlock --components=secrets; python -c "import
+    /// keyring; keyring.set_password(\"ml-dash\", \"ml-dash-token\", \"tok-k\")";
+    /// ML_DASH_KEYRING_TEST_TOKEN=tok-k cargo test --features keyring --lib
+    /// keyring -- --ignored'`.
+    #[cfg(feature = "keyring")]
+    #[test]
+    #[ignore]
+    fn reads_the_token_python_keyring_stored() {
+        let want = std::env::var("ML_DASH_KEYRING_TEST_TOKEN")
+            .expect("set ML_DASH_KEYRING_TEST_TOKEN to the token stored in the keyring");
+        assert_eq!(keyring_token(), Ok(Some(want)));
+    }
+
     #[test]
     fn the_refusal_warning_says_whether_the_keyring_was_read() {
         let none = describe(None);
