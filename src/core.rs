@@ -191,6 +191,8 @@ pub(crate) struct RunCore {
     /// Largest record the fast path takes: `max_record_bytes`, or 0 in
     /// unbuffered mode (every record then takes the general path, which flushes).
     fast_max: usize,
+    /// The fork generation the run was opened in (see `crate::fork`).
+    generation: u64,
 }
 
 /// A record's header before its timestamp is taken.
@@ -218,6 +220,7 @@ impl Meta {
 impl RunCore {
     pub(crate) fn new(cfg: BufferConfig) -> (Arc<RunCore>, mpsc::Receiver<Control>) {
         crate::sync::init_barriers();
+        crate::fork::install();
         let (tx, rx) = mpsc::channel();
         let wake_every = cfg
             .metric_batch_size
@@ -245,8 +248,21 @@ impl RunCore {
             next_chain: AtomicU64::new(1),
             wake_every,
             fast_max,
+            generation: crate::fork::generation(),
         };
         (Arc::new(core), rx)
+    }
+
+    /// `Err(Forked)` in the child of a fork: the run, its threads and its
+    /// store are the parent's. Every call that reaches shared state (a ring,
+    /// the control channel, a lock, the store) checks this first.
+    #[inline]
+    pub(crate) fn check_owner(&self) -> Result<()> {
+        if self.generation == crate::fork::generation() {
+            Ok(())
+        } else {
+            Err(Error::Forked)
+        }
     }
 
     pub(crate) fn send(&self, msg: Control) {
@@ -348,6 +364,9 @@ impl RunCore {
     #[cold]
     #[inline(never)]
     fn push_general(self: &Arc<Self>, meta: Meta, msg: &[u8], fields: &Fields<'_>) -> Result<()> {
+        // The child of a fork reaches here for an inherited run: its handler
+        // cleared HOT (see `crate::fork`).
+        self.check_owner()?;
         let len = record::checked_len(msg, fields, self.cfg.max_record_bytes)?;
         let head = meta.head();
         let mut fill = Encoder { head, msg, fields };
@@ -366,6 +385,7 @@ impl RunCore {
 
     /// Waits until everything logged before the call is in the store.
     pub(crate) fn flush(&self) -> Result<()> {
+        self.check_owner()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -450,11 +470,16 @@ pub(crate) struct ProducerRing {
     chain: u64,
     since_wake: u32,
     control: mpsc::Sender<Control>,
+    /// The run's fork generation: in a fork's child the channel is the
+    /// parent's (a sender there may spin on a half-written block for ever).
+    generation: u64,
 }
 
 impl Drop for ProducerRing {
     fn drop(&mut self) {
-        let _ = self.control.send(Control::Retire { chain: self.chain });
+        if self.generation == crate::fork::generation() {
+            let _ = self.control.send(Control::Retire { chain: self.chain });
+        }
     }
 }
 
@@ -484,6 +509,7 @@ impl ProducerRing {
             chain,
             since_wake: 0,
             control: core.control.clone(),
+            generation: core.generation,
         }
     }
 
@@ -623,6 +649,14 @@ const_thread_local! {
     static HOT: Cell<Hot> = Cell::new(Hot::NONE);
 }
 
+/// The `fork` child handler's part (see `crate::fork`): the hot path of the
+/// forking thread, the only thread of the child, must not find its ring.
+/// Only a `Cell` write: async-signal-safe.
+#[cfg_attr(any(not(unix), ml_dash_loom), allow(dead_code))]
+pub(crate) fn forget_hot_ring() {
+    let _ = HOT.try_with(|h| h.set(Hot::NONE));
+}
+
 /// Runs `f` on this thread's ring for `core`, registering one on first use.
 #[inline]
 fn with_producer<R>(
@@ -673,11 +707,11 @@ fn with_oneoff_ring<R>(
 #[cold]
 #[inline(never)]
 fn find_or_register(slots: &mut Vec<Slot>, core: &Arc<RunCore>) -> Result<usize> {
-    // Forget rings of runs that are closed or gone.
+    // Forget rings of runs that are closed, gone, or the parent's (in a fork's child).
     slots.retain(|s| {
         s.core
             .upgrade()
-            .is_some_and(|c| !c.closed.load(Ordering::Relaxed))
+            .is_some_and(|c| !c.closed.load(Ordering::Relaxed) && c.check_owner().is_ok())
     });
     if let Some(i) = slots.iter().position(|s| s.run == core.id) {
         slots.swap(0, i);

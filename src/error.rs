@@ -85,6 +85,13 @@ pub enum Error {
     /// The background collector thread is gone (it could not be started, or it died).
     #[error("the collector thread is not running: {0}")]
     Collector(String),
+    /// This process is the child of a `fork()` of the process that opened the
+    /// run: the run, its threads and its store stay the parent's, and nothing
+    /// is logged from here. Dropping the run in the child is silent.
+    #[error(
+        "this run belongs to the parent process (this is a fork() child of it): log from the parent, or open a new run in the child"
+    )]
+    Forked,
 }
 
 /// Shorthand for results of this crate.

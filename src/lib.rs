@@ -30,6 +30,9 @@
 //!   on the hot path); when idle the word is marked stale and the producer
 //!   reads the system clock instead, so `_ts` is within 1 ms of the call unless
 //!   the machine starves that thread of CPU for longer.
+//! - **Fork**: a run belongs to the process that opened it; in the child of a
+//!   `fork()` its calls return [`Error::Forked`] at once (no hang) and dropping
+//!   it is silent. The child may open runs of its own.
 //! - **Errors**: bad input is a typed [`Error`]; nothing already accepted is lost
 //!   by it. No panic crosses the API; the collector survives store errors and
 //!   retries them.
@@ -49,6 +52,7 @@ mod core;
 mod encode;
 mod error;
 mod files;
+mod fork;
 pub mod read;
 mod record;
 mod remote;

@@ -76,7 +76,7 @@ impl Files {
     /// [`Error::InvalidName`] for a name that would leave the experiment folder
     /// or that the store cannot hold (a file name over 249 bytes, a folder
     /// over 255 bytes or beginning with `.`), [`Error::InvalidValue`],
-    /// [`Error::Io`], [`Error::Closed`].
+    /// [`Error::Io`], [`Error::Closed`], [`Error::Forked`].
     pub fn save_json(&self, name: &str, value: impl Serialize) -> Result<String> {
         let bytes =
             serde_json::to_vec_pretty(&value).map_err(|e| Error::InvalidValue(e.to_string()))?;
@@ -117,6 +117,7 @@ impl Files {
     /// [`Error::InvalidFile`] for a missing file, a directory or a non-UTF-8
     /// name; as [`save_json`](Self::save_json).
     pub fn upload(&self, path: impl AsRef<Path>) -> Result<String> {
+        self.core.check_owner()?;
         let path = path.as_ref();
         let bad = |reason| Error::InvalidFile {
             path: path.to_path_buf(),
@@ -145,6 +146,7 @@ impl Files {
         name: &str,
         content: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
     ) -> Result<String> {
+        self.core.check_owner()?;
         logical_path(&self.dir, name)?;
         if self.core.closed.load(crate::sync::Ordering::Relaxed) {
             return Err(Error::Closed);

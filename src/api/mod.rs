@@ -254,8 +254,11 @@ impl Run {
     /// [`Error::InvalidName`] for an empty, too long, path-escaping or reserved
     /// (`None`) name, and for one the store cannot hold: a segment (between
     /// `/`) over 255 bytes, or one that begins with `.`, `data.jsonl` or
-    /// `metadata.json` (the store's own files in a stream folder).
+    /// `metadata.json` (the store's own files in a stream folder);
+    /// [`Error::Forked`].
     pub fn metrics(&self, name: &str) -> Result<Metrics> {
+        // Before the stream registry: its lock may be held by a parent's thread.
+        self.core.check_owner()?;
         names::validate_name(name, names::What::Metric)?;
         Ok(Metrics {
             id: self.core.streams.id(StreamKind::Metric, name),
@@ -265,8 +268,14 @@ impl Run {
 
     /// The unnamed metric stream (stored as `metrics/None`).
     pub fn unnamed_metrics(&self) -> Metrics {
+        // In a fork's child: a handle whose calls return `Forked` (the
+        // registry's lock may be held by a parent's thread).
+        let id = match self.core.check_owner() {
+            Ok(()) => self.core.streams.id(StreamKind::Metric, ""),
+            Err(_) => 0,
+        };
         Metrics {
-            id: self.core.streams.id(StreamKind::Metric, ""),
+            id,
             core: self.core.clone(),
         }
     }
@@ -276,8 +285,9 @@ impl Run {
     /// # Errors
     /// [`Error::InvalidName`] as for [`metrics`](Run::metrics) (a topic is one
     /// folder, so at most 255 bytes in all), also when the topic's folder would
-    /// collide with another topic's (`a/b` and `a_b`).
+    /// collide with another topic's (`a/b` and `a_b`); [`Error::Forked`].
     pub fn tracks(&self, topic: &str) -> Result<Track> {
+        self.core.check_owner()?;
         names::validate_name(topic, names::What::Topic)?;
         let folder = crate::sink::local::topic_folder(topic);
         for other in self.core.streams.names(StreamKind::Track) {
@@ -332,7 +342,8 @@ impl Run {
     /// [`Error::Sink`] when the store refused the write (the data stays
     /// buffered, up to half the memory budget, and is retried) or when records
     /// logged before the call were dropped because the store kept failing
-    /// (counted in [`CloseReport::lost_to_store`]); [`Error::Closed`] after close.
+    /// (counted in [`CloseReport::lost_to_store`]); [`Error::Closed`] after close;
+    /// [`Error::Forked`] in the child of a fork (at once: nothing waits).
     pub fn flush(&self) -> Result<()> {
         self.core.flush()
     }
@@ -356,7 +367,8 @@ impl Run {
     ///
     /// # Errors
     /// [`Error::Sink`] when some records could not be written (the report in
-    /// the message counts them), [`Error::Collector`] if the collector died.
+    /// the message counts them), [`Error::Collector`] if the collector died;
+    /// [`Error::Forked`] in a fork's child, which leaves the parent's run as it is.
     pub fn complete(mut self) -> Result<CloseReport> {
         self.close(Status::Completed)
     }
@@ -381,6 +393,12 @@ impl Run {
         let Some(handle) = self.collector.take() else {
             return Err(Error::Closed);
         };
+        if let Err(e) = self.core.check_owner() {
+            // The collector is a thread of the parent; there is nothing here
+            // to join or detach, and its state (the join handle) is not ours.
+            std::mem::forget(handle);
+            return Err(e);
+        }
         self.core.mark_closed();
         self.core.send(Control::Close { status });
         self.core.wake_collector();
@@ -415,8 +433,11 @@ impl Drop for Run {
             } else {
                 Status::Completed
             };
-            if let Err(e) = self.close(status) {
-                eprintln!("[ML-Dash] warning: closing {} failed: {e}", self.prefix);
+            match self.close(status) {
+                // A fork's child drops the parent's run silently (stderr's
+                // lock may be held by a parent's thread, too).
+                Ok(_) | Err(Error::Forked) => {}
+                Err(e) => eprintln!("[ML-Dash] warning: closing {} failed: {e}", self.prefix),
             }
         }
     }
@@ -435,7 +456,8 @@ impl Metrics {
     ///
     /// # Errors
     /// [`Error::Closed`] after close; [`Error::InvalidName`] for a field name
-    /// of 0 or over 255 bytes; [`Error::RecordTooLarge`].
+    /// of 0 or over 255 bytes; [`Error::RecordTooLarge`]; [`Error::Forked`]
+    /// in the child of a fork (nothing is logged there).
     ///
     /// # Examples
     /// ```
