@@ -41,7 +41,10 @@ fn main() -> ml_dash::Result<()> {
         exp = exp.dash_root(r);
     }
     if let Some(u) = &url {
-        exp = exp.dash_url(u); // remote only without --dash-root, hybrid with it
+        exp = exp.dash_url(u); // hybrid with --dash-root, remote only without it
+        if root.is_none() {
+            exp = exp.remote_only();
+        }
     }
     if let Some(t) = &token {
         exp = exp.token(t);

@@ -69,7 +69,10 @@ fn main() -> ml_dash::Result<()> {
         exp = exp.dash_root(root);
     }
     if let Some(url) = &args.dash_url {
-        exp = exp.dash_url(url); // remote only without --dash-root, hybrid with it
+        exp = exp.dash_url(url); // hybrid with --dash-root, remote only without it
+        if args.dash_root.is_none() {
+            exp = exp.remote_only();
+        }
     }
     if let Some(token) = &args.token {
         exp = exp.token(token);

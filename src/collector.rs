@@ -7,6 +7,7 @@
 //!  loop:  target = requested epoch (Acquire)
 //!         control messages (new rings, grown rings, retired rings, flush waiters)
 //!         drain every ring -> decode -> JSON objects in per-stream batches
+//!         (a parameter set is written at once, as its own version)
 //!         write full batches; on the timer or a flush epoch write everything
 //!         (store failing: hold up to half the memory budget, retry each
 //!          second / flush / close, drop and count past it; see `Hold`)
@@ -19,7 +20,7 @@
 //! simply has two rings. It may depend on `core`, `ring`, `record`, `encode`
 //! and `sink`; it never touches the public API types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,8 +211,8 @@ pub(crate) struct Collector<S: Sink = LocalStore> {
     logs: Batch,
     /// The last write of the logs failed.
     logs_failing: bool,
-    params: Map<String, Json>,
-    params_calls: u64,
+    /// `set` calls not written yet, oldest first: each is its own version.
+    params: VecDeque<Map<String, Json>>,
     /// The last write of the parameters failed.
     params_failing: bool,
     waiters: Vec<(u64, thread::Thread)>,
@@ -312,8 +313,7 @@ impl<S: Sink> Collector<S> {
             tracks: Vec::new(),
             logs: Batch::default(),
             logs_failing: false,
-            params: Map::new(),
-            params_calls: 0,
+            params: VecDeque::new(),
             params_failing: false,
             waiters: Vec::new(),
             completed: 0,
@@ -530,7 +530,7 @@ impl<S: Sink> Collector<S> {
             logs,
             logs_failing,
             params,
-            params_calls,
+            params_failing,
             core,
             last_track_ts,
             scratch,
@@ -553,7 +553,7 @@ impl<S: Sink> Collector<S> {
             logs,
             logs_failing: *logs_failing,
             params,
-            params_calls,
+            params_failing,
             last_track_ts,
             scratch,
             store,
@@ -644,25 +644,14 @@ impl<S: Sink> Collector<S> {
         }
     }
 
-    /// Writes every batch (each stream is tried, whichever others fail),
-    /// the parameters, then fsyncs what was written (`sync_on_flush`).
+    /// Writes the parameter sets still held (first: they were called before
+    /// anything batched since), every batch (each stream is tried, whichever
+    /// others fail), then fsyncs what was written (`sync_on_flush`).
     fn write_everything(&mut self) -> Result<(), String> {
         self.last_write = Instant::now();
         self.pump_files();
-        let mut r = self.write_where(|n, _, _| n > 0);
-        if !self.params.is_empty() {
-            let params = std::mem::take(&mut self.params);
-            let calls = std::mem::take(&mut self.params_calls);
-            self.params_failing = false;
-            if let Err(e) = self.store.merge_params(&params, calls) {
-                self.params_calls += calls;
-                // Keep them (older values first, newer ones win on merge).
-                let newer = std::mem::replace(&mut self.params, params);
-                self.params.extend(newer);
-                self.params_failing = true;
-                r = r.and(Err(format!("parameters: {e}")));
-            }
-        }
+        let mut r = write_params(&mut self.store, &mut self.params, &mut self.params_failing);
+        r = r.and(self.write_where(|n, _, _| n > 0));
         let synced = self.store.sync_all().map_err(|e| e.to_string());
         self.hold.store_failing = synced.is_err();
         r = r.and(synced);
@@ -1029,6 +1018,24 @@ fn write_metrics(
     Ok(())
 }
 
+/// Writes the held parameter sets, oldest first, each as its own version;
+/// stops at the first failure (the rest wait behind it, in call order).
+fn write_params(
+    store: &mut impl Sink,
+    params: &mut VecDeque<Map<String, Json>>,
+    failing: &mut bool,
+) -> Result<(), String> {
+    while let Some(set) = params.front() {
+        if let Err(e) = store.set_params(set) {
+            *failing = true;
+            return Err(format!("parameters: {e}"));
+        }
+        params.pop_front();
+    }
+    *failing = false;
+    Ok(())
+}
+
 /// Turns records into JSON in the right batch.
 struct Decoder<'a, S: Sink> {
     core: &'a RunCore,
@@ -1040,8 +1047,9 @@ struct Decoder<'a, S: Sink> {
     logs: &'a mut Batch,
     /// The last write of the logs failed.
     logs_failing: bool,
-    params: &'a mut Map<String, Json>,
-    params_calls: &'a mut u64,
+    params: &'a mut VecDeque<Map<String, Json>>,
+    /// The last write of the parameters failed.
+    params_failing: &'a mut bool,
     last_track_ts: &'a mut f64,
     scratch: &'a mut Vec<u8>,
     file_jobs: &'a mut Vec<FileJob>,
@@ -1251,13 +1259,21 @@ impl<S: Sink> Decoder<'_, S> {
         }
     }
 
+    /// One `set` call: written at once, ahead of the batches still being
+    /// filled, as the SDK sends it at call time (while earlier sets or the
+    /// store fail, it waits behind them for the retry).
     fn params(&mut self, r: &RecordView<'_>) {
         // The producer serialized a flat JSON object with serde_json.
-        *self.params_calls += 1;
-        if let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(r.msg) {
-            for (k, v) in m {
-                self.params.insert(k, v);
-            }
+        let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(r.msg) else {
+            return;
+        };
+        self.params.push_back(m);
+        if *self.params_failing || self.hold.store_failing {
+            return;
+        }
+        if let Err(e) = write_params(self.store, self.params, self.params_failing) {
+            self.hold.failing = true;
+            self.error.get_or_insert(e);
         }
     }
 }

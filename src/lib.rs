@@ -78,7 +78,10 @@ pub mod __loom;
 #[cfg(all(test, not(ml_dash_loom)))]
 mod __loom;
 
-pub use api::{Experiment, Files, Logger, Metrics, Params, Run, Track, validate_prefix};
+pub use api::{
+    DEFAULT_DASH_ROOT, Experiment, Files, Logger, Metrics, Params, Run, Track, remote_work_dir,
+    validate_prefix,
+};
 pub use collector::{CloseReport, Counts};
 pub use config::{Backpressure, BufferConfig};
 pub use core::Status;

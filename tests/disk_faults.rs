@@ -585,6 +585,9 @@ fn read_only_folder_hybrid() {
             logged += log_range(&run, 300 + round * 300, 600 + round * 300);
             let field = ["a", "b", "c"][round as usize];
             pose.append_at(5.0, &point! {field => round}).unwrap();
+            // The first set is spooled before the local store refuses it;
+            // the later ones wait behind it, in call order.
+            run.params().set(json!({"round": round})).unwrap();
             assert!(run.flush().is_err(), "read-only");
         }
         fs.writable();
@@ -607,6 +610,26 @@ fn read_only_folder_hybrid() {
             .map(|p| p["i"].as_u64().unwrap())
             .collect();
         assert_eq!(sent, is, "the server got every point once, in order");
+        let sets: Vec<Json> = (st.requests.iter())
+            .filter(|r| r.path.ends_with("/parameters"))
+            .map(|r| r.json()["data"].clone())
+            .collect();
+        assert_eq!(
+            sets,
+            [
+                json!({"round": 0}),
+                json!({"round": 1}),
+                json!({"round": 2})
+            ],
+            "each parameter set once, in call order"
+        );
+        let doc = read::document(fs.path(), prefix, "parameters.json")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (&doc["version"], &doc["data"]),
+            (&json!(3), &json!({"round": 2}))
+        );
     }) else {
         return;
     };

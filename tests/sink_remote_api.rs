@@ -1,11 +1,13 @@
 //! The remote sink through the public API: `Experiment::dash_url` sends a run
-//! to the (loopback) test server; with `dash_root` too it is hybrid.
+//! to the (loopback) test server, hybrid with the local store in `dash_root`.
+//! Remote-only runs (whose work area is in the cache folder) are tested in a
+//! child process in `tests/sdk_params_mode.rs`.
 
 mod support;
 
 use std::time::Duration;
 
-use ml_dash::{BufferConfig, Experiment, Level, point, read};
+use ml_dash::{BufferConfig, Experiment, point, read};
 use serde_json::json;
 use support::TestServer;
 
@@ -13,63 +15,6 @@ fn cfg() -> BufferConfig {
     let mut c = BufferConfig::default();
     c.quiet = true;
     c
-}
-
-#[test]
-fn remote_only_run_arrives_whole_with_its_status() {
-    let server = TestServer::start();
-    let work = tempfile::tempdir().unwrap();
-    std::env::set_current_dir(work.path()).unwrap(); // the default `.dash` work area
-    let run = Experiment::new("alice/proj/f1/exp-remote")
-        .dash_url(server.url())
-        .token("test-token")
-        .buffer_config(cfg())
-        .run()
-        .unwrap();
-    run.params().set(json!({"model": {"lr": 0.001}})).unwrap();
-    run.log_with(Level::Warn, "hello", &point! {"epoch" => 1})
-        .unwrap();
-    let train = run.metrics("train").unwrap();
-    for i in 0..2500i64 {
-        train
-            .log(&point! {"i" => i, "loss" => 1.0 / (i + 1) as f64})
-            .unwrap();
-    }
-    run.tracks("robot/pose")
-        .unwrap()
-        .append_at(1.0, &point! {"q" => &[0.1, 0.2]})
-        .unwrap();
-    run.complete().unwrap();
-    assert!(
-        !work
-            .path()
-            .join(".dash/alice/proj/f1/exp-remote/experiment.json")
-            .exists(),
-        "remote only: no local store"
-    );
-    let st = server.state();
-    let points = st.points("exp-remote", "train");
-    assert_eq!(points.len(), 2500);
-    let is: Vec<i64> = points.iter().map(|p| p["i"].as_i64().unwrap()).collect();
-    assert_eq!(is, (0..2500).collect::<Vec<_>>(), "in order, once each");
-    assert!(points[0]["_ts"].is_f64());
-    let exp = st.experiment("exp-remote").unwrap();
-    assert_eq!(st.logs[&exp][0]["level"], "warn");
-    assert_eq!(st.logs[&exp][0]["metadata"]["epoch"], 1);
-    assert_eq!(st.params[&exp]["model.lr"], 0.001);
-    assert_eq!(
-        st.tracks[&(exp, "robot/pose".to_string())][0]["q"],
-        json!([0.1, 0.2])
-    );
-    let statuses: Vec<&String> = st.statuses.values().flatten().collect();
-    assert_eq!(statuses, ["COMPLETED"]);
-    assert!(
-        st.requests
-            .iter()
-            .filter(|r| r.path.contains("/api/experiments/"))
-            .all(|r| r.key().is_some()),
-        "every data request carries an idempotency key"
-    );
 }
 
 /// A hybrid run (local store under `root` and the test server).

@@ -27,6 +27,7 @@ with Experiment(prefix="alice/proj/f1/f2/exp1", dash_url=url).run as exp:
     exp.metrics("train").log(loss=0.5, step=0)
     exp.metrics("train").log(loss=0.25, step=1)
     exp.metrics("eval").log(acc=0.9, step=1)
+    exp.params.set(epochs=3)
     exp.tracks("robot/pose").append(q=[0.1, 0.2], frame=0, _ts=1.0)
     exp.tracks("robot/pose").append(q=[0.3, 0.4], frame=1, _ts=2.0)
     exp.files("configs").save_json({"lr": 0.001}, to="config.json")
@@ -162,6 +163,11 @@ fn the_sink_sends_what_the_python_sdk_sends() {
         rt::RemoteSink::open(config(&ours.url(), "alice/proj/f1/f2/exp1", dir.path())).unwrap();
     let params = json!({"model.lr": 0.001, "model.layers": 3, "optimizer": "adam"});
     sink.merge_params(params.as_object().unwrap()).unwrap();
+    // The second set, logged after the metrics: the SDK sends it at call
+    // time, so before the buffered logs and points (the collector spools a
+    // set as soon as it sees it, ahead of the batches; tests/sdk_params_mode.rs).
+    sink.merge_params(json!({"epochs": 3}).as_object().unwrap())
+        .unwrap();
     let logs = [
         json!({"timestamp": "2026-01-01T00:00:00.000001Z", "level": "info", "message": "Training started", "metadata": {"epoch": 0}}),
         json!({"timestamp": "2026-01-01T00:00:00.000002Z", "level": "warn", "message": "GPU memory low", "metadata": {"memory_gb": 1.5}}),
@@ -242,7 +248,7 @@ fn the_sink_sends_what_the_python_sdk_sends() {
         ours_shapes.iter().any(|s| s.2.get("file").is_some()),
         "the file upload is compared too"
     );
-    assert_eq!(ours_shapes.len(), 13, "{ours_shapes:#?}");
+    assert_eq!(ours_shapes.len(), 14, "{ours_shapes:#?}");
     for (i, (a, b)) in sdk_shapes.iter().zip(&ours_shapes).enumerate() {
         assert_eq!(
             a,

@@ -241,6 +241,7 @@ fn r8_child() {
     cfg.retry_max_delay = Duration::from_millis(500);
     let run = Experiment::new("alice/proj/exp-sigstop")
         .dash_url(url)
+        .remote_only()
         .token("test-token")
         .buffer_config(cfg)
         .run()
@@ -312,6 +313,7 @@ fn a_process_stopped_for_thirty_seconds_loses_nothing() {
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "r8_child", "--nocapture", "--test-threads", "1"])
         .env(CHILD_URL, server.url())
+        .env("XDG_CACHE_HOME", work.path()) // the remote-only work area
         .current_dir(work.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -51,12 +51,12 @@ pub use names::validate_prefix;
 #[derive(Debug, Clone)]
 pub struct Experiment {
     prefix: String,
-    dash_root: PathBuf,
     readme: Option<String>,
     tags: Option<Vec<String>>,
     metadata: Option<std::result::Result<Json, String>>,
     config: Option<BufferConfig>,
-    dash_root_set: bool,
+    /// Root of the local store; `None`: remote only (the SDK's `dash_root=None`).
+    dash_root: Option<PathBuf>,
     dash_url: Option<String>,
     token: Option<String>,
 }
@@ -66,28 +66,39 @@ impl Experiment {
     pub fn new(prefix: impl Into<String>) -> Experiment {
         Experiment {
             prefix: prefix.into(),
-            dash_root: PathBuf::from(".dash"),
             readme: None,
             tags: None,
             metadata: None,
             config: None,
-            dash_root_set: false,
+            dash_root: Some(PathBuf::from(DEFAULT_DASH_ROOT)),
             dash_url: None,
             token: None,
         }
     }
 
-    /// Root of the local store (default `.dash`).
+    /// Root of the local store (default `.dash`, relative to the working
+    /// directory, as in the SDK).
     pub fn dash_root(mut self, path: impl AsRef<Path>) -> Self {
-        self.dash_root = path.as_ref().to_path_buf();
-        self.dash_root_set = true;
+        self.dash_root = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// No local store: the run goes to the server of
+    /// [`dash_url`](Self::dash_url) only (the SDK's `dash_root=None`). Its
+    /// work area (the spool and the files being sent) is
+    /// [`remote_work_dir`]`(prefix)`, outside the working directory. A later
+    /// [`dash_root`](Self::dash_root) turns the local store back on.
+    pub fn remote_only(mut self) -> Self {
+        self.dash_root = None;
         self
     }
 
     /// Send the run to an ML-Dash server at `url` (without `/api`; `""` means
     /// `ML_DASH_API_URL`, else `https://api.dash.ml`), through a durable spool
-    /// in `<dash_root>/<prefix>/.spool`. Without [`dash_root`](Self::dash_root)
-    /// the run is remote only; with it, hybrid (local store and server).
+    /// in `<dash_root>/<prefix>/.spool`. As in the SDK
+    /// (`Experiment(prefix, dash_url=url)`) the run is hybrid: the local store
+    /// in [`dash_root`](Self::dash_root) (default `.dash`) and the server;
+    /// add [`remote_only`](Self::remote_only) for the server alone.
     pub fn dash_url(mut self, url: impl Into<String>) -> Self {
         self.dash_url = Some(url.into());
         self
@@ -130,8 +141,9 @@ impl Experiment {
     /// The run is RUNNING until [`Run::complete`] (or a drop) closes it.
     ///
     /// # Errors
-    /// [`Error::InvalidPrefix`], [`Error::Config`], or [`Error::Io`] when the
-    /// store cannot be created.
+    /// [`Error::InvalidPrefix`], [`Error::Config`] (also for
+    /// [`remote_only`](Self::remote_only) without a `dash_url`), or
+    /// [`Error::Io`] when the store cannot be created.
     pub fn run(self) -> Result<Run> {
         let prefix = if self.prefix.is_empty() {
             std::env::var("ML_DASH_PREFIX").unwrap_or_default()
@@ -155,12 +167,20 @@ impl Experiment {
             tags: self.tags,
             metadata,
         };
-        let dir = crate::sink::local::experiment_dir(&self.dash_root, &prefix);
-        let local_on = self.dash_root_set || self.dash_url.is_none();
-        let local = if local_on {
-            Some(LocalStore::open(&self.dash_root, &info, cfg.sync_on_flush)?)
-        } else {
-            None
+        let (dir, local) = match (&self.dash_root, &self.dash_url) {
+            (Some(root), _) => (
+                crate::sink::local::experiment_dir(root, &prefix),
+                Some(LocalStore::open(root, &info, cfg.sync_on_flush)?),
+            ),
+            (None, Some(_)) => (remote_work_dir(&prefix), None),
+            (None, None) => {
+                return Err(Error::Config {
+                    name: "remote_only",
+                    value: "true".into(),
+                    reason: "a run without a local store needs a server: add .dash_url(url), \
+                             or drop .remote_only() to write to the local store",
+                });
+            }
         };
         let (remote, close_timeout) = match &self.dash_url {
             Some(url) => {
@@ -208,6 +228,38 @@ impl Experiment {
             files,
         })
     }
+}
+
+/// Default of [`Experiment::dash_root`]: `.dash` (relative to the working directory).
+pub const DEFAULT_DASH_ROOT: &str = ".dash";
+
+/// The work area of a remote-only run of `prefix` (its spool `.spool` and the
+/// files being sent, `files/`): `$XDG_CACHE_HOME/ml-dash/<prefix>` (an
+/// absolute `XDG_CACHE_HOME`), else `$HOME/.cache/ml-dash/<prefix>`, else
+/// `<temp dir>/ml-dash-<uid>/<prefix>`. The next remote-only run of the same
+/// prefix sends what an earlier one left spooled, and
+/// `ml_dash::sync(remote_work_dir(prefix).join(".spool"), ..)` does so from
+/// any program. A cache folder survives reboots; the temp fallback may not
+/// (some systems clear it at boot), so set `HOME` or `XDG_CACHE_HOME` where a
+/// spooled backlog must survive one.
+pub fn remote_work_dir(prefix: &str) -> PathBuf {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        });
+    let root = match cache {
+        Some(c) => c.join("ml-dash"),
+        None => {
+            // SAFETY: getuid(2) has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            std::env::temp_dir().join(format!("ml-dash-{uid}"))
+        }
+    };
+    crate::sink::local::experiment_dir(&root, prefix)
 }
 
 /// Marks the collector gone however its thread ends (a panic included), so no
@@ -353,7 +405,8 @@ impl Run {
         self.core.dropped.load(Ordering::Relaxed)
     }
 
-    /// The experiment's folder in the local store.
+    /// The experiment's folder in the local store; for a remote-only run its
+    /// work area, [`remote_work_dir`]`(prefix)`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -601,7 +654,10 @@ pub struct Params {
 
 impl Params {
     /// Merges `values` (a map; nested maps are flattened with `.`) into the
-    /// stored parameters (upsert; the version is bumped).
+    /// stored parameters (upsert). Each call is its own version, as in the
+    /// SDK: `parameters.json` is rewritten with the version bumped by one, and
+    /// a remote run sends one `POST .../parameters` with this call's values
+    /// alone, ahead of the data still being batched (see the README).
     ///
     /// # Errors
     /// [`Error::InvalidValue`] when `values` is not a map; [`Error::Closed`].
@@ -632,7 +688,11 @@ impl Params {
             stream: 0,
             ts: 0,
         };
-        self.core.push(head, &text, &[])
+        self.core.push(head, &text, &[])?;
+        // The SDK sends a set at call time: the collector writes it (and a
+        // remote run spools it) as soon as it wakes, not at the next timer.
+        self.core.wake_collector();
+        Ok(())
     }
 }
 

@@ -67,7 +67,9 @@
 //!    (`"projectSlug":"proj"` instead of `projectId` when the project is unknown);
 //!    answer `{"experiment":{"id"},"node":{"id"},"project":{..}}`.
 //! 5. Each `params.set`: `POST /api/experiments/{id}/parameters` `{"data":{flat map}}`
-//!    (sent at once, unbuffered; `model={"lr":..}` arrives as `"model.lr"`).
+//!    with that call's values only (sent at once, unbuffered, so ahead of data
+//!    logged before it and still buffered; `model={"lr":..}` arrives as
+//!    `"model.lr"`). The collector spools each set as soon as it sees it.
 //! 6. At flush/close, in this order: `POST /api/experiments/{id}/logs`
 //!    `{"logs":[{"timestamp":"…Z","level","message"[,"metadata"]}]}`;
 //!    per metric stream `POST /api/experiments/{id}/metrics/{name}/append-batch`
@@ -624,7 +626,8 @@ impl RemoteSink {
         self.append(Kind::Tracks, Some(topic), rows)
     }
 
-    /// Spools a parameter merge (a flat map, as `parameters.json`'s `data`).
+    /// Spools one `params.set` call (a flat map, as `parameters.json`'s
+    /// `data`): one request, one version on the server.
     pub fn merge_params(&mut self, params: &Map<String, Json>) -> Result<()> {
         let bytes = serde_json::to_vec(params).map_err(|e| Error::InvalidValue(e.to_string()))?;
         self.append(Kind::Params, None, [bytes.as_slice()])

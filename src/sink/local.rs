@@ -573,18 +573,19 @@ impl LocalStore {
         })
     }
 
-    /// Merges flat parameters into `parameters.json` (upsert); the version goes
-    /// up by one per `set` call (`calls`), as in the Python SDK.
-    pub(crate) fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
-        if params.is_empty() {
-            return Ok(());
-        }
+    /// Merges one `set` call's flat parameters into `parameters.json`
+    /// (upsert), as the Python SDK's `write_parameters` does: the first call
+    /// writes `{"version":1,"data","createdAt","updatedAt"}`, each later one
+    /// `{"version":<old + 1>,"data":<merged>,"updatedAt"}` (`createdAt` is
+    /// not kept: the SDK drops it on every rewrite).
+    pub(crate) fn merge_params(&mut self, params: &Map<String, Json>) -> Result<()> {
         let path = self.dir.join("parameters.json");
         let sync = self.sync;
         with_lock(&self.dir.join(".parameters.lock"), || {
             let now = encode::iso_now();
             let doc = match read_json(&path)? {
-                Some(old) if old.get("data").is_some() => {
+                // Python's `if existing_doc:`: any non-empty object is merged into.
+                Some(Json::Object(old)) if !old.is_empty() => {
                     let mut data = match old.get("data") {
                         Some(Json::Object(m)) => m.clone(),
                         _ => Map::new(),
@@ -592,10 +593,10 @@ impl LocalStore {
                     for (k, v) in params {
                         data.insert(k.clone(), v.clone());
                     }
-                    let version = old.get("version").and_then(Json::as_u64).unwrap_or(1) + calls;
+                    let version = old.get("version").and_then(Json::as_u64).unwrap_or(1) + 1;
                     json!({"version": version, "data": data, "updatedAt": now})
                 }
-                _ => json!({"version": calls, "data": params, "createdAt": now, "updatedAt": now}),
+                _ => json!({"version": 1, "data": params, "createdAt": now, "updatedAt": now}),
             };
             write_json_atomic(&path, &doc, sync).map(drop)
         })

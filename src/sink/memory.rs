@@ -27,9 +27,8 @@ pub(crate) struct MemoryData {
     pub(crate) metrics: Vec<(u32, String)>,
     /// Track entries per topic, in arrival order (each batch sorted by time).
     pub(crate) tracks: Vec<(String, TrackEntry)>,
-    /// Merged parameters and the number of `set` calls behind them.
-    pub(crate) params: Map<String, Json>,
-    pub(crate) params_calls: u64,
+    /// Each `set` call's parameters, in arrival order.
+    pub(crate) params: Vec<Map<String, Json>>,
     /// The final status, once the run closed.
     pub(crate) status: Option<Status>,
     /// Successful write calls (batches, params, finish).
@@ -162,15 +161,8 @@ impl Sink for MemorySink {
         })
     }
 
-    fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
-        if params.is_empty() {
-            return Ok(());
-        }
-        self.write(|d| {
-            d.params
-                .extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
-            d.params_calls += calls;
-        })
+    fn set_params(&mut self, params: &Map<String, Json>) -> Result<()> {
+        self.write(|d| d.params.push(params.clone()))
     }
 
     fn sync_all(&mut self) -> Result<()> {

@@ -40,8 +40,8 @@ pub(crate) trait Sink {
     fn append_logs(&mut self, batch: &Batch) -> Result<()>;
     /// Appends the entries of one track topic.
     fn append_tracks(&mut self, id: u32, topic: &str, entries: &mut [TrackEntry]) -> Result<()>;
-    /// Merges parameters; `calls` is the number of `set` calls they came from.
-    fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()>;
+    /// Stores one `params.set` call (a flat map) as the next version.
+    fn set_params(&mut self, params: &Map<String, Json>) -> Result<()>;
     /// Makes everything written so far durable (when the store is set to).
     fn sync_all(&mut self) -> Result<()>;
     /// Records the run's final status.
@@ -83,8 +83,8 @@ impl Sink for local::LocalStore {
         local::LocalStore::append_tracks(self, id, topic, entries)
     }
 
-    fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
-        local::LocalStore::merge_params(self, params, calls)
+    fn set_params(&mut self, params: &Map<String, Json>) -> Result<()> {
+        local::LocalStore::merge_params(self, params)
     }
 
     fn sync_all(&mut self) -> Result<()> {

@@ -48,6 +48,8 @@ pub(crate) struct Tee {
     /// same timestamp merged into it while the local store failed) is spooled
     /// again, whole.
     spooled_tracks: Vec<HashMap<u64, u64>>,
+    /// The held parameter set (the oldest, retried first) is spooled already.
+    spooled_params: bool,
 }
 
 impl Tee {
@@ -68,6 +70,7 @@ impl Tee {
             spooled_metrics: Vec::new(),
             spooled_logs: 0,
             spooled_tracks: Vec::new(),
+            spooled_params: false,
         }
     }
 }
@@ -207,14 +210,18 @@ impl Sink for Tee {
         Ok(())
     }
 
-    fn merge_params(&mut self, params: &Map<String, Json>, calls: u64) -> Result<()> {
-        if let Some(r) = &mut self.remote {
+    fn set_params(&mut self, params: &Map<String, Json>) -> Result<()> {
+        if let Some(r) = &mut self.remote
+            && !self.spooled_params
+        {
             r.merge_params(params)?;
+            self.spooled_params = true;
         }
-        match &mut self.local {
-            Some(l) => l.merge_params(params, calls),
-            None => Ok(()),
+        if let Some(l) = &mut self.local {
+            l.merge_params(params)?;
         }
+        self.spooled_params = false;
+        Ok(())
     }
 
     fn sync_all(&mut self) -> Result<()> {
@@ -243,7 +250,9 @@ impl Sink for Tee {
         match &mut self.remote {
             Some(r) => r.append_file(&FileUpload {
                 source: content,
-                owned: false, // the local store keeps its copy
+                // The local store keeps its copy; a remote-only run's work
+                // area does not (the spool deletes the content once sent).
+                owned: self.local.is_none(),
                 path: &entry.path,
                 filename: &entry.filename,
                 content_type: &entry.content_type,
