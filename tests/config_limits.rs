@@ -41,8 +41,11 @@ fn no_hang<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
     thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(HANG)
-        .unwrap_or_else(|_| panic!("{what}: still waiting after {HANG:?} (a hang)"))
+    match rx.recv_timeout(HANG) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still waiting after {HANG:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked (above)"),
+    }
 }
 
 /// Runs `case` in a child process with `env` set; returns its result line
