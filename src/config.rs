@@ -16,8 +16,6 @@ pub const DEFAULT_BUFFER_ENABLED: bool = true;
 /// Longer ones are refused with [`Error::Config`], not saturated: a day is
 /// already longer than any of them is useful.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-/// Shortest retry delay: 1 ms (a zero delay would hammer a failing server).
-pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(1);
 
 /// `ML_DASH_FLUSH_INTERVAL`: seconds between timed flushes.
 pub const ENV_FLUSH_INTERVAL: &str = "ML_DASH_FLUSH_INTERVAL";
@@ -320,9 +318,10 @@ const FLUSH_INTERVAL_RANGE: Range = Range {
     reason: "a number of seconds more than 0 and at most 86400 (one day), such as 5.0",
 };
 
-/// Retry delays (here and in [`RemoteConfig`](crate::RemoteConfig)).
+/// Retry delays (here and in [`RemoteConfig`](crate::RemoteConfig)); a zero
+/// delay would hammer a failing server.
 pub(crate) const RETRY_DELAY_RANGE: Range = Range {
-    min: MIN_RETRY_DELAY,
+    min: Duration::from_millis(1),
     max: MAX_DURATION,
     reason: "a number of seconds from 0.001 to 86400 (one day), such as 1.0",
 };

@@ -37,8 +37,8 @@ pub enum Error {
         reason: &'static str,
     },
     /// A record larger than the configured `max_record_bytes`, or than the
-    /// memory budget can ever hold beside its thread's ring (settings that
-    /// `BufferConfig::validate` refuses; a ring the machine cannot allocate).
+    /// memory budget can ever hold beside its thread's ring (only with
+    /// settings that `BufferConfig::validate` refuses).
     #[error(
         "record of {size} bytes is larger than this run takes ({limit} bytes): raise BufferConfig::max_record_bytes (ML_DASH_MAX_RECORD_BYTES; memory_budget must be at least twice it) or store the content as a file"
     )]
@@ -94,7 +94,7 @@ pub enum Error {
         "this run belongs to the parent process (this is a fork() child of it): log from the parent, or open a new run in the child"
     )]
     Forked,
-    /// A background thread of the run (the remote sender) or [`sync`](crate::sync)
+    /// A background thread of the run (the remote sender) or [`sync`](fn@crate::sync)
     /// panicked, a bug in ml-dash; the message says where the data it had not
     /// sent is (nothing is dropped: it stays in the spool).
     #[error("an ml-dash thread panicked (a bug, please report it): {0}")]

@@ -608,7 +608,7 @@ impl RemoteSink {
                     sender.run(jobs)
                 }));
                 if let Err(p) = run {
-                    sender_panicked(&on_panic, &died_at, &dir, quiet, &*p);
+                    let _ = sender_panicked(&on_panic, &died_at, &dir, quiet, &*p);
                 }
             })
             .map_err(|e| Error::Collector(format!("cannot start the sender thread: {e}")))?;
@@ -976,8 +976,8 @@ pub struct SyncOptions {
     /// Token; default `ML_DASH_TOKEN`, then the ml-dash CLI's stores.
     pub token: Option<String>,
     /// How long to try before returning with what is left (default 5 min;
-    /// any value: one past what the clock can represent, such as
-    /// `Duration::MAX`, means no deadline).
+    /// any value: one longer than the clock can count, such as
+    /// `Duration::MAX`, is no deadline).
     pub deadline: Duration,
     /// First retry delay (default 1 s; 1 ms to one day).
     pub retry_base_delay: Duration,
@@ -1042,11 +1042,8 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
         o.retry_max_delay,
         &RETRY_DELAY_RANGE,
     )?;
-    check_duration(
-        "SyncOptions::request_timeout",
-        o.request_timeout,
-        &REQUEST_TIMEOUT_RANGE,
-    )?;
+    let timeout = &REQUEST_TIMEOUT_RANGE;
+    check_duration("SyncOptions::request_timeout", o.request_timeout, timeout)?;
     let none = SessionId {
         run: 0,
         pid: 0,
@@ -1075,9 +1072,8 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
     let sender = Sender::new(cfg, shared.clone());
     // No panic crosses the API (a panic here is a bug in the sender).
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| sender.run(jobs))) {
-        let died = OnceLock::new();
-        sender_panicked(&shared, &died, spool_dir, options.quiet, &*p);
-        return Err(Error::Panicked(died.into_inner().unwrap_or_default()));
+        let why = sender_panicked(&shared, &OnceLock::new(), spool_dir, options.quiet, &*p);
+        return Err(Error::Panicked(why));
     }
     let st = shared.lock();
     let undeliverable: u64 = st.stats.undeliverable.iter().map(|u| u.records).sum();
@@ -1090,14 +1086,15 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
 }
 
 /// Records a sender panic in `died` and the stats, where close, the report
-/// and `RemoteSink::sync` see it, and ends close's wait for the thread.
+/// and `RemoteSink::sync` see it, and ends close's wait for the thread;
+/// returns the message.
 fn sender_panicked(
     shared: &Shared,
     died: &OnceLock<String>,
     spool_dir: &Path,
     quiet: bool,
     panic: &(dyn Any + Send),
-) {
+) -> String {
     let why = crate::error::panic_message(panic);
     let msg = format!(
         "the remote sender stopped on a panic ({why}); what it had not sent stays in the spool at \
@@ -1110,9 +1107,10 @@ fn sender_panicked(
     let _ = died.set(msg.clone());
     let mut st = shared.lock();
     st.stats.last_error = Some(msg.clone());
-    st.stats.warnings.push(msg);
+    st.stats.warnings.push(msg.clone());
     st.finished = true;
     shared.cv.notify_all();
+    msg
 }
 
 /// The remote sink's pieces, for the integration tests (`tests/sink_remote_*`).
