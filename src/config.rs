@@ -36,6 +36,8 @@ pub const ENV_TRACK_BATCH_SIZE: &str = "ML_DASH_TRACK_BATCH_SIZE";
 pub const DEFAULT_TRACK_BATCH_SIZE: usize = 100;
 /// `ML_DASH_FILE_UPLOAD_WORKERS`.
 pub const ENV_FILE_UPLOAD_WORKERS: &str = "ML_DASH_FILE_UPLOAD_WORKERS";
+/// Most file upload threads a run starts.
+pub const MAX_FILE_UPLOAD_WORKERS: usize = 256;
 /// Default of [`BufferConfig::file_upload_workers`].
 pub const DEFAULT_FILE_UPLOAD_WORKERS: usize = 4;
 /// `ML_DASH_MAX_RETRIES`.
@@ -101,7 +103,7 @@ pub struct BufferConfig {
     pub metric_batch_size: usize,
     /// Track entries per topic per batch (default 100).
     pub track_batch_size: usize,
-    /// File upload threads (default 4).
+    /// File upload threads (default 4; 1 to [`MAX_FILE_UPLOAD_WORKERS`]).
     pub file_upload_workers: usize,
     /// Retries of a failed remote request (default 3).
     pub max_retries: u32,
@@ -198,7 +200,7 @@ impl BufferConfig {
             c.track_batch_size = parse_count(n, &v)?;
         }
         if let Some((n, v)) = get(ENV_FILE_UPLOAD_WORKERS) {
-            c.file_upload_workers = parse_count(n, &v)?;
+            c.file_upload_workers = check_workers(n, parse_count(n, &v)?)?;
         }
         if let Some((n, v)) = get(ENV_MAX_RETRIES) {
             c.max_retries = v
@@ -255,6 +257,7 @@ impl BufferConfig {
                 return Err(bad(name, &v.to_string(), "must be at least 1"));
             }
         }
+        check_workers("file_upload_workers", self.file_upload_workers)?;
         check_duration("flush_interval", self.flush_interval, &FLUSH_INTERVAL_RANGE)?;
         check_duration(
             "retry_base_delay",
@@ -354,6 +357,13 @@ pub(crate) fn parse_duration(name: &'static str, v: &str, range: &Range) -> Resu
         Ok(Ok(d)) => check_duration(name, d, range).map_err(|_| bad(name, v, range.reason)),
         _ => Err(bad(name, v, range.reason)),
     }
+}
+
+fn check_workers(name: &'static str, n: usize) -> Result<usize> {
+    if n > MAX_FILE_UPLOAD_WORKERS {
+        return Err(bad(name, &n.to_string(), "must be at most 256"));
+    }
+    Ok(n)
 }
 
 /// `bytes` if one run may hold that much memory on this machine: at most

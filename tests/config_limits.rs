@@ -228,7 +228,19 @@ fn memory_settings_beyond_the_machine_are_refused_not_aborted() {
 }
 
 #[test]
-fn every_duration_variable_has_a_range() {
+fn every_duration_and_count_variable_has_a_range() {
+    // A million upload threads was a million thread spawns.
+    let workers = |v: &'static str| {
+        BufferConfig::from_lookup(move |k| (k == "ML_DASH_FILE_UPLOAD_WORKERS").then(|| v.into()))
+    };
+    assert!(matches!(
+        workers("1000000"),
+        Err(Error::Config {
+            name: "ML_DASH_FILE_UPLOAD_WORKERS",
+            ..
+        })
+    ));
+    assert!(workers("256").is_ok());
     let cases = [
         "ML_DASH_FLUSH_INTERVAL",
         "ML_DASH_RETRY_BASE_DELAY",
