@@ -521,13 +521,18 @@ fn a_panicking_upload_worker_fails_its_file_and_lives_on() {
     // forever for that file.
     let got = child("upload_panics", &[("ML_DASH_QUIET", "1")]);
     let parts: Vec<&str> = got.split(" | ").collect();
+    let [first, second, close, stored] = parts[..] else {
+        panic!("{got}")
+    };
     assert!(
-        parts[0].starts_with("first: error ") && parts[0].contains("upload thread panicked"),
+        first.starts_with("first: error ") && first.contains("upload thread panicked"),
         "{got}"
     );
-    assert_eq!(
-        &parts[1..],
-        ["second: ok", "close: ok", "stored: 1"],
+    assert_eq!((second, stored), ("second: ok", "stored: 1"), "{got}");
+    // Close counts the file that was not stored, and says why.
+    assert!(
+        close.starts_with("close: error ") && close.contains("1 file(s) not stored"),
         "{got}"
     );
+    assert!(close.contains("upload thread panicked"), "{got}");
 }
