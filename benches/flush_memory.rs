@@ -105,6 +105,7 @@ fn full_ring(quick: bool) {
         let mut c = cfg();
         c.ring_capacity = 64 * 1024;
         c.memory_budget = 256 * 1024;
+        c.max_record_bytes = 64 * 1024;
         c.metric_batch_size = 1000;
         c.backpressure = policy;
         let run = open(root.path(), "full", c);

@@ -1,4 +1,5 @@
-//! Fault injection for `tests/disk_faults.rs` (hidden; not an API).
+//! Fault injection for `tests/disk_faults.rs` and `tests/config_limits.rs`
+//! (hidden; not an API).
 //!
 //! Full disks and read-only folders are real in those tests (a small tmpfs,
 //! filled or remounted read-only), but no filesystem here fails an fsync on
@@ -8,12 +9,16 @@
 //! has armed them. Disarmed, the cost is one relaxed load beside a system
 //! call, on cold paths only (flush epochs, close, spool segment changes);
 //! the logging hot path never reaches it.
+//!
+//! [`panic_once`] makes a background thread panic (a stand-in for a bug), to
+//! show that the run reports it instead of saying Ok: checked once per sender
+//! thread and once per file job, never on the logging path.
 
 use std::fs::File;
 use std::io;
 // A std atomic also under the loom cfg: loom atomics cannot live in statics,
 // and no protocol runs through this counter.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// Fsyncs still to fail (`u64::MAX`: all, until disarmed).
 static FAIL_FSYNCS: AtomicU64 = AtomicU64::new(0);
@@ -57,4 +62,34 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
 pub(crate) fn sync_all(file: &File) -> io::Result<()> {
     injected()?;
     file.sync_all()
+}
+
+/// Where [`panic_once`] can make a thread panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PanicAt {
+    /// The remote sink's sender thread, as it starts.
+    Sender = 1,
+    /// An upload worker, as it takes its next file.
+    Upload = 2,
+}
+
+/// Armed panic points, one bit per [`PanicAt`].
+static PANICS: AtomicU8 = AtomicU8::new(0);
+
+/// Makes the next thread that passes `at` (in any run of this process) panic, once.
+pub fn panic_once(at: PanicAt) {
+    // Relaxed: see `fail_fsyncs`.
+    PANICS.fetch_or(at as u8, Ordering::Relaxed);
+}
+
+/// Panics if `at` is armed (and disarms it).
+pub(crate) fn panic_point(at: PanicAt) {
+    let bit = at as u8;
+    // Relaxed: see `fail_fsyncs`; the RMW makes the panic happen once.
+    if PANICS.load(Ordering::Relaxed) & bit != 0
+        && PANICS.fetch_and(!bit, Ordering::Relaxed) & bit != 0
+    {
+        panic!("injected panic at {at:?} (ml_dash::__fault::panic_once)");
+    }
 }

@@ -105,6 +105,8 @@ pub struct CloseReport {
     pub errors: Vec<String>,
     /// Every warning the collector gave (also printed unless `quiet`).
     pub warnings: Vec<String>,
+    /// A background thread of the store died (the remote sender): close fails.
+    pub(crate) dead_thread: Option<String>,
 }
 
 struct Chain {
@@ -933,6 +935,7 @@ impl<S: Sink> Collector<S> {
         {
             eprintln!("{line}");
         }
+        self.report.dead_thread = self.store.dead_thread();
         let outcome = written.and(finished);
         if let Err(e) = &outcome {
             self.note(Err(e.clone()));
@@ -1330,6 +1333,31 @@ mod tests {
             let want: Vec<_> = (0..50).map(|i| format!("{t}-{i}")).collect();
             assert_eq!(mine, want, "thread {t}: order and completeness");
         }
+    }
+
+    #[test]
+    fn a_record_that_can_never_fit_is_an_error_at_once() {
+        // Settings `validate` refuses (a 1 KiB ring, a 1.5 KiB budget, 1 MiB
+        // records): a 2 KB line needs a 2 KB ring beside the first one, which
+        // the budget never has room for. Before, the producer waited forever.
+        let mut cfg = config(1000, 1024);
+        cfg.memory_budget = 1536;
+        let mut run = start(cfg);
+        let h = run.handle();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((h.log(&"x".repeat(2000)), h.log(&"y".repeat(500))));
+        });
+        let (big, small) = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the 2 KB line waited for room that never comes");
+        match big {
+            Err(Error::RecordTooLarge { size, limit }) => assert_eq!((size, limit), (2024, 1024)),
+            other => panic!("{other:?}"),
+        }
+        small.unwrap();
+        let report = run.close().unwrap();
+        assert_eq!(report.stored.logs, 1);
     }
 
     #[test]

@@ -11,6 +11,12 @@ use crate::error::{Error, Result};
 pub const ENV_BUFFER_ENABLED: &str = "ML_DASH_BUFFER_ENABLED";
 /// Default of [`BufferConfig::buffer_enabled`].
 pub const DEFAULT_BUFFER_ENABLED: bool = true;
+/// Longest duration a setting takes (the flush interval, retry delays, and
+/// the remote timeouts of [`RemoteConfig`](crate::RemoteConfig)): one day.
+/// Longer ones are refused with [`Error::Config`], not saturated: a day is
+/// already longer than any of them is useful.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// `ML_DASH_FLUSH_INTERVAL`: seconds between timed flushes.
 pub const ENV_FLUSH_INTERVAL: &str = "ML_DASH_FLUSH_INTERVAL";
 /// Default of [`BufferConfig::flush_interval`]: 5 s.
@@ -30,6 +36,8 @@ pub const ENV_TRACK_BATCH_SIZE: &str = "ML_DASH_TRACK_BATCH_SIZE";
 pub const DEFAULT_TRACK_BATCH_SIZE: usize = 100;
 /// `ML_DASH_FILE_UPLOAD_WORKERS`.
 pub const ENV_FILE_UPLOAD_WORKERS: &str = "ML_DASH_FILE_UPLOAD_WORKERS";
+/// Most file upload threads a run starts.
+pub const MAX_FILE_UPLOAD_WORKERS: usize = 256;
 /// Default of [`BufferConfig::file_upload_workers`].
 pub const DEFAULT_FILE_UPLOAD_WORKERS: usize = 4;
 /// `ML_DASH_MAX_RETRIES`.
@@ -87,7 +95,7 @@ pub enum Backpressure {
 pub struct BufferConfig {
     /// Buffer writes (default `true`); `false` makes every call wait until stored.
     pub buffer_enabled: bool,
-    /// Timed flush period (default 5 s).
+    /// Timed flush period (default 5 s; more than 0, at most [`MAX_DURATION`]).
     pub flush_interval: Duration,
     /// Logs per batch written to the store (default 100).
     pub log_batch_size: usize,
@@ -95,15 +103,17 @@ pub struct BufferConfig {
     pub metric_batch_size: usize,
     /// Track entries per topic per batch (default 100).
     pub track_batch_size: usize,
-    /// File upload threads (default 4).
+    /// File upload threads (default 4; 1 to [`MAX_FILE_UPLOAD_WORKERS`]).
     pub file_upload_workers: usize,
     /// Retries of a failed remote request (default 3).
     pub max_retries: u32,
-    /// First retry delay, doubling (default 1 s).
+    /// First retry delay, doubling (default 1 s; 1 ms to [`MAX_DURATION`]).
     pub retry_base_delay: Duration,
-    /// Largest retry delay (default 30 s).
+    /// Largest retry delay (default 30 s; 1 ms to [`MAX_DURATION`]; a value
+    /// below `retry_base_delay` means `retry_base_delay`).
     pub retry_max_delay: Duration,
-    /// Bytes of a producer thread's first ring (default 256 KiB); it grows on demand.
+    /// Bytes of a producer thread's first ring (default 256 KiB; at least
+    /// 1 KiB, at most `memory_budget`); it grows on demand.
     pub ring_capacity: usize,
     /// Bytes all rings of a run may hold together (default 64 MiB). Each
     /// producer thread's first ring is always allocated; growth beyond it
@@ -111,9 +121,12 @@ pub struct BufferConfig {
     /// collector holds for it count against it too, up to half of it; past
     /// that, new records are dropped and counted
     /// ([`CloseReport::lost_to_store`](crate::CloseReport::lost_to_store)).
+    /// At most half the machine's physical memory (where the OS reports it).
     pub memory_budget: usize,
-    /// Largest encoded record (default 1 MiB); larger ones are refused with
-    /// [`Error::RecordTooLarge`].
+    /// Largest encoded record (default 1 MiB; 64 bytes to 4 GiB); larger ones
+    /// are refused with [`Error::RecordTooLarge`]. A record larger than its
+    /// thread's ring needs a second ring beside it, so unless `ring_capacity`
+    /// is at least this large, `memory_budget` must be at least twice it.
     pub max_record_bytes: usize,
     /// Full-ring policy (default [`Backpressure::Block`]).
     pub backpressure: Backpressure,
@@ -175,7 +188,7 @@ impl BufferConfig {
             c.buffer_enabled = parse_bool(n, &v)?;
         }
         if let Some((n, v)) = get(ENV_FLUSH_INTERVAL) {
-            c.flush_interval = parse_secs(n, &v)?;
+            c.flush_interval = parse_duration(n, &v, &FLUSH_INTERVAL_RANGE)?;
         }
         if let Some((n, v)) = get(ENV_LOG_BATCH_SIZE) {
             c.log_batch_size = parse_count(n, &v)?;
@@ -187,7 +200,7 @@ impl BufferConfig {
             c.track_batch_size = parse_count(n, &v)?;
         }
         if let Some((n, v)) = get(ENV_FILE_UPLOAD_WORKERS) {
-            c.file_upload_workers = parse_count(n, &v)?;
+            c.file_upload_workers = check_workers(n, parse_count(n, &v)?)?;
         }
         if let Some((n, v)) = get(ENV_MAX_RETRIES) {
             c.max_retries = v
@@ -196,16 +209,16 @@ impl BufferConfig {
                 .map_err(|_| bad(n, &v, "a whole number >= 0"))?;
         }
         if let Some((n, v)) = get(ENV_RETRY_BASE_DELAY) {
-            c.retry_base_delay = parse_secs(n, &v)?;
+            c.retry_base_delay = parse_duration(n, &v, &RETRY_DELAY_RANGE)?;
         }
         if let Some((n, v)) = get(ENV_RETRY_MAX_DELAY) {
-            c.retry_max_delay = parse_secs(n, &v)?;
+            c.retry_max_delay = parse_duration(n, &v, &RETRY_DELAY_RANGE)?;
         }
         if let Some((n, v)) = get(ENV_RING_CAPACITY) {
-            c.ring_capacity = parse_count(n, &v)?;
+            c.ring_capacity = check_memory(n, parse_count(n, &v)?)?;
         }
         if let Some((n, v)) = get(ENV_MEMORY_BUDGET) {
-            c.memory_budget = parse_count(n, &v)?;
+            c.memory_budget = check_memory(n, parse_count(n, &v)?)?;
         }
         if let Some((n, v)) = get(ENV_MAX_RECORD_BYTES) {
             c.max_record_bytes = parse_count(n, &v)?;
@@ -227,10 +240,11 @@ impl BufferConfig {
         Ok(c)
     }
 
-    /// Checks that the settings are usable together.
+    /// Checks that the settings are usable together: each within its
+    /// documented range, and no two contradicting each other.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the setting at fault.
+    /// [`Error::Config`] naming the setting at fault and what to change.
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("log_batch_size", self.log_batch_size),
@@ -243,9 +257,14 @@ impl BufferConfig {
                 return Err(bad(name, &v.to_string(), "must be at least 1"));
             }
         }
-        if self.flush_interval.is_zero() {
-            return Err(bad("flush_interval", "0", "must be more than 0 seconds"));
-        }
+        check_workers("file_upload_workers", self.file_upload_workers)?;
+        check_duration("flush_interval", self.flush_interval, &FLUSH_INTERVAL_RANGE)?;
+        check_duration(
+            "retry_base_delay",
+            self.retry_base_delay,
+            &RETRY_DELAY_RANGE,
+        )?;
+        check_duration("retry_max_delay", self.retry_max_delay, &RETRY_DELAY_RANGE)?;
         if self.ring_capacity < 1024 {
             return Err(bad(
                 "ring_capacity",
@@ -253,6 +272,8 @@ impl BufferConfig {
                 "must be at least 1024 bytes",
             ));
         }
+        check_memory("ring_capacity", self.ring_capacity)?;
+        check_memory("memory_budget", self.memory_budget)?;
         if self.max_record_bytes < 64 || self.max_record_bytes > u32::MAX as usize {
             return Err(bad(
                 "max_record_bytes",
@@ -267,8 +288,121 @@ impl BufferConfig {
                 "must be at least ring_capacity",
             ));
         }
+        // A record larger than its thread's ring takes a second ring of its
+        // own size beside it (the first stays counted until the collector
+        // drained it): both must fit the budget, or it would wait forever.
+        if self.max_record_bytes > self.ring_capacity
+            && self.max_record_bytes.saturating_mul(2) > self.memory_budget
+        {
+            return Err(bad(
+                "memory_budget",
+                &self.memory_budget.to_string(),
+                "must be at least twice max_record_bytes (a record larger than its thread's \
+                 ring needs a second ring beside it): raise memory_budget \
+                 (ML_DASH_MEMORY_BUDGET), or lower max_record_bytes (ML_DASH_MAX_RECORD_BYTES) \
+                 to at most half of it or to ring_capacity",
+            ));
+        }
         Ok(())
     }
+}
+
+/// A range of durations, `min..=max`, with the sentence that describes it.
+#[derive(Debug)]
+pub(crate) struct Range {
+    min: Duration,
+    max: Duration,
+    reason: &'static str,
+}
+
+const FLUSH_INTERVAL_RANGE: Range = Range {
+    min: Duration::from_nanos(1),
+    max: MAX_DURATION,
+    reason: "a number of seconds more than 0 and at most 86400 (one day), such as 5.0",
+};
+
+/// Retry delays (here and in [`RemoteConfig`](crate::RemoteConfig)); a zero
+/// delay would hammer a failing server.
+pub(crate) const RETRY_DELAY_RANGE: Range = Range {
+    min: Duration::from_millis(1),
+    max: MAX_DURATION,
+    reason: "a number of seconds from 0.001 to 86400 (one day), such as 1.0",
+};
+
+/// Timeouts where 0 means "do not wait" (close, the delivery warning).
+pub(crate) const WAIT_RANGE: Range = Range {
+    min: Duration::ZERO,
+    max: MAX_DURATION,
+    reason: "a number of seconds from 0 to 86400 (one day), such as 30",
+};
+
+/// Timeouts of one request or connection.
+pub(crate) const REQUEST_TIMEOUT_RANGE: Range = Range {
+    min: Duration::from_millis(1),
+    max: MAX_DURATION,
+    reason: "a number of seconds from 0.001 to 86400 (one day), such as 30",
+};
+
+/// `d` if it is in `range`, else [`Error::Config`] naming `name`.
+pub(crate) fn check_duration(name: &'static str, d: Duration, range: &Range) -> Result<Duration> {
+    if d < range.min || d > range.max {
+        return Err(bad(name, &format!("{} s", d.as_secs_f64()), range.reason));
+    }
+    Ok(d)
+}
+
+/// Parses a number of seconds in `range` (never panics: `1e20` is an error).
+pub(crate) fn parse_duration(name: &'static str, v: &str, range: &Range) -> Result<Duration> {
+    match v.trim().parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(d)) => check_duration(name, d, range).map_err(|_| bad(name, v, range.reason)),
+        _ => Err(bad(name, v, range.reason)),
+    }
+}
+
+fn check_workers(name: &'static str, n: usize) -> Result<usize> {
+    if n > MAX_FILE_UPLOAD_WORKERS {
+        return Err(bad(name, &n.to_string(), "must be at most 256"));
+    }
+    Ok(n)
+}
+
+/// `bytes` if one run may hold that much memory on this machine: at most
+/// half its physical memory (where the OS says how much it has).
+fn check_memory(name: &'static str, bytes: usize) -> Result<usize> {
+    if bytes > max_memory() {
+        return Err(bad(
+            name,
+            &bytes.to_string(),
+            "must be at most half of this machine's physical memory",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Half the physical memory, or (where the OS does not say) the largest
+/// allocation Rust allows; a ring that still cannot be allocated is refused
+/// when it is created (`ring::try_channel`).
+fn max_memory() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| physical_memory().map_or(isize::MAX as usize, |m| m / 2))
+}
+
+#[cfg(unix)]
+fn physical_memory() -> Option<usize> {
+    // SAFETY: sysconf only reads system information; it has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let (pages, page) = (usize::try_from(pages).ok()?, usize::try_from(page).ok()?);
+    pages.checked_mul(page).filter(|&m| m > 0)
+}
+
+#[cfg(not(unix))]
+fn physical_memory() -> Option<usize> {
+    None
 }
 
 fn bad(name: &'static str, value: &str, reason: &'static str) -> Error {
@@ -291,12 +425,5 @@ fn parse_count(name: &'static str, v: &str) -> Result<usize> {
     match v.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(bad(name, v, "a whole number >= 1")),
-    }
-}
-
-fn parse_secs(name: &'static str, v: &str) -> Result<Duration> {
-    match v.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
-        _ => Err(bad(name, v, "a number of seconds > 0, such as 5.0")),
     }
 }

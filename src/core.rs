@@ -485,9 +485,16 @@ impl Drop for ProducerRing {
 
 impl ProducerRing {
     #[cold]
-    fn register(core: &RunCore) -> ProducerRing {
+    fn register(core: &RunCore) -> Result<ProducerRing> {
         let bytes = ring::round_capacity(core.cfg.ring_capacity);
-        let (p, c) = ring::channel(bytes);
+        let Some((p, c)) = ring::try_channel(bytes) else {
+            return Err(Error::Config {
+                name: "ring_capacity",
+                value: bytes.to_string(),
+                reason: "the machine could not allocate a ring this large now: lower \
+                         ring_capacity (ML_DASH_RING_CAPACITY)",
+            });
+        };
         core.ring_bytes.fetch_add(bytes, Ordering::Relaxed); // a counter; no data rides on it
         let shared = Arc::new(RingShared::default());
         let chain = core.next_chain.fetch_add(1, Ordering::Relaxed); // unique id only
@@ -503,14 +510,14 @@ impl ProducerRing {
         // park after the re-check returns, and the next loop reads the message).
         #[cfg(not(ml_dash_mutant = "register_no_wake"))]
         core.wake_collector();
-        ProducerRing {
+        Ok(ProducerRing {
             ring: p,
             shared,
             chain,
             since_wake: 0,
             control: core.control.clone(),
             generation: core.generation,
-        }
+        })
     }
 
     /// [`ProducerRing::push`] when there is room and the run is open: returns
@@ -558,27 +565,36 @@ impl ProducerRing {
         r
     }
 
+    /// The ring is full, or the record is larger than it. The ring grows
+    /// when the budget allows; then the producer waits for room (or drops,
+    /// under the lossy policy).
+    ///
+    /// How large a record can ever be: this ring stays counted against the
+    /// budget until the collector drained it, so a record larger than it
+    /// needs a second ring of at least its own size beside it. If the two do
+    /// not fit the budget, no waiting helps: that is an immediate error
+    /// (`BufferConfig::validate` refuses settings where `max_record_bytes`
+    /// could meet this). A record that fits this ring always fits it once
+    /// drained (the ring pads to its end eagerly).
     #[cold]
     #[inline(never)]
     fn push_slow(&mut self, core: &RunCore, len: usize, fill: &mut impl Fill) -> Result<()> {
-        // Grow: a new ring at least twice as large, chained after the full one.
         let cap = self.ring.capacity();
-        let want = ring::round_capacity((cap * 2).max(2 * len + 64));
         let budget = core.cfg.memory_budget;
-        let prev = core.ring_bytes.fetch_add(want, Ordering::Relaxed);
-        if prev + want <= budget {
-            let (p, c) = ring::channel(want);
-            core.send(Control::Grow {
-                chain: self.chain,
-                consumer: c,
-                bytes: want,
-            });
-            self.ring = p;
-            if self.ring.try_write(len, fill) {
-                return Ok(());
-            }
-        } else {
-            core.ring_bytes.fetch_sub(want, Ordering::Relaxed);
+        if len > cap && cap.saturating_add(len) > budget {
+            let limit = cap.max(budget.saturating_sub(cap)) & !7;
+            return Err(Error::RecordTooLarge { size: len, limit });
+        }
+        // Grow: a ring twice as large (and twice the record), chained after
+        // the full one; if the budget refuses that, a record larger than this
+        // ring takes the smallest ring it fits in.
+        let double = cap
+            .saturating_mul(2)
+            .max(len.saturating_mul(2).saturating_add(64));
+        if (self.grow(core, double) || (len > cap && self.grow(core, len)))
+            && self.ring.try_write(len, fill)
+        {
+            return Ok(());
         }
         match core.cfg.backpressure {
             Backpressure::DropNewest => {
@@ -593,7 +609,10 @@ impl ProducerRing {
                 loop {
                     core.nudge(&self.shared);
                     core.wake_collector();
-                    if self.ring.try_write(len, fill) {
+                    // A record larger than its ring waits for budget (other
+                    // threads' rings, batches held for a failing store), not room.
+                    let fits = len <= self.ring.capacity() || self.grow(core, len);
+                    if fits && self.ring.try_write(len, fill) {
                         return Ok(());
                     }
                     if !core.alive() {
@@ -605,6 +624,31 @@ impl ProducerRing {
                 }
             }
         }
+    }
+
+    /// Replaces the ring by a new one of at least `bytes`, chained after
+    /// it, if the budget has room and the machine gives the memory.
+    #[cold]
+    fn grow(&mut self, core: &RunCore, bytes: usize) -> bool {
+        if bytes > core.cfg.memory_budget {
+            return false;
+        }
+        let bytes = ring::round_capacity(bytes);
+        // Relaxed: a budget counter; no data rides on it.
+        let prev = core.ring_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if prev.saturating_add(bytes) <= core.cfg.memory_budget
+            && let Some((p, c)) = ring::try_channel(bytes)
+        {
+            core.send(Control::Grow {
+                chain: self.chain,
+                consumer: c,
+                bytes,
+            });
+            self.ring = p;
+            return true;
+        }
+        core.ring_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        false
     }
 }
 
@@ -701,7 +745,7 @@ fn with_oneoff_ring<R>(
     if core.closed.load(Ordering::Relaxed) {
         return Err(Error::Closed);
     }
-    f(&mut ProducerRing::register(core))
+    f(&mut ProducerRing::register(core)?)
 }
 
 #[cold]
@@ -725,7 +769,7 @@ fn find_or_register(slots: &mut Vec<Slot>, core: &Arc<RunCore>) -> Result<usize>
         Slot {
             run: core.id,
             core: Arc::downgrade(core),
-            ring: ProducerRing::register(core),
+            ring: ProducerRing::register(core)?,
         },
     );
     Ok(0)

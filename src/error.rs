@@ -36,14 +36,16 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// A record larger than the configured `max_record_bytes`.
+    /// A record larger than the configured `max_record_bytes`, or than the
+    /// memory budget can ever hold beside its thread's ring (only with
+    /// settings that `BufferConfig::validate` refuses).
     #[error(
-        "record of {size} bytes exceeds max_record_bytes = {limit}: raise BufferConfig::max_record_bytes or store the content as a file"
+        "record of {size} bytes is larger than this run takes ({limit} bytes): raise BufferConfig::max_record_bytes (ML_DASH_MAX_RECORD_BYTES; memory_budget must be at least twice it) or store the content as a file"
     )]
     RecordTooLarge {
         /// The encoded size of the record.
         size: usize,
-        /// The configured limit.
+        /// The largest record the run takes.
         limit: usize,
     },
     /// The run was closed (completed, failed or cancelled); nothing more can be logged to it.
@@ -92,10 +94,24 @@ pub enum Error {
         "this run belongs to the parent process (this is a fork() child of it): log from the parent, or open a new run in the child"
     )]
     Forked,
+    /// A background thread of the run (the remote sender) or [`sync`](fn@crate::sync)
+    /// panicked, a bug in ml-dash; the message says where the data it had not
+    /// sent is (nothing is dropped: it stays in the spool).
+    #[error("an ml-dash thread panicked (a bug, please report it): {0}")]
+    Panicked(String),
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message of a caught panic (`panic!` with a literal or a format).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -7,7 +7,9 @@
 //!   with its total length as the first little-endian `u32`;
 //! - when a record does not fit before the end of the buffer, the producer
 //!   fills the rest with one padding record (kind byte `0`) and writes the
-//!   record at the start;
+//!   record at the start; the padding goes in as soon as there is room for
+//!   it, also when the record itself must still wait for room, so a record of
+//!   up to the ring's capacity always fits once the consumer drained the ring;
 //! - [`RingProducer::try_write`] publishes with Release (rtrb's tail store);
 //!   [`RingConsumer::drain`] reads with Acquire (rtrb's tail load) and frees the
 //!   space with one Release commit per drain, not per record.
@@ -154,6 +156,15 @@ pub(crate) use self::rt::{RingConsumer, RingProducer, channel};
 #[cfg(ml_dash_loom)]
 pub(crate) use self::model::{RingConsumer, RingProducer, channel};
 
+/// [`channel`], or `None` when the allocator cannot give `capacity` bytes
+/// now (the buffer is allocated infallibly: rtrb has no fallible
+/// constructor, so the same size is asked for fallibly first).
+pub(crate) fn try_channel(capacity: usize) -> Option<(RingProducer, RingConsumer)> {
+    let cap = round_capacity(capacity);
+    Vec::<u8>::new().try_reserve_exact(cap).ok()?;
+    Some(channel(cap))
+}
+
 fn write_pad(out: &mut [MaybeUninit<u8>]) {
     // Lengths and positions are multiples of 8, so a pad is at least 8 bytes.
     let len = out.len() as u32;
@@ -221,8 +232,9 @@ mod rt {
         }
 
         /// Writes one record of `len` bytes (a multiple of 8) with `fill`, which
-        /// must initialise all of them. Returns `false`, writing nothing, when
-        /// the ring has no room. `fill` has one call site, so it is inlined.
+        /// must initialise all of them. Returns `false`, writing no record (at
+        /// most the padding to the end), when the ring has no room. `fill`
+        /// has one call site, so it is inlined.
         #[inline(always)]
         pub(crate) fn try_write(&mut self, len: usize, fill: &mut impl Fill) -> bool {
             let Ok(mut chunk) = self.inner.write_chunk_uninit(len) else {
@@ -249,13 +261,14 @@ mod rt {
         }
 
         /// Fills the `pad` bytes before the end of the buffer with a padding
-        /// record if there is room for it and a `len`-byte record after it.
+        /// record. There is room for it (the caller's chunk of `len > pad`
+        /// free bytes starts there), and it goes in even when the record will
+        /// not fit after it yet: the record then waits at the start of the
+        /// buffer, where any record up to the capacity fits once drained.
         #[cold]
         #[inline(never)]
         fn pad_to_end(&mut self, pad: usize, len: usize) -> bool {
-            if self.inner.slots() < pad + len {
-                return false;
-            }
+            debug_assert!(pad < len);
             let Ok(mut chunk) = self.inner.write_chunk_uninit(pad) else {
                 return false;
             };
@@ -393,15 +406,22 @@ mod model {
                 // `drain`, so its reads of the freed bytes happen before our
                 // overwrites.
                 self.head_cache = self.s.head.load(Ordering::Acquire);
-                if cap - (tail - self.head_cache) < pad + len {
-                    return false;
-                }
+            }
+            let free = cap - (tail - self.head_cache);
+            if free < len {
+                return false;
             }
             if pad > 0 {
+                // As the rtrb wrapper: the padding goes in whenever there is
+                // room for the record's first chunk, even if the record must
+                // then wait at the start.
                 let mut p = vec![MaybeUninit::new(0u8); pad];
                 write_pad(&mut p);
                 self.put(tail, &p);
                 self.publish(tail + pad);
+                if free < pad + len {
+                    return false;
+                }
             }
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
@@ -499,5 +519,27 @@ mod tests {
         c.drain(|_| n += 1);
         assert!(p.try_write(48, &mut Zeroed(rec(48, 6)))); // wraps: starts at 0
         c.drain(|r| assert_eq!(r.len(), 48));
+    }
+
+    #[test]
+    fn a_record_up_to_the_capacity_fits_once_drained_wherever_the_tail_is() {
+        for offset in (8..64).step_by(8) {
+            for len in (16..=64).step_by(8) {
+                let (mut p, mut c) = channel(64);
+                assert!(p.try_write(offset, &mut Zeroed(rec(offset, 1))));
+                c.drain(|_| {});
+                // The ring is empty; the record may need the padding drained first.
+                let mut seen = Vec::new();
+                if !p.try_write(len, &mut Zeroed(rec(len, 2))) {
+                    c.drain(|r| seen.push(r.len()));
+                    assert!(
+                        p.try_write(len, &mut Zeroed(rec(len, 2))),
+                        "{len} bytes after the tail at {offset}: never fits"
+                    );
+                }
+                c.drain(|r| seen.push(r.len()));
+                assert_eq!(seen, [len], "only padding besides the record");
+            }
+        }
     }
 }

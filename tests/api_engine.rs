@@ -330,6 +330,7 @@ fn lossy_policy_counts_every_drop_exactly() {
     let mut cfg = quiet();
     cfg.ring_capacity = 1024;
     cfg.memory_budget = 4096;
+    cfg.max_record_bytes = 1024;
     cfg.backpressure = Backpressure::DropNewest;
     let run = open(root.path(), "o/p/lossy", cfg);
     let n = 200_000u64;
@@ -357,6 +358,7 @@ fn blocking_policy_under_a_tiny_budget_loses_nothing() {
     let mut cfg = quiet();
     cfg.ring_capacity = 1024;
     cfg.memory_budget = 4096;
+    cfg.max_record_bytes = 1024;
     let run = open(root.path(), "o/p/block", cfg);
     std::thread::scope(|s| {
         for t in 0..2i64 {

@@ -117,6 +117,7 @@ fn one_stream_the_store_cannot_write_costs_the_others_nothing() {
     let mut cfg = quiet();
     cfg.memory_budget = 64 * 1024; // the collector holds up to 32 KiB for a failing stream
     cfg.ring_capacity = 16 * 1024;
+    cfg.max_record_bytes = 16 * 1024; // at most ring_capacity or half the budget
     cfg.metric_batch_size = 100;
     cfg.log_batch_size = 100;
     cfg.flush_interval = std::time::Duration::from_secs(3600);

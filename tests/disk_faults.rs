@@ -186,6 +186,7 @@ fn cfg() -> BufferConfig {
     c.quiet = false; // the test reads the warnings
     c.memory_budget = 256 * 1024; // the collector holds up to 128 KiB for a failing store
     c.ring_capacity = 16 * 1024;
+    c.max_record_bytes = 16 * 1024; // at most ring_capacity or half the budget
     c.metric_batch_size = 100;
     c.flush_interval = std::time::Duration::from_secs(3600);
     c

@@ -420,7 +420,8 @@ impl Run {
     ///
     /// # Errors
     /// [`Error::Sink`] when some records could not be written (the report in
-    /// the message counts them), [`Error::Collector`] if the collector died;
+    /// the message counts them), [`Error::Collector`] if the collector died,
+    /// [`Error::Panicked`] if the remote sender did (its data stays spooled);
     /// [`Error::Forked`] in a fork's child, which leaves the parent's run as it is.
     pub fn complete(mut self) -> Result<CloseReport> {
         self.close(Status::Completed)
@@ -458,6 +459,9 @@ impl Run {
         let report = handle
             .join()
             .map_err(|_| Error::Collector("it panicked; see the message above".into()))?;
+        if let Some(why) = &report.dead_thread {
+            return Err(Error::Panicked(why.clone()));
+        }
         if report.unwritten.total() > 0 {
             let (u, l) = (report.unwritten, report.lost_to_store);
             return Err(Error::Sink(format!(

@@ -2,6 +2,7 @@
 //! Cold path: a mutex-guarded job queue is fine here.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -181,20 +182,34 @@ fn worker(store: &FileStore, rx: &Mutex<mpsc::Receiver<FileJob>>, done: &mpsc::S
             Ok(job) => job,
             Err(_) => return,
         };
-        let r = match store.store_content(&job.entry, &job.source) {
-            Ok((size, sum)) => Ok((job, size, sum)),
-            Err(e) => {
-                let kept = match &job.source {
-                    Source::Temp(p) => format!("; its content is kept in {}", p.display()),
-                    Source::User(p) => format!("; the original is unchanged at {}", p.display()),
-                };
-                Err(format!(
-                    "file {}/{} not stored: {e}{kept}",
-                    job.entry.path.trim_end_matches('/'),
-                    job.entry.filename
-                ))
+        // A panic (a bug) fails this file like an I/O error would; the worker
+        // lives on, so no job is left without an answer (close would wait).
+        let stored = catch_unwind(AssertUnwindSafe(|| {
+            crate::__fault::panic_point(crate::__fault::PanicAt::Upload);
+            store.store_content(&job.entry, &job.source)
+        }));
+        let why = match stored {
+            Ok(Ok((size, sum))) => {
+                if done.send(Ok((job, size, sum))).is_err() {
+                    return;
+                }
+                continue;
             }
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => format!(
+                "the upload thread panicked ({})",
+                crate::error::panic_message(&*p)
+            ),
         };
+        let kept = match &job.source {
+            Source::Temp(p) => format!("; its content is kept in {}", p.display()),
+            Source::User(p) => format!("; the original is unchanged at {}", p.display()),
+        };
+        let r = Err(format!(
+            "file {}/{} not stored: {why}{kept}",
+            job.entry.path.trim_end_matches('/'),
+            job.entry.filename
+        ));
         if done.send(r).is_err() {
             return;
         }

@@ -105,14 +105,20 @@ mod auth;
 mod http;
 mod sender;
 
+use std::any::Any;
 use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
 
+use crate::config::{
+    ENV_RETRY_BASE_DELAY, ENV_RETRY_MAX_DELAY, REQUEST_TIMEOUT_RANGE, RETRY_DELAY_RANGE, Range,
+    WAIT_RANGE, check_duration, parse_duration,
+};
 use crate::core::Status;
 use crate::error::{Error, Result};
 use crate::spool::{self, Damage, Kind, SessionId, SpoolWriter};
@@ -172,17 +178,19 @@ pub struct RemoteConfig {
     pub bindrs: Option<Vec<String>>,
     /// Experiment metadata.
     pub metadata: Option<Json>,
-    /// First retry delay, doubling (default 1 s).
+    /// First retry delay, doubling (default 1 s; 1 ms to one day).
     pub retry_base_delay: Duration,
-    /// Largest retry delay (default 30 s).
+    /// Largest retry delay (default 30 s; 1 ms to one day).
     pub retry_max_delay: Duration,
-    /// One request's limit (default 30 s).
+    /// One request's limit (default 30 s; 1 ms to one day).
     pub request_timeout: Duration,
-    /// TCP connect limit (default 10 s).
+    /// TCP connect limit (default 10 s; 1 ms to one day).
     pub connect_timeout: Duration,
-    /// Failed delivery this long gives one warning (default 120 s); sending goes on.
+    /// Failed delivery this long gives one warning (default 120 s; 0 to one
+    /// day); sending goes on.
     pub delivery_timeout: Duration,
-    /// How long [`RemoteSink`]'s drop waits for the spool to drain (default 30 s).
+    /// How long [`RemoteSink`]'s drop (and a run's close) waits for the spool
+    /// to drain (default 30 s; 0 to one day).
     pub close_timeout: Duration,
     /// Spool bytes before the over-budget warning (default 1 GiB).
     pub disk_budget: u64,
@@ -229,32 +237,55 @@ impl RemoteConfig {
     /// Defaults overridden by `ML_DASH_API_URL`, `ML_DASH_CLOSE_TIMEOUT`,
     /// `ML_DASH_DELIVERY_TIMEOUT`, `ML_DASH_REQUEST_TIMEOUT`,
     /// `ML_DASH_SPOOL_BUDGET`, `ML_DASH_RETRY_BASE_DELAY` and
-    /// `ML_DASH_RETRY_MAX_DELAY`; a bad value is an error naming the variable.
+    /// `ML_DASH_RETRY_MAX_DELAY`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first variable whose value does not parse
+    /// or is outside its range (the fields' docs; at most one day).
     pub fn from_env(
         prefix: impl Into<String>,
         spool_dir: impl Into<PathBuf>,
     ) -> Result<RemoteConfig> {
-        let url = std::env::var(ENV_API_URL)
-            .ok()
+        Self::from_lookup(prefix, spool_dir, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(
+        prefix: impl Into<String>,
+        spool_dir: impl Into<PathBuf>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<RemoteConfig> {
+        let url = lookup(ENV_API_URL)
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
         let mut c = RemoteConfig::new(url, prefix, spool_dir);
-        let secs = |name: &'static str, d: &mut Duration| -> Result<()> {
-            if let Ok(v) = std::env::var(name) {
-                let s: f64 = v.trim().parse().map_err(|_| bad(name, &v))?;
-                if !(s.is_finite() && s >= 0.0) {
-                    return Err(bad(name, &v));
-                }
-                *d = Duration::from_secs_f64(s);
+        let secs = |name: &'static str, d: &mut Duration, range: &Range| -> Result<()> {
+            if let Some(v) = lookup(name) {
+                *d = parse_duration(name, &v, range)?;
             }
             Ok(())
         };
-        secs(ENV_CLOSE_TIMEOUT, &mut c.close_timeout)?;
-        secs(ENV_DELIVERY_TIMEOUT, &mut c.delivery_timeout)?;
-        secs(ENV_REQUEST_TIMEOUT, &mut c.request_timeout)?;
-        secs("ML_DASH_RETRY_BASE_DELAY", &mut c.retry_base_delay)?;
-        secs("ML_DASH_RETRY_MAX_DELAY", &mut c.retry_max_delay)?;
-        if let Ok(v) = std::env::var(ENV_SPOOL_BUDGET) {
+        secs(ENV_CLOSE_TIMEOUT, &mut c.close_timeout, &WAIT_RANGE)?;
+        secs(ENV_DELIVERY_TIMEOUT, &mut c.delivery_timeout, &WAIT_RANGE)?;
+        secs(
+            ENV_REQUEST_TIMEOUT,
+            &mut c.request_timeout,
+            &REQUEST_TIMEOUT_RANGE,
+        )?;
+        secs(
+            ENV_RETRY_BASE_DELAY,
+            &mut c.retry_base_delay,
+            &RETRY_DELAY_RANGE,
+        )?;
+        secs(
+            ENV_RETRY_MAX_DELAY,
+            &mut c.retry_max_delay,
+            &RETRY_DELAY_RANGE,
+        )?;
+        if let Some(v) = lookup(ENV_SPOOL_BUDGET) {
             c.disk_budget = v.trim().parse().map_err(|_| Error::Config {
                 name: ENV_SPOOL_BUDGET,
                 value: v.clone(),
@@ -262,6 +293,35 @@ impl RemoteConfig {
             })?;
         }
         Ok(c)
+    }
+
+    /// Checks that every duration is in its range (the fields' docs), so the
+    /// sender's arithmetic on them cannot overflow. [`RemoteSink::open`]
+    /// calls it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        check_url(&self.dash_url)?;
+        check_duration(
+            "retry_base_delay",
+            self.retry_base_delay,
+            &RETRY_DELAY_RANGE,
+        )?;
+        check_duration("retry_max_delay", self.retry_max_delay, &RETRY_DELAY_RANGE)?;
+        check_duration(
+            "request_timeout",
+            self.request_timeout,
+            &REQUEST_TIMEOUT_RANGE,
+        )?;
+        check_duration(
+            "connect_timeout",
+            self.connect_timeout,
+            &REQUEST_TIMEOUT_RANGE,
+        )?;
+        check_duration("delivery_timeout", self.delivery_timeout, &WAIT_RANGE)?;
+        check_duration("close_timeout", self.close_timeout, &WAIT_RANGE)?;
+        Ok(())
     }
 
     fn send_config(&self) -> SendConfig {
@@ -281,11 +341,16 @@ impl RemoteConfig {
     }
 }
 
-fn bad(name: &'static str, v: &str) -> Error {
-    Error::Config {
-        name,
-        value: v.to_owned(),
-        reason: "expected a non-negative number of seconds",
+/// `now + d`, saturated: a duration past what `Instant` can represent (such
+/// as `Duration::MAX`, "no deadline") gives the farthest instant it can.
+pub(crate) fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
     }
 }
 
@@ -359,6 +424,8 @@ pub struct RemoteReport {
     pub stats: Stats,
     /// The deadline passed before the spool was drained.
     pub timed_out: bool,
+    /// The sender thread panicked (why, and where its data stays).
+    pub(crate) sender_panic: Option<String>,
 }
 
 impl RemoteReport {
@@ -486,6 +553,8 @@ pub struct RemoteSink {
     writer: SpoolWriter,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Set once if the sender thread panicked: why, and where its data stays.
+    died: Arc<OnceLock<String>>,
     spool_dir: PathBuf,
     disk_budget: u64,
     close_timeout: Duration,
@@ -499,7 +568,7 @@ impl RemoteSink {
     /// Creates this run's spool session, adopts the sessions left by dead
     /// processes (sent first, in order), and starts the sender thread.
     pub fn open(cfg: RemoteConfig) -> Result<RemoteSink> {
-        check_url(&cfg.dash_url)?;
+        cfg.validate()?;
         let id = SessionId::new();
         let desc = Descriptor {
             prefix: cfg.prefix.clone(),
@@ -528,14 +597,28 @@ impl RemoteSink {
             st.stats.spool_bytes = writer.end().off;
         }
         let sender = Sender::new(cfg.send_config(), shared.clone());
+        let died = Arc::new(OnceLock::new());
+        let (on_panic, died_at) = (shared.clone(), died.clone());
+        let (dir, quiet) = (cfg.spool_dir.clone(), cfg.quiet);
         let thread = std::thread::Builder::new()
             .name("ml-dash-sender".into())
-            .spawn(move || sender.run(jobs))
+            .spawn(move || {
+                // A panic (a bug) must not end sending silently: it is
+                // reported, and close stops waiting for this thread.
+                let run = catch_unwind(AssertUnwindSafe(|| {
+                    crate::__fault::panic_point(crate::__fault::PanicAt::Sender);
+                    sender.run(jobs)
+                }));
+                if let Err(p) = run {
+                    let _ = sender_panicked(&on_panic, &died_at, &dir, quiet, &*p);
+                }
+            })
             .map_err(|e| Error::Collector(format!("cannot start the sender thread: {e}")))?;
         Ok(RemoteSink {
             writer,
             shared,
             thread: Some(thread),
+            died,
             spool_dir: cfg.spool_dir,
             disk_budget: cfg.disk_budget,
             close_timeout: cfg.close_timeout,
@@ -702,11 +785,17 @@ impl RemoteSink {
     }
 
     /// Makes everything spooled so far durable (fsync): call once per flush
-    /// epoch and before close.
+    /// epoch and before close. After the sender thread panicked this is
+    /// [`Error::Panicked`] (once the spool is synced): the data is safe, but
+    /// nothing sends it until the next run or [`sync`].
     pub fn sync(&mut self) -> Result<()> {
         self.writer
             .sync()
-            .map_err(|e| Error::io(self.writer.dir(), e))
+            .map_err(|e| Error::io(self.writer.dir(), e))?;
+        match self.died.get() {
+            Some(why) => Err(Error::Panicked(why.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The counters now.
@@ -732,7 +821,7 @@ impl RemoteSink {
     /// Waits until the server has taken (or refused) every record appended
     /// so far, or `timeout` passes; `true` when it has. No effect on sending.
     pub fn wait_sent(&self, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
+        let end = instant_after(timeout);
         let mut st = self.shared.lock();
         loop {
             if st.live_done >= st.live_appended && st.stats.pending_records == 0 {
@@ -758,7 +847,7 @@ impl RemoteSink {
         if let Some(r) = &self.closed {
             return r.clone();
         }
-        let end = Instant::now() + deadline;
+        let end = instant_after(deadline);
         if let Err(e) = self.writer.sync() {
             let msg = format!(
                 "the spool at {} could not be synced at close: {e}",
@@ -818,6 +907,7 @@ impl RemoteSink {
             spool_dir: self.spool_dir.clone(),
             timed_out: !drained && Instant::now() >= end,
             stats,
+            sender_panic: self.died.get().cloned(),
         };
         self.closed = Some(report.clone());
         report
@@ -888,13 +978,15 @@ pub struct SyncOptions {
     pub dash_url: Option<String>,
     /// Token; default `ML_DASH_TOKEN`, then the ml-dash CLI's stores.
     pub token: Option<String>,
-    /// How long to try before returning with what is left (default 5 min).
+    /// How long to try before returning with what is left (default 5 min;
+    /// any value: one longer than the clock can count, such as
+    /// `Duration::MAX`, is no deadline).
     pub deadline: Duration,
-    /// First retry delay (default 1 s).
+    /// First retry delay (default 1 s; 1 ms to one day).
     pub retry_base_delay: Duration,
-    /// Largest retry delay (default 30 s).
+    /// Largest retry delay (default 30 s; 1 ms to one day).
     pub retry_max_delay: Duration,
-    /// One request's limit (default 30 s).
+    /// One request's limit (default 30 s; 1 ms to one day).
     pub request_timeout: Duration,
     /// Items per request (default 1000).
     pub max_batch_points: usize,
@@ -932,11 +1024,29 @@ impl Default for SyncOptions {
 /// its experiment) is left on disk untouched, counted in `pending_records`
 /// and listed in `stats.undeliverable` with the reason; the report is then
 /// not drained and [`RemoteReport::exit_code`] is 1.
+///
+/// # Errors
+/// [`Error::Config`] for a bad URL or a duration out of its range;
+/// [`Error::Io`] when the folder cannot be read; [`Error::Panicked`] if the
+/// sender panicked (what it had not sent stays in the spool).
 pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<RemoteReport> {
     let spool_dir = spool_dir.as_ref();
     if let Some(u) = &options.dash_url {
         check_url(u)?;
     }
+    let o = options;
+    check_duration(
+        "SyncOptions::retry_base_delay",
+        o.retry_base_delay,
+        &RETRY_DELAY_RANGE,
+    )?;
+    check_duration(
+        "SyncOptions::retry_max_delay",
+        o.retry_max_delay,
+        &RETRY_DELAY_RANGE,
+    )?;
+    let timeout = &REQUEST_TIMEOUT_RANGE;
+    check_duration("SyncOptions::request_timeout", o.request_timeout, timeout)?;
     let none = SessionId {
         run: 0,
         pid: 0,
@@ -946,7 +1056,7 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
     let shared = Arc::new(Shared::default());
     {
         let mut st = shared.lock();
-        st.closing = Some(Instant::now() + options.deadline);
+        st.closing = Some(instant_after(options.deadline));
         st.stats.locked_sessions = locked;
     }
     let cfg = SendConfig {
@@ -956,20 +1066,54 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
         retry_max_delay: options.retry_max_delay.max(options.retry_base_delay),
         request_timeout: options.request_timeout,
         connect_timeout: options.request_timeout.min(Duration::from_secs(10)),
-        delivery_timeout: options.deadline,
+        delivery_timeout: options.deadline.min(crate::config::MAX_DURATION),
         max_batch_points: options.max_batch_points,
         max_batch_bytes: options.max_batch_bytes,
         quiet: options.quiet,
         spool_dir: spool_dir.to_owned(),
     };
-    Sender::new(cfg, shared.clone()).run(jobs);
+    let sender = Sender::new(cfg, shared.clone());
+    // No panic crosses the API (a panic here is a bug in the sender).
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| sender.run(jobs))) {
+        let why = sender_panicked(&shared, &OnceLock::new(), spool_dir, options.quiet, &*p);
+        return Err(Error::Panicked(why));
+    }
     let st = shared.lock();
     let undeliverable: u64 = st.stats.undeliverable.iter().map(|u| u.records).sum();
     Ok(RemoteReport {
         spool_dir: spool_dir.to_owned(),
         timed_out: st.stats.pending_records > undeliverable,
         stats: st.stats.clone(),
+        sender_panic: None,
     })
+}
+
+/// Records a sender panic in `died` and the stats, where close, the report
+/// and `RemoteSink::sync` see it, and ends close's wait for the thread;
+/// returns the message.
+fn sender_panicked(
+    shared: &Shared,
+    died: &OnceLock<String>,
+    spool_dir: &Path,
+    quiet: bool,
+    panic: &(dyn Any + Send),
+) -> String {
+    let why = crate::error::panic_message(panic);
+    let msg = format!(
+        "the remote sender stopped on a panic ({why}); what it had not sent stays in the spool at \
+         {}, and is sent by the next run that opens this experiment or by ml_dash::sync",
+        spool_dir.display()
+    );
+    if !quiet {
+        eprintln!("[ML-Dash] error: {msg}");
+    }
+    let _ = died.set(msg.clone());
+    let mut st = shared.lock();
+    st.stats.last_error = Some(msg.clone());
+    st.stats.warnings.push(msg.clone());
+    st.finished = true;
+    shared.cv.notify_all();
+    msg
 }
 
 /// The remote sink's pieces, for the integration tests (`tests/sink_remote_*`).
@@ -1004,6 +1148,7 @@ mod tests {
             spool_dir: "/w/.spool".into(),
             stats: Stats::default(),
             timed_out: false,
+            sender_panic: None,
         };
         assert!(r.is_drained() && r.how_to_send().is_none());
         r.stats.pending_records = 3;

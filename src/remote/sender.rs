@@ -898,7 +898,7 @@ impl Sender {
     /// Waits `delay`; `false` if close's deadline passes first (or the sender
     /// must stop). A close starting during the wait ends it (one more try).
     fn pause(&self, delay: Duration) -> bool {
-        let until = Instant::now() + delay;
+        let until = super::instant_after(delay);
         let mut st = self.shared.lock();
         let calls = st.close_calls;
         loop {

@@ -55,6 +55,11 @@ pub(crate) trait Sink {
     fn shutdown(&mut self) -> Option<String> {
         None
     }
+    /// After `shutdown`: a background thread of the store that died (the
+    /// remote sender), with where its data stays; close then fails.
+    fn dead_thread(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Sink for local::LocalStore {

@@ -50,6 +50,8 @@ pub(crate) struct Tee {
     spooled_tracks: Vec<HashMap<u64, u64>>,
     /// The held parameter set (the oldest, retried first) is spooled already.
     spooled_params: bool,
+    /// The remote sender panicked (known at shutdown).
+    sender_panic: Option<String>,
 }
 
 impl Tee {
@@ -71,6 +73,7 @@ impl Tee {
             spooled_logs: 0,
             spooled_tracks: Vec::new(),
             spooled_params: false,
+            sender_panic: None,
         }
     }
 }
@@ -225,13 +228,15 @@ impl Sink for Tee {
     }
 
     fn sync_all(&mut self) -> Result<()> {
-        if let Some(r) = &mut self.remote {
-            r.sync()?;
-        }
-        match &mut self.local {
+        let remote = match &mut self.remote {
+            Some(r) => r.sync(),
+            None => Ok(()),
+        };
+        let local = match &mut self.local {
             Some(l) => l.sync_all(),
             None => Ok(()),
-        }
+        };
+        remote.and(local)
     }
 
     fn finish(&mut self, status: Status) -> Result<()> {
@@ -268,6 +273,7 @@ impl Sink for Tee {
     fn shutdown(&mut self) -> Option<String> {
         let r = self.remote.take()?;
         let report = r.close(self.close_timeout);
+        self.sender_panic = report.sender_panic.clone();
         let mut line = report.to_string();
         if let Some(how) = report.how_to_send() {
             line.push('\n');
@@ -275,6 +281,10 @@ impl Sink for Tee {
             line.push_str(&how);
         }
         Some(line)
+    }
+
+    fn dead_thread(&self) -> Option<String> {
+        self.sender_panic.clone()
     }
 }
 
