@@ -274,13 +274,8 @@ impl Sink for Tee {
         let r = self.remote.take()?;
         let report = r.close(self.close_timeout);
         self.sender_panic = report.sender_panic.clone();
-        let mut line = report.to_string();
-        if let Some(how) = report.how_to_send() {
-            line.push('\n');
-            line.push_str("[ML-Dash]   ");
-            line.push_str(&how);
-        }
-        Some(line)
+        // The report's text says how to send what is left, when anything is.
+        Some(report.to_string())
     }
 
     fn dead_thread(&self) -> Option<String> {
@@ -290,7 +285,28 @@ impl Sink for Tee {
 
 #[cfg(test)]
 mod tests {
-    use super::data_object;
+    use super::*;
+    use crate::remote::RemoteConfig;
+
+    #[test]
+    fn the_close_line_says_how_to_send_once() {
+        // A server that refuses connections: the batch stays spooled.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = RemoteConfig::new(format!("http://127.0.0.1:{port}"), "o/p/e", dir.path());
+        cfg.token = Some("t".into());
+        cfg.quiet = true;
+        let mut remote = RemoteSink::open(cfg).unwrap();
+        remote.append_logs([&br#"{"message":"m"}"#[..]]).unwrap();
+        let mut tee = Tee::new(None, Some(remote), dir.path().into(), Duration::ZERO);
+        let line = tee.shutdown().unwrap();
+        assert_eq!(line.matches("stay in the spool").count(), 1, "{line}");
+        assert!(line.contains("ml_dash::sync"), "{line}");
+    }
 
     #[test]
     fn data_objects_are_cut_from_lines() {
