@@ -115,6 +115,83 @@ struct Chain {
     shared: Arc<RingShared>,
     bytes: usize,
     retired: bool,
+    /// The timestamp of the last metric point or track row from this chain,
+    /// for its next `_ts = -1`: a chain is one thread's records in one run,
+    /// drained in order, so this is the SDK's thread-local `_last_timestamp`.
+    last_ts: Option<Stamp>,
+}
+
+/// A timestamp a metric point or track row got.
+#[derive(Debug, Clone, Copy)]
+enum Stamp {
+    /// The producer's clock, nanoseconds (stored with microseconds).
+    Clock(u64),
+    /// Float seconds (a caller's `_ts`, a track row's timestamp).
+    Secs(f64),
+}
+
+impl Stamp {
+    /// Float seconds: the value a reader parses from the stored record.
+    fn secs(self) -> f64 {
+        match self {
+            Stamp::Clock(nanos) => (nanos / 1_000) as f64 / 1e6,
+            Stamp::Secs(x) => x,
+        }
+    }
+
+    /// Appends it as a metric point's `_ts` (the same text as the point it
+    /// was taken from).
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Stamp::Clock(nanos) => encode::epoch_secs_micros(out, nanos),
+            Stamp::Secs(x) => encode::f64(out, x),
+        }
+    }
+}
+
+/// What a record's `_ts` (or `Track::append_at` time) asks for.
+#[derive(Debug, Clone, Copy)]
+enum Given {
+    /// Nothing: the time of the call.
+    Clock,
+    /// This time.
+    At(f64),
+    /// `-1`: the thread's previous timestamp.
+    Previous,
+}
+
+impl Given {
+    /// From the value of a `_ts` field (the producer checked it is a number).
+    fn of(v: FieldValue<'_>) -> Given {
+        match v {
+            FieldValue::F64(-1.0) | FieldValue::I64(-1) => Given::Previous,
+            FieldValue::F64(x) => Given::At(x),
+            FieldValue::I64(x) => Given::At(x as f64),
+            FieldValue::U64(x) => Given::At(x as f64),
+            _ => Given::Clock,
+        }
+    }
+
+    /// From a record's `_ts` field, if any.
+    fn field(r: &RecordView<'_>) -> Given {
+        r.fields()
+            .find(|(name, _)| *name == "_ts")
+            .map_or(Given::Clock, |(_, v)| Given::of(v))
+    }
+}
+
+/// A metric point's `_ts`: the caller's, the thread's previous for `-1` (the
+/// producer refused a `-1` with none; the call's time after a one-off ring at
+/// thread exit or points dropped under `DropNewest`), else the call's time.
+/// It becomes the thread's previous.
+fn metric_stamp(given: Given, clock: u64, last: &mut Option<Stamp>) -> Stamp {
+    let s = match (given, *last) {
+        (Given::At(x), _) => Stamp::Secs(x),
+        (Given::Previous, Some(prev)) => prev,
+        _ => Stamp::Clock(clock),
+    };
+    *last = Some(s);
+    s
 }
 
 struct MetricSlot {
@@ -376,6 +453,7 @@ impl<S: Sink> Collector<S> {
                     shared,
                     bytes,
                     retired: false,
+                    last_ts: None,
                 }),
                 Control::Grow {
                     chain,
@@ -557,6 +635,7 @@ impl<S: Sink> Collector<S> {
             params,
             params_failing,
             last_track_ts,
+            last_ts: &mut chain.last_ts,
             scratch,
             store,
             stored: &mut report.stored,
@@ -1054,6 +1133,8 @@ struct Decoder<'a, S: Sink> {
     /// The last write of the parameters failed.
     params_failing: &'a mut bool,
     last_track_ts: &'a mut f64,
+    /// The drained chain's [`Chain::last_ts`].
+    last_ts: &'a mut Option<Stamp>,
     scratch: &'a mut Vec<u8>,
     file_jobs: &'a mut Vec<FileJob>,
     hold: &'a mut Hold,
@@ -1097,6 +1178,8 @@ impl<S: Sink> Decoder<'_, S> {
         let m = slot.as_mut().expect("just set");
         if self.hold.full(m.failing) {
             self.hold.drop_record(kind::METRIC);
+            // A later `_ts = -1` of this thread still means this point's time.
+            metric_stamp(Given::field(r), r.head.ts, self.last_ts);
             return;
         }
         let batch = &mut m.batch;
@@ -1113,18 +1196,12 @@ impl<S: Sink> Decoder<'_, S> {
         out.extend_from_slice(b"{\"index\":");
         encode::u64(out, batch.first_index + batch.count as u64);
         out.extend_from_slice(b",\"data\":{");
-        // `_ts` goes last, as a float; the caller's value wins over the clock's
-        // (`-1`, the SDK's "same time as before", is the call's own clock time).
-        let mut ts = None;
+        // `_ts` goes last, as a float; the caller's value wins over the clock's.
+        let mut given = Given::Clock;
         let mut first = true;
         for (name, v) in r.fields() {
             if name == "_ts" {
-                ts = match v {
-                    FieldValue::F64(x) if x != -1.0 => Some(x),
-                    FieldValue::I64(x) if x != -1 => Some(x as f64),
-                    FieldValue::U64(x) => Some(x as f64),
-                    _ => None,
-                };
+                given = Given::of(v);
                 continue;
             }
             if !first {
@@ -1137,10 +1214,7 @@ impl<S: Sink> Decoder<'_, S> {
             out.push(b',');
         }
         out.extend_from_slice(b"\"_ts\":");
-        match ts {
-            Some(x) => encode::f64(out, x),
-            None => encode::epoch_secs_micros(out, r.head.ts),
-        }
+        metric_stamp(given, r.head.ts, self.last_ts).write(out);
         out.extend_from_slice(b"},\"createdAt\":\"");
         out.extend_from_slice(batch.created_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
@@ -1203,35 +1277,16 @@ impl<S: Sink> Decoder<'_, S> {
                 failing: false,
             });
         }
+        let (ts, from_field) = self.track_ts(r);
         let t = self.tracks[id].as_mut().expect("just set");
+        // A dropped row still gives this thread its timestamp (taken above).
         if self.hold.full(t.failing) {
             self.hold.drop_record(kind::TRACK);
             return;
         }
-        // A numeric field named `timestamp` is the row's timestamp (the SDK's rule).
-        let field_ts = r.fields().find_map(|(name, v)| match (name, v) {
-            ("timestamp", FieldValue::F64(x)) if x.is_finite() => Some(x),
-            ("timestamp", FieldValue::I64(x)) => Some(x as f64),
-            _ => None,
-        });
-        let ts = if let Some(x) = field_ts {
-            x
-        } else if r.head.aux & record::TRACK_EXPLICIT_TS != 0 {
-            f64::from_bits(r.head.ts)
-        } else {
-            // Wall time, made strictly increasing per experiment (as the SDK does).
-            let wall = encode::epoch_secs(r.head.ts);
-            let ts = if wall <= *self.last_track_ts {
-                *self.last_track_ts + 1e-6
-            } else {
-                wall
-            };
-            *self.last_track_ts = ts;
-            ts
-        };
         let mut fields: Vec<(String, String)> = Vec::new();
         for (name, v) in r.fields() {
-            if name == "timestamp" && field_ts.is_some() {
+            if name == "_ts" || (name == "timestamp" && from_field) {
                 continue;
             }
             self.scratch.clear();
@@ -1260,6 +1315,42 @@ impl<S: Sink> Decoder<'_, S> {
                 t.entries.push(e);
             }
         }
+    }
+
+    /// A track row's timestamp, and whether its `timestamp` field gave it. A
+    /// numeric `timestamp` field wins (the SDK's rule), then the caller's
+    /// time (`_ts` or `append_at`; `-1` is the thread's previous timestamp),
+    /// else the wall clock, made strictly increasing per experiment (as the
+    /// SDK does). It becomes the thread's previous.
+    fn track_ts(&mut self, r: &RecordView<'_>) -> (f64, bool) {
+        let field = r.fields().find_map(|(name, v)| match (name, v) {
+            ("timestamp", FieldValue::F64(x)) if x.is_finite() => Some(x),
+            ("timestamp", FieldValue::I64(x)) => Some(x as f64),
+            _ => None,
+        });
+        let given = if r.head.aux & record::TRACK_EXPLICIT_TS != 0 {
+            Given::At(f64::from_bits(r.head.ts))
+        } else if r.head.aux & record::TRACK_PREVIOUS_TS != 0 {
+            Given::Previous
+        } else {
+            Given::field(r)
+        };
+        let stamp = match (field, given, *self.last_ts) {
+            (Some(x), ..) | (None, Given::At(x), _) => Stamp::Secs(x),
+            (None, Given::Previous, Some(prev)) => prev,
+            _ => {
+                let wall = encode::epoch_secs(r.head.ts);
+                let ts = if wall <= *self.last_track_ts {
+                    *self.last_track_ts + 1e-6
+                } else {
+                    wall
+                };
+                *self.last_track_ts = ts;
+                Stamp::Secs(ts)
+            }
+        };
+        *self.last_ts = Some(stamp);
+        (stamp.secs(), field.is_some())
     }
 
     /// One `set` call: written at once, ahead of the batches still being

@@ -24,7 +24,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::config::{Backpressure, BufferConfig};
 use crate::error::{Error, Result};
-use crate::record::{self, Encoder, Fields, Head};
+use crate::record::{self, Encoder, Fields, Head, kind};
 use crate::ring::{self, Fill, RingConsumer, RingProducer};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -206,6 +206,12 @@ struct Meta {
 }
 
 impl Meta {
+    /// Whether the record gives its thread a timestamp for a later `_ts = -1`.
+    #[inline(always)]
+    fn stamps(self) -> bool {
+        self.kind == kind::METRIC || self.kind == kind::TRACK
+    }
+
     #[inline(always)]
     fn head(self) -> Head {
         Head {
@@ -354,7 +360,7 @@ impl RunCore {
             // the ring, and an unpark; no user code, no allocation. So this is
             // the only reference to that ring while it lives.
             let ring = unsafe { &mut *hot.ring };
-            if ring.push_fast(self, len, &mut Encoder { head, msg, fields }) {
+            if ring.push_fast(self, len, meta.stamps(), &mut Encoder { head, msg, fields }) {
                 return Ok(());
             }
         }
@@ -367,10 +373,17 @@ impl RunCore {
         // The child of a fork reaches here for an inherited run: its handler
         // cleared HOT (see `crate::fork`).
         self.check_owner()?;
-        let len = record::checked_len(msg, fields, self.cfg.max_record_bytes)?;
+        let (len, inherits) = record::checked_len(msg, fields, self.cfg.max_record_bytes)?;
         let head = meta.head();
         let mut fill = Encoder { head, msg, fields };
-        with_producer(self, |p| p.push(self, len, &mut fill))?;
+        with_producer(self, |p| {
+            // The SDK's rule: a metric `_ts = -1` needs a previous timestamp in
+            // this thread (a track row without one takes the clock).
+            if inherits && meta.kind == kind::METRIC && !p.stamped {
+                return Err(record::no_previous_ts());
+            }
+            p.push(self, len, meta.stamps(), &mut fill)
+        })?;
         if !self.cfg.buffer_enabled {
             return self.flush_unbuffered();
         }
@@ -469,6 +482,10 @@ pub(crate) struct ProducerRing {
     shared: Arc<RingShared>,
     chain: u64,
     since_wake: u32,
+    /// A metric point or track row of this thread went into this ring chain
+    /// (or was dropped under the lossy policy): the collector has a timestamp
+    /// for its `_ts = -1`.
+    stamped: bool,
     control: mpsc::Sender<Control>,
     /// The run's fork generation: in a fork's child the channel is the
     /// parent's (a sender there may spin on a half-written block for ever).
@@ -515,6 +532,7 @@ impl ProducerRing {
             shared,
             chain,
             since_wake: 0,
+            stamped: false,
             control: core.control.clone(),
             generation: core.generation,
         })
@@ -523,7 +541,13 @@ impl ProducerRing {
     /// [`ProducerRing::push`] when there is room and the run is open: returns
     /// `false`, having written nothing, otherwise.
     #[inline(always)]
-    fn push_fast(&mut self, core: &RunCore, len: usize, fill: &mut impl Fill) -> bool {
+    fn push_fast(
+        &mut self,
+        core: &RunCore,
+        len: usize,
+        stamps: bool,
+        fill: &mut impl Fill,
+    ) -> bool {
         // The same Dekker half as in `push`: Relaxed store + light barrier +
         // Relaxed load, paired with `mark_closed` + `Collector::close`.
         self.shared.in_push.store(true, Ordering::Relaxed);
@@ -532,6 +556,7 @@ impl ProducerRing {
         // Release: pairs with the Acquire load in `Collector::close`.
         self.shared.in_push.store(false, Ordering::Release);
         if done {
+            self.stamped |= stamps;
             self.count_and_nudge(core);
         }
         done
@@ -547,7 +572,13 @@ impl ProducerRing {
     }
 
     #[inline(always)]
-    fn push(&mut self, core: &RunCore, len: usize, fill: &mut impl Fill) -> Result<()> {
+    fn push(
+        &mut self,
+        core: &RunCore,
+        len: usize,
+        stamps: bool,
+        fill: &mut impl Fill,
+    ) -> Result<()> {
         // Relaxed store + light barrier + Relaxed load: the producer half of the
         // Dekker pair with `mark_closed` + `Collector::close`.
         self.shared.in_push.store(true, Ordering::Relaxed);
@@ -561,6 +592,7 @@ impl ProducerRing {
         };
         // Release: pairs with the Acquire load in `Collector::close`.
         self.shared.in_push.store(false, Ordering::Release);
+        self.stamped |= stamps && r.is_ok();
         self.count_and_nudge(core);
         r
     }
@@ -745,7 +777,11 @@ fn with_oneoff_ring<R>(
     if core.closed.load(Ordering::Relaxed) {
         return Err(Error::Closed);
     }
-    f(&mut ProducerRing::register(core)?)
+    let mut ring = ProducerRing::register(core)?;
+    // This thread's ring went with its thread-locals, and the collector sees
+    // a new chain: a `_ts = -1` there takes the call's own time.
+    ring.stamped = true;
+    f(&mut ring)
 }
 
 #[cold]

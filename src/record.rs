@@ -34,8 +34,12 @@ pub(crate) mod kind {
     pub(crate) const FILE: u8 = 5;
 }
 
-/// Track flag in `aux`: the caller gave the timestamp.
+/// Track flag in `aux`: the caller gave the timestamp (`ts` holds its bits).
 pub(crate) const TRACK_EXPLICIT_TS: u8 = 1;
+
+/// Track flag in `aux`: the caller gave `-1`, the thread's previous timestamp
+/// (`ts` is the time of the call, for a thread that has none).
+pub(crate) const TRACK_PREVIOUS_TS: u8 = 2;
 
 mod tag {
     pub(super) const F64: u8 = 0;
@@ -164,25 +168,48 @@ impl Value<'_> {
 enum Unencodable {
     /// The field at this index has an empty or over-long name.
     Name(usize),
-    /// `_ts` is not a number.
+    /// `_ts` is not a finite number (or, on the hot path, is `-1`).
     Ts,
     /// The encoded size (over the limit, or too many fields).
     TooLarge(usize),
 }
 
+/// Whether `v`, the value of a `_ts` field, is `-1`: the SDK's "same
+/// timestamp as this thread's previous metric point or track row".
+#[inline]
+pub(crate) fn is_previous_ts(v: &Value<'_>) -> bool {
+    matches!(v, Value::I64(-1) | Value::F64(-1.0))
+}
+
+/// Whether `v` is a valid `_ts`: a finite number; `-1` only if `previous`.
+/// Out of line: inlined, it keeps the compiler from folding [`measure`] to a
+/// constant for a caller's literal field names (+20 ns for 8 fields).
+#[inline(never)]
+fn ts_ok(v: &Value<'_>, previous: bool) -> bool {
+    match v {
+        Value::F64(x) => x.is_finite() && (previous || *x != -1.0),
+        Value::I64(x) => previous || *x != -1,
+        Value::U64(_) => true,
+        _ => false,
+    }
+}
+
 /// The encoded size of a record, padded to 8, or why it cannot be encoded.
+/// `previous`: a `_ts` of `-1` is valid (else it is `Ts`, for the general path).
 #[inline(always)]
-fn measure(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize, Unencodable> {
+fn measure(
+    msg: &[u8],
+    fields: &Fields<'_>,
+    max: usize,
+    previous: bool,
+) -> Result<usize, Unencodable> {
     let mut n = HEADER + msg.len();
     for (i, (name, v)) in fields.iter().enumerate() {
         // One compare for "1 to 255 bytes".
         if name.len().wrapping_sub(1) >= u8::MAX as usize {
             return Err(Unencodable::Name(i));
         }
-        if name.len() == 3
-            && *name == "_ts"
-            && !matches!(v, Value::F64(_) | Value::I64(_) | Value::U64(_))
-        {
+        if name.len() == 3 && *name == "_ts" && !ts_ok(v, previous) {
             return Err(Unencodable::Ts);
         }
         n += 2 + name.len() + v.encoded_len();
@@ -197,25 +224,47 @@ fn measure(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize, Unencod
 }
 
 /// The encoded size of a record, padded to 8; `None` for one that cannot be
-/// encoded ([`checked_len`] says why). The hot path's check: no error values.
+/// encoded ([`checked_len`] says why) or has `_ts = -1` (the producer checks
+/// that its thread has a previous timestamp). The hot path's check: no error
+/// values.
 #[inline(always)]
 pub(crate) fn encoded_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Option<usize> {
-    measure(msg, fields, max).ok()
+    measure(msg, fields, max, false).ok()
 }
 
-/// [`encoded_len`], or the typed error that says what is wrong with the record.
+/// [`encoded_len`] and whether the record's `_ts` is `-1`, or the typed error
+/// that says what is wrong with the record.
 #[cold]
-pub(crate) fn checked_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<usize> {
-    measure(msg, fields, max).map_err(|why| match why {
-        Unencodable::Name(i) => bad_field(fields[i].0),
-        Unencodable::Ts => bad_ts(),
-        Unencodable::TooLarge(n) => too_large(n, max),
-    })
+pub(crate) fn checked_len(msg: &[u8], fields: &Fields<'_>, max: usize) -> Result<(usize, bool)> {
+    match measure(msg, fields, max, true) {
+        Ok(n) => {
+            let previous = (fields.iter()).any(|(name, v)| *name == "_ts" && is_previous_ts(v));
+            Ok((n, previous))
+        }
+        Err(Unencodable::Name(i)) => Err(bad_field(fields[i].0)),
+        Err(Unencodable::Ts) => Err(bad_ts()),
+        Err(Unencodable::TooLarge(n)) => Err(too_large(n, max)),
+    }
 }
 
 #[cold]
 fn bad_ts() -> Error {
-    Error::InvalidValue("`_ts` must be a number of seconds since the Unix epoch".into())
+    Error::InvalidValue(
+        "`_ts` must be a finite number of seconds since the Unix epoch, or -1 for the \
+         timestamp of this thread's previous metric point or track row"
+            .into(),
+    )
+}
+
+/// A metric point with `_ts = -1` from a thread that has no previous one.
+#[cold]
+pub(crate) fn no_previous_ts() -> Error {
+    Error::InvalidValue(
+        "`_ts = -1` takes the timestamp of this thread's previous metric point or track row \
+         in this run, and this thread has none yet: log that point without `_ts` or with \
+         an explicit timestamp"
+            .into(),
+    )
 }
 
 #[cold]

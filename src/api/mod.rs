@@ -21,7 +21,7 @@ use crate::config::BufferConfig;
 use crate::core::{Control, RunCore, Status, StreamKind};
 use crate::error::{Error, Result};
 use crate::files::{FileStore, Pool};
-use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, kind};
+use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, TRACK_PREVIOUS_TS, Value, kind};
 use crate::remote::{RemoteConfig, RemoteSink};
 use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
 use crate::sink::tee::Tee;
@@ -509,12 +509,17 @@ pub struct Metrics {
 
 impl Metrics {
     /// Logs one point. Every point gets `_ts` (float epoch seconds of the call)
-    /// unless it has a field named `_ts`.
+    /// unless it has a field named `_ts`: a number of seconds, or `-1` for the
+    /// timestamp of this thread's previous metric point or track row in this
+    /// run (the SDK's rule).
     ///
     /// # Errors
     /// [`Error::Closed`] after close; [`Error::InvalidName`] for a field name
-    /// of 0 or over 255 bytes; [`Error::RecordTooLarge`]; [`Error::Forked`]
-    /// in the child of a fork (nothing is logged there).
+    /// of 0 or over 255 bytes; [`Error::RecordTooLarge`];
+    /// [`Error::InvalidValue`] for a `_ts` that is not a finite number, or
+    /// `-1` from a thread that has logged no metric point or track row to
+    /// this run yet; [`Error::Forked`] in the child of a fork (nothing is
+    /// logged there).
     ///
     /// # Examples
     /// ```
@@ -529,6 +534,102 @@ impl Metrics {
     pub fn log(&self, fields: &Fields<'_>) -> Result<()> {
         self.core.push_now(kind::METRIC, self.id, fields)
     }
+
+    /// Logs `scalars` to this stream and each group to its own stream with the
+    /// scalars in it, all with one timestamp: the SDK's
+    /// `metrics.log(epoch=1, train={..}, eval={..})`. A group's field wins
+    /// over a scalar of the same name, except `_ts`: a `_ts` among the
+    /// scalars is every point's. Scalars that are empty or only `_ts` log no
+    /// point to this stream (as in the SDK). Every point is checked before
+    /// any is logged.
+    ///
+    /// # Errors
+    /// As [`log`](Metrics::log); [`Error::InvalidValue`] for a group stream of
+    /// another run.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// use ml_dash::point;
+    /// let (train, eval) = (run.metrics("train")?, run.metrics("eval")?);
+    /// run.unnamed_metrics().log_groups(
+    ///     &point! {"epoch" => 100},
+    ///     &[
+    ///         (&train, &point! {"loss" => 0.142, "accuracy" => 0.80}),
+    ///         (&eval, &point! {"loss" => 0.201, "accuracy" => 0.76}),
+    ///     ],
+    /// )?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
+    pub fn log_groups(
+        &self,
+        scalars: &Fields<'_>,
+        groups: &[(&Metrics, &Fields<'_>)],
+    ) -> Result<()> {
+        if groups
+            .iter()
+            .any(|(m, _)| !Arc::ptr_eq(&m.core, &self.core))
+        {
+            return Err(Error::InvalidValue(
+                "log_groups: every group's stream must be a handle of this run".into(),
+            ));
+        }
+        let own = scalars.iter().any(|(name, _)| *name != "_ts");
+        let max = self.core.cfg.max_record_bytes;
+        if own {
+            crate::record::checked_len(&[], scalars, max)?;
+        }
+        for (_, group) in groups {
+            with_merged(scalars, group, |f| crate::record::checked_len(&[], f, max))?;
+        }
+        // One time for all, read once.
+        let head = Head {
+            kind: kind::METRIC,
+            aux: 0,
+            stream: self.id,
+            ts: crate::clock::now(),
+        };
+        if own {
+            self.core.push(head, &[], scalars)?;
+        }
+        for (m, group) in groups {
+            let head = Head {
+                stream: m.id,
+                ..head
+            };
+            with_merged(scalars, group, |f| self.core.push(head, &[], f))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` on `{**scalars, **group}` as the SDK builds a group's point: the
+/// scalars in order, each replaced by the group's field of the same name
+/// (except `_ts`), then the group's other fields. On the stack up to 32 fields.
+fn with_merged<R>(scalars: &Fields<'_>, group: &Fields<'_>, f: impl FnOnce(&Fields<'_>) -> R) -> R {
+    let own = scalars
+        .iter()
+        .map(|&(name, v)| match group.iter().rfind(|(g, _)| *g == name) {
+            Some(&(_, gv)) if name != "_ts" => (name, gv),
+            _ => (name, v),
+        });
+    let rest = (group.iter())
+        .filter(|(g, _)| !scalars.iter().any(|(s, _)| s == g))
+        .copied();
+    let merged = own.chain(rest);
+    const INLINE: usize = 32;
+    if scalars.len() + group.len() <= INLINE {
+        let mut buf = [("", Value::Null); INLINE];
+        let mut n = 0;
+        for (slot, field) in buf.iter_mut().zip(merged) {
+            *slot = field;
+            n += 1;
+        }
+        f(&buf[..n])
+    } else {
+        f(&merged.collect::<Vec<_>>())
+    }
 }
 
 /// A track topic. Cheap to clone; `Send + Sync`.
@@ -539,16 +640,21 @@ pub struct Track {
 }
 
 impl Track {
-    /// Appends a row at the wall-clock time (strictly increasing per experiment).
+    /// Appends a row at the wall-clock time (strictly increasing per
+    /// experiment), or at its field `_ts` (the SDK's keyword: seconds, or `-1`
+    /// as in [`append_at`](Track::append_at)), which is not stored as a field.
     ///
     /// # Errors
-    /// As [`Metrics::log`].
+    /// As [`Metrics::log`], except that `_ts = -1` with no previous timestamp
+    /// takes the wall clock.
     pub fn append(&self, fields: &Fields<'_>) -> Result<()> {
         self.core.push_now(kind::TRACK, self.id, fields)
     }
 
     /// Appends a row at `timestamp`; rows of one timestamp in one flush window
-    /// merge (later fields win).
+    /// merge (later fields win). `-1` is the timestamp of this thread's
+    /// previous metric point or track row in this run (the SDK's rule; the
+    /// wall clock, as in [`append`](Track::append), when it has none).
     ///
     /// # Errors
     /// As [`Metrics::log`]; [`Error::InvalidValue`] for a non-finite timestamp.
@@ -558,14 +664,49 @@ impl Track {
                 "track timestamp {timestamp} is not a finite number"
             )));
         }
+        let (aux, ts) = if timestamp == -1.0 {
+            (TRACK_PREVIOUS_TS, crate::clock::now())
+        } else {
+            (TRACK_EXPLICIT_TS, timestamp.to_bits())
+        };
         let head = Head {
             kind: kind::TRACK,
-            aux: TRACK_EXPLICIT_TS,
+            aux,
             stream: self.id,
-            ts: timestamp.to_bits(),
+            ts,
         };
         self.core.push(head, &[], fields)
     }
+}
+
+/// `info(message)` and `info_with(message, metadata)` for each level: the
+/// SDK's `logs.info(msg, **metadata)`.
+macro_rules! level_methods {
+    ($($plain:ident, $with:ident, $level:ident, $name:literal;)*) => {$(
+        #[doc = concat!("Logs at ", $name, ".")]
+        ///
+        /// # Errors
+        /// As [`log`](Logger::log).
+        pub fn $plain(&self, message: &str) -> Result<()> {
+            self.log(Level::$level, message, &[])
+        }
+
+        #[doc = concat!("Logs at ", $name, " with metadata fields (none: no `metadata` key).")]
+        ///
+        /// # Errors
+        /// As [`log`](Logger::log).
+        ///
+        /// # Examples
+        /// ```
+        /// # let root = tempfile::tempdir().unwrap();
+        /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+        #[doc = concat!("run.logger().", stringify!($with), r#"("epoch done", &ml_dash::point! {"epoch" => 1, "loss" => 0.5})?;"#)]
+        /// # Ok::<(), ml_dash::Error>(())
+        /// ```
+        pub fn $with(&self, message: &str, metadata: &Fields<'_>) -> Result<()> {
+            self.log(Level::$level, message, metadata)
+        }
+    )*};
 }
 
 /// Logs of a run, for any thread. Cheap to clone.
@@ -609,44 +750,12 @@ impl Logger {
         self.log(level.parse()?, message, metadata)
     }
 
-    /// Logs at info.
-    ///
-    /// # Errors
-    /// As [`log`](Logger::log).
-    pub fn info(&self, message: &str) -> Result<()> {
-        self.log(Level::Info, message, &[])
-    }
-
-    /// Logs at warn.
-    ///
-    /// # Errors
-    /// As [`log`](Logger::log).
-    pub fn warn(&self, message: &str) -> Result<()> {
-        self.log(Level::Warn, message, &[])
-    }
-
-    /// Logs at error.
-    ///
-    /// # Errors
-    /// As [`log`](Logger::log).
-    pub fn error(&self, message: &str) -> Result<()> {
-        self.log(Level::Error, message, &[])
-    }
-
-    /// Logs at debug.
-    ///
-    /// # Errors
-    /// As [`log`](Logger::log).
-    pub fn debug(&self, message: &str) -> Result<()> {
-        self.log(Level::Debug, message, &[])
-    }
-
-    /// Logs at fatal.
-    ///
-    /// # Errors
-    /// As [`log`](Logger::log).
-    pub fn fatal(&self, message: &str) -> Result<()> {
-        self.log(Level::Fatal, message, &[])
+    level_methods! {
+        info, info_with, Info, "info";
+        warn, warn_with, Warn, "warn";
+        error, error_with, Error, "error";
+        debug, debug_with, Debug, "debug";
+        fatal, fatal_with, Fatal, "fatal";
     }
 }
 
