@@ -1,5 +1,6 @@
 //! Saves one JSON, one text, one 1 KiB blob and one 64x48 RGB image, uploads a
-//! file when asked, closes, and prints `files=<n> seconds=<s>`.
+//! file when asked, prints the config's metadata (one JSON line), lists the
+//! stored files, closes, and prints `files=<n> seconds=<s>`.
 //!
 //! ```text
 //! cargo run --release --example files_demo -- --dash-root DIR --prefix OWNER/PROJ/NAME [--upload PATH]
@@ -50,10 +51,15 @@ fn main() -> ml_dash::Result<()> {
         exp = exp.token(t);
     }
     let run = exp.run()?;
-    run.files("configs").save_json(
+    // A save returns the stored file's metadata, the SDK's dict.
+    let cfg = run.files("configs").save_json(
         "config.json",
         serde_json::json!({"lr": 0.001, "layers": [64, 64]}),
     )?;
+    println!(
+        "{}",
+        serde_json::to_string(&cfg).expect("a FileInfo serializes")
+    );
     run.files("notes")
         .save_text("readme.txt", "A run saved by the files_demo example.\n")?;
     let blob: Vec<u8> = (0..1024u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -70,11 +76,10 @@ fn main() -> ml_dash::Result<()> {
             data: &pixels,
         },
     )?;
-    let mut n = 4;
     if let Some(path) = upload {
         run.files("uploads").upload(&path)?;
-        n += 1;
     }
+    let n = run.files("").list()?.len(); // waits for the queued files
     run.complete()?;
     println!("files={n} seconds={:.3}", start.elapsed().as_secs_f64());
     Ok(())

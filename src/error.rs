@@ -36,6 +36,15 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// No stored file has this name (or matches this pattern); deleted files
+    /// are not stored files.
+    #[error(
+        "no stored file matches {0:?} in this experiment: `files(dir).list()` shows the stored files"
+    )]
+    FileNotFound(String),
+    /// An operation this run cannot do; the message says what to do instead.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// A record larger than the configured `max_record_bytes`, or than the
     /// memory budget can ever hold beside its thread's ring (only with
     /// settings that `BufferConfig::validate` refuses).

@@ -86,7 +86,7 @@ pub use collector::{CloseReport, Counts};
 pub use config::{Backpressure, BufferConfig};
 pub use core::Status;
 pub use error::{Error, Result};
-pub use files::Image;
+pub use files::{FileInfo, Image};
 pub use record::{Fields, Level, Value};
 pub use remote::{
     RemoteConfig, RemoteReport, Stats as RemoteStats, SyncOptions, UndeliverableSession, sync,

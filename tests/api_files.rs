@@ -41,7 +41,8 @@ fn saves_land_in_the_layout_with_metadata() {
         .description("cfg")
         .tags(["a", "b"])
         .save_json("config.json", serde_json::json!({"lr": 0.001}))
-        .unwrap();
+        .unwrap()
+        .id;
     run.files("").save_text("notes.txt", "hello").unwrap();
     let blob = vec![7u8; 1024];
     run.files("deep/dir").save_blob("b.bin", &blob).unwrap();
@@ -114,7 +115,7 @@ fn the_newest_save_of_a_path_wins() {
             });
         }
     });
-    let last = run.files("x").save_text("same.txt", "final").unwrap();
+    let last = run.files("x").save_text("same.txt", "final").unwrap().id;
     run.complete().unwrap();
     let files = entries(root.path(), "o/p/race");
     assert_eq!(files.len(), 1);
@@ -140,7 +141,7 @@ fn upload_copies_and_never_touches_the_users_file() {
     std::fs::write(&src, &bytes).unwrap();
     let before = std::fs::metadata(&src).unwrap().modified().unwrap();
     let run = open(root.path(), "o/p/upload");
-    let id = run.files("uploads").upload(&src).unwrap();
+    let id = run.files("uploads").upload(&src).unwrap().id;
     run.complete().unwrap();
     assert_eq!(
         std::fs::read(&src).unwrap(),

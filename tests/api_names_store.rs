@@ -98,7 +98,7 @@ fn file_names_the_store_cannot_hold_are_refused() {
     invalid_name(run.files("up").upload(&long));
     // The longest names that fit are stored.
     let (dir, name) = ("é".repeat(127), "n".repeat(249));
-    let id = run.files(&dir).save_text(&name, "fits").unwrap();
+    let id = run.files(&dir).save_text(&name, "fits").unwrap().id;
     let fits = user.path().join("f".repeat(249));
     std::fs::write(&fits, b"f").unwrap();
     run.files("up").upload(&fits).unwrap();
@@ -174,7 +174,7 @@ fn a_file_that_was_not_stored_is_not_counted_and_says_where_it_is() {
     let run = open_with(root.path(), prefix, quiet());
     // A plain file where the folder `blocked` should be: the move into place fails.
     std::fs::write(run.dir().join("files/blocked"), b"").unwrap();
-    let id = run.files("blocked").save_text("x.txt", "kept").unwrap();
+    let id = run.files("blocked").save_text("x.txt", "kept").unwrap().id;
     run.files("fine").save_text("y.txt", "y").unwrap();
     let pending = run.dir().join("files/.pending").join(&id);
     let e = run.flush().unwrap_err().to_string();

@@ -18,7 +18,7 @@ fn uploading_512_mib_keeps_the_process_small() {
         .buffer_config(cfg)
         .run()
         .unwrap();
-    let id = run.files("uploads").upload(&src).unwrap();
+    let id = run.files("uploads").upload(&src).unwrap().id;
     run.complete().unwrap();
     let stored = root
         .path()

@@ -208,6 +208,8 @@ mod unix {
         forked("unnamed", run.unnamed_metrics().log(&point! {"x" => 1}))?;
         forked("params", run.params().set(json!({ "child": k })))?;
         forked("file", run.files("child").save_text("a.txt", "x"))?;
+        forked("file list", run.files("child").list())?;
+        forked("file delete", run.files("child").delete("a.txt"))?;
         if k.is_multiple_of(2) {
             drop(run); // silent: stderr stays empty
         } else {

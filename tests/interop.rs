@@ -9,6 +9,9 @@
 //!   this crate's reader checks the SDK continued where the engine stopped.
 //! - `python_writes_while_rust_holds_the_run_open`: the SDK appends between two
 //!   flushes of an open engine run; indices and sequence numbers stay unique.
+//! - `python_files_api_on_our_files_and_ours_on_its`: the SDK's `files` API
+//!   (list, exists, read_text, download, a glob) on what the engine saved,
+//!   uploaded and deleted; the engine's on what the SDK saved and deleted.
 //! - `python_tokens_encrypted_is_read`: the SDK stores a token in
 //!   `tokens.encrypted` (Fernet); this crate's token lookup reads it.
 //! - `#[ignore]`d tests pin known gaps to the SDK until the engine fixes them.
@@ -1087,15 +1090,15 @@ fn python_lists_and_reads_our_files() {
         .buffer_config(config())
         .run()
         .unwrap();
-    let cfg_id = run
+    let cfg = run
         .files("configs")
         .description("training config")
         .tags(["cfg"])
         .save_json("config.json", json!({"lr": 0.001, "layers": [64, 64]}))
         .unwrap();
-    let txt_id = run.files("").save_text("notes.txt", "héllo\n").unwrap();
+    let txt = run.files("").save_text("notes.txt", "héllo\n").unwrap();
     let px: Vec<u8> = (0..4 * 3 * 3).map(|i| i as u8).collect();
-    let png_id = run
+    let png = run
         .files("images")
         .save_image(
             "i.png",
@@ -1106,7 +1109,7 @@ fn python_lists_and_reads_our_files() {
             },
         )
         .unwrap();
-    let up_id = run.files("uploads").upload(&upload).unwrap();
+    let up = run.files("uploads").upload(&upload).unwrap();
     run.complete().unwrap();
 
     let text = run_script(
@@ -1124,28 +1127,99 @@ fn python_lists_and_reads_our_files() {
             .find(|f| f["meta"]["id"] == id)
             .unwrap_or_else(|| panic!("{id} not listed: {doc}"))
     };
-    for (id, path, name, ctype) in [
-        (&cfg_id, "/configs", "config.json", "application/json"),
-        (&txt_id, "/", "notes.txt", "text/plain"),
-        (&png_id, "/images", "i.png", "image/png"),
-        (
-            &up_id,
-            "/uploads",
-            "weights.bin",
-            "application/octet-stream",
-        ),
+    for (info, path, name, ctype) in [
+        (&cfg, "/configs", "config.json", "application/json"),
+        (&txt, "/", "notes.txt", "text/plain"),
+        (&png, "/images", "i.png", "image/png"),
+        (&up, "/uploads", "weights.bin", "application/octet-stream"),
     ] {
-        let f = by_id(id);
+        let f = by_id(&info.id);
         assert_eq!(f["meta"]["path"], path);
         assert_eq!(f["meta"]["filename"], name);
         assert_eq!(f["meta"]["contentType"], ctype);
         assert_eq!(f["meta"]["checksum"], f["sha256"], "checksum of {name}");
         assert_eq!(f["meta"]["sizeBytes"], f["size"], "size of {name}");
     }
-    let c = by_id(&cfg_id);
+    // What a save returned is the SDK's dict for the file, key for key.
+    for info in [&cfg, &txt, &png] {
+        assert_eq!(by_id(&info.id)["meta"], serde_json::to_value(info).unwrap());
+    }
+    let c = by_id(&cfg.id);
     assert_eq!(c["meta"]["description"], "training config");
     assert_eq!(c["meta"]["tags"], json!(["cfg"]));
-    assert_eq!(by_id(&up_id)["size"], upload_bytes.len());
+    assert_eq!(by_id(&up.id)["size"], upload_bytes.len());
+}
+
+/// The SDK's files API on files this engine saved, renamed on upload and
+/// deleted: it lists what we list (our `FileInfo`s, key for key), finds,
+/// reads and downloads them, and does not see the deleted one. Then the
+/// engine reads the files the SDK saved and deleted.
+#[test]
+fn python_files_api_on_our_files_and_ours_on_its() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/run-files-api";
+    let weights: Vec<u8> = (0..50_000u32).map(|i| (i % 247) as u8).collect();
+    let src = out.path().join("model.pt");
+    fs::write(&src, &weights).unwrap();
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    run.files("configs")
+        .save_json("config.json", json!({"lr": 0.001}))
+        .unwrap();
+    run.files("ckpt")
+        .tags(["best"])
+        .upload_as(&src, "best.pt")
+        .unwrap();
+    run.files("notes").save_text("kept.txt", "kept").unwrap();
+    run.files("notes").save_text("gone.txt", "gone").unwrap();
+    run.files("notes").delete("gone.txt").unwrap();
+    let ours = run.files("").list().unwrap();
+    run.complete().unwrap();
+
+    let text = run_script(
+        py,
+        root.path(),
+        "files_api.py",
+        &[
+            root.path().as_os_str(),
+            OsStr::new(prefix),
+            out.path().as_os_str(),
+        ],
+    );
+    let doc: Json = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(doc["list"], serde_json::to_value(&ours).unwrap(), "{doc}");
+    assert_eq!(
+        doc["exists"],
+        json!({"configs/config.json": true, "ckpt/best.pt": true, "notes/gone.txt": false})
+    );
+    assert_eq!(doc["read_text"], "{\n  \"lr\": 0.001\n}");
+    let sha = ours.iter().find(|f| f.filename == "best.pt").unwrap();
+    assert_eq!(doc["download"], sha.checksum.as_deref().unwrap());
+    assert_eq!(doc["glob"], json!(["kept.txt"]));
+
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    let py_files = run.files("py");
+    let listed = py_files.list().unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "the SDK's deleted file is left out: {listed:?}"
+    );
+    assert_eq!(serde_json::to_value(&listed[0]).unwrap(), doc["saved"]);
+    assert_eq!(py_files.read_text("p.txt").unwrap(), "from python\n");
+    assert!(!py_files.exists("gone.txt").unwrap());
+    let copy = py_files.download("p.txt", out.path()).unwrap();
+    assert_eq!(fs::read_to_string(copy).unwrap(), "from python\n");
+    run.complete().unwrap();
 }
 
 /// The SDK's encrypted token store, as `ml-dash login` writes it without a

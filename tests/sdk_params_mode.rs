@@ -383,6 +383,13 @@ fn remote_only_leaves_nothing_in_the_working_directory() {
         run.files("configs")
             .save_json("config.json", json!({"lr": 0.001}))
             .unwrap();
+        // No local copy to read or delete: a typed error, not an empty list.
+        for r in [
+            run.files("configs").list().map(drop),
+            run.files("configs").delete("config.json").map(drop),
+        ] {
+            assert!(matches!(r, Err(ml_dash::Error::Unsupported(_))), "{r:?}");
+        }
         run.complete().unwrap();
         return;
     }

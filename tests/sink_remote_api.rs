@@ -67,6 +67,11 @@ fn files_of_a_remote_run_reach_the_server() {
     let src = user.path().join("w.bin");
     std::fs::write(&src, vec![7u8; 100_000]).unwrap();
     run.files("uploads").upload(&src).unwrap();
+    assert!(matches!(
+        run.files("uploads").delete_matching("*"),
+        Err(ml_dash::Error::Unsupported(_))
+    ));
+    assert!(run.files("uploads").exists("w.bin").unwrap());
     run.complete().unwrap();
     assert!(server.wait_for(Duration::from_secs(10), |st| st.files.len() == 2));
     let st = server.state();

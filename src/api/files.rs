@@ -1,7 +1,9 @@
-//! The files API: `run.files("configs").save_json("config.json", &cfg)`.
+//! The files API: `run.files("configs").save_json("config.json", &cfg)`, and
+//! the SDK's read side on the same handle (`list`, `exists`, `read_text`,
+//! `download`, `delete`).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,8 +11,11 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::core::RunCore;
+use crate::encode;
 use crate::error::{Error, Result};
-use crate::files::{FileEntry, FileRecord, FileStore, Image, content_type, logical_path, new_id};
+use crate::files::{
+    Copies, FileEntry, FileInfo, FileRecord, FileStore, Image, content_type, logical_path, new_id,
+};
 use crate::record::{Head, kind};
 
 /// Call order of saves in this process: the later save of a path + filename
@@ -20,21 +25,32 @@ static SAVE_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// The files of one folder of a run. Cheap to clone; `Send + Sync`.
 ///
-/// Each save writes the content to a temp file in the engine's work area and
-/// returns the file's id at once (the id it has in the store); an upload
+/// Each save writes the content to a temp file in the engine's work area,
+/// hashing it on the way, and returns at once the [`FileInfo`] the store will
+/// hold (the SDK's dict: id, path, filename, size, checksum...); an upload
 /// worker then moves it into `files/<folder>/<id>/<name>` and records it in
 /// `files/.files_metadata.json`. `flush()` and close wait for queued files.
+///
+/// The description, tags and metadata set on the handle go with every file
+/// saved through it (the SDK's keyword arguments): make a handle per call to
+/// vary them. The read side sees every file saved before the call: it first
+/// waits for the run's queued files, as `flush()` does.
 ///
 /// # Examples
 /// ```
 /// # let root = tempfile::tempdir().unwrap();
-/// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
-/// let id = run
+/// # let run = ml_dash::Experiment::new("a/b/c").dash_root(root.path()).run()?;
+/// let cfg = run
 ///     .files("configs")
 ///     .description("training config")
 ///     .save_json("config.json", &serde_json::json!({"lr": 0.001}))?;
-/// run.flush()?;
-/// # let _ = id;
+/// assert_eq!(cfg.path, "/configs");
+/// assert!(run.files("configs").exists("config.json")?);
+/// assert_eq!(run.files("").list_matching("*.json")?, vec![cfg]);
+/// let text = run.files("configs").read_text("config.json")?;
+/// assert!(text.contains("0.001"));
+/// run.files("configs").delete("config.json")?;
+/// assert!(run.files("").list()?.is_empty());
 /// # Ok::<(), ml_dash::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -54,7 +70,8 @@ impl Files {
         self
     }
 
-    /// Tags for the files saved through this handle (default none).
+    /// Tags for the files saved through this handle (default none). As in
+    /// the SDK, a handle with tags lists only files that have one of them.
     pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
         self.tags = tags.into_iter().map(Into::into).collect();
         self
@@ -70,14 +87,15 @@ impl Files {
         Ok(self)
     }
 
-    /// Saves `value` as pretty JSON (2-space indent, like the SDK).
+    /// Saves `value` as pretty JSON (2-space indent, like the SDK). `name`
+    /// may hold subfolders (`"a/b.json"`).
     ///
     /// # Errors
     /// [`Error::InvalidName`] for a name that would leave the experiment folder
     /// or that the store cannot hold (a file name over 249 bytes, a folder
     /// over 255 bytes or beginning with `.`), [`Error::InvalidValue`],
     /// [`Error::Io`], [`Error::Closed`], [`Error::Forked`].
-    pub fn save_json(&self, name: &str, value: impl Serialize) -> Result<String> {
+    pub fn save_json(&self, name: &str, value: impl Serialize) -> Result<FileInfo> {
         let bytes =
             serde_json::to_vec_pretty(&value).map_err(|e| Error::InvalidValue(e.to_string()))?;
         self.save_with(name, &mut |f| f.write_all(&bytes))
@@ -87,7 +105,7 @@ impl Files {
     ///
     /// # Errors
     /// As [`save_json`](Self::save_json).
-    pub fn save_text(&self, name: &str, text: &str) -> Result<String> {
+    pub fn save_text(&self, name: &str, text: &str) -> Result<FileInfo> {
         self.save_with(name, &mut |f| f.write_all(text.as_bytes()))
     }
 
@@ -95,7 +113,7 @@ impl Files {
     ///
     /// # Errors
     /// As [`save_json`](Self::save_json).
-    pub fn save_blob(&self, name: &str, bytes: &[u8]) -> Result<String> {
+    pub fn save_blob(&self, name: &str, bytes: &[u8]) -> Result<FileInfo> {
         self.save_with(name, &mut |f| f.write_all(bytes))
     }
 
@@ -104,21 +122,236 @@ impl Files {
     /// # Errors
     /// As [`save_json`](Self::save_json); [`Error::InvalidValue`] when the
     /// buffer length does not match the shape.
-    pub fn save_image(&self, name: &str, image: Image<'_>) -> Result<String> {
+    pub fn save_image(&self, name: &str, image: Image<'_>) -> Result<FileInfo> {
         image.validate()?;
         self.save_with(name, &mut |f| image.write_png(std::io::BufWriter::new(f)))
     }
 
     /// Uploads the user's file `path` into this folder, under its own name.
-    /// The file is streamed (never read whole into memory) and never moved,
-    /// changed or deleted.
+    /// The file is streamed by an upload worker (never read whole into
+    /// memory, never on the caller's thread) and never moved, changed or
+    /// deleted. The returned [`FileInfo`] has the file's size at the call and
+    /// `checksum: None`: the worker hashes what it copies, and the stored
+    /// entry (`list()`) has both.
     ///
     /// # Errors
     /// [`Error::InvalidFile`] for a missing file, a directory or a non-UTF-8
-    /// name; as [`save_json`](Self::save_json).
-    pub fn upload(&self, path: impl AsRef<Path>) -> Result<String> {
+    /// path; as [`save_json`](Self::save_json).
+    pub fn upload(&self, path: impl AsRef<Path>) -> Result<FileInfo> {
+        self.upload_file(path.as_ref(), None)
+    }
+
+    /// [`upload`](Self::upload) under another name (the SDK's
+    /// `upload(path, to=name)`); `name` may hold subfolders.
+    ///
+    /// # Errors
+    /// As [`upload`](Self::upload).
+    pub fn upload_as(&self, path: impl AsRef<Path>, name: &str) -> Result<FileInfo> {
+        self.upload_file(path.as_ref(), Some(name))
+    }
+
+    /// The stored files of this folder and its subfolders, in the store's
+    /// order (deleted ones left out): the SDK's `files(dir).list()`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a folder that would leave the experiment,
+    /// [`Error::Io`], [`Error::Corrupt`] for a `.files_metadata.json` that
+    /// does not parse, [`Error::Forked`]; [`Error::Unsupported`] in a
+    /// remote-only run (it keeps no copy of its files; a hybrid run reads its
+    /// local store).
+    pub fn list(&self) -> Result<Vec<FileInfo>> {
+        let folder = self.folder()?;
+        self.settle()?;
+        let files = self.store.stored()?;
+        Ok(files
+            .into_iter()
+            .filter(|f| f.is_under(&folder))
+            .filter(|f| self.tags.is_empty() || f.tags.iter().any(|t| self.tags.contains(t)))
+            .collect())
+    }
+
+    /// The files of [`list`](Self::list) whose name or path from the
+    /// experiment's files root (`images/a.png`) matches the glob `pattern`,
+    /// as the SDK's `files(dir).list(pattern)` matches: Python's `fnmatch`
+    /// (`*` also matches `/`, `?`, `[a-z]`, `[!x]`; case-sensitive).
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub fn list_matching(&self, pattern: &str) -> Result<Vec<FileInfo>> {
+        let mut files = self.list()?;
+        files.retain(|f| f.matches(pattern));
+        Ok(files)
+    }
+
+    /// Whether the file `name` of this folder is stored.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        match self.find(name) {
+            Ok(_) => Ok(true),
+            Err(Error::FileNotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The content of the file `name` of this folder, as text (checked
+    /// against its sha256, as the SDK's download checks it).
+    ///
+    /// # Errors
+    /// [`Error::FileNotFound`]; [`Error::InvalidValue`] when it is not UTF-8
+    /// (use [`download`](Self::download)); [`Error::Corrupt`] when the content
+    /// does not match its checksum; as [`exists`](Self::exists).
+    pub fn read_text(&self, name: &str) -> Result<String> {
+        let info = self.find(name)?;
+        let bytes = self.store.read_content(&info)?;
+        String::from_utf8(bytes).map_err(|e| {
+            Error::InvalidValue(format!(
+                "{} is not UTF-8 text ({e}): download() it instead",
+                info.filename
+            ))
+        })
+    }
+
+    /// Copies the file `name` of this folder to `to` (a file, created or
+    /// replaced; or an existing folder, then under the file's name) and
+    /// returns the copy's path. Streamed, and checked against its sha256.
+    ///
+    /// # Errors
+    /// [`Error::FileNotFound`]; [`Error::Io`] on either side;
+    /// [`Error::Corrupt`] when the content does not match its checksum (the
+    /// copy is removed); as [`exists`](Self::exists).
+    pub fn download(&self, name: &str, to: impl AsRef<Path>) -> Result<PathBuf> {
+        let info = self.find(name)?;
+        let to = to.as_ref();
+        let dest = if to.is_dir() {
+            to.join(&info.filename)
+        } else {
+            to.to_path_buf()
+        };
+        self.store.copy_out(&info, &dest)?;
+        Ok(dest)
+    }
+
+    /// Copies every file of [`list_matching`](Self::list_matching) into the
+    /// folder `to` (created if missing), each under its file name, as the SDK's
+    /// `files(dir).download(pattern, to=dir)`; returns the copies' paths.
+    ///
+    /// # Errors
+    /// [`Error::FileNotFound`] when nothing matches; as [`download`](Self::download).
+    pub fn download_matching(&self, pattern: &str, to: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        let files = self.list_matching(pattern)?;
+        if files.is_empty() {
+            return Err(Error::FileNotFound(self.display(pattern)));
+        }
+        let to = to.as_ref();
+        std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+        let mut copies = Vec::with_capacity(files.len());
+        for info in &files {
+            let dest = to.join(&info.filename);
+            self.store.copy_out(info, &dest)?;
+            copies.push(dest);
+        }
+        Ok(copies)
+    }
+
+    /// Deletes the file `name` of this folder as the SDK does (a soft
+    /// delete: its entry gets `deletedAt`, under the SDK's lock, and its
+    /// content stays on disk); returns the entry as it now is.
+    ///
+    /// # Errors
+    /// [`Error::FileNotFound`]; [`Error::Unsupported`] in a run with a
+    /// server (`dash_url`): it would delete the local copy only, and a
+    /// remote-only run has none; [`Error::Closed`]; as [`exists`](Self::exists).
+    pub fn delete(&self, name: &str) -> Result<FileInfo> {
+        self.check_deletable()?;
+        let (path, filename) = logical_path(&self.dir, name)?;
+        self.settle()?;
+        let mut deleted = self.store.delete_where(&|f| f.is_at(&path, &filename))?;
+        deleted
+            .pop()
+            .ok_or_else(|| Error::FileNotFound(self.display(name)))
+    }
+
+    /// Deletes (as [`delete`](Self::delete)) every file of
+    /// [`list_matching`](Self::list_matching); returns their entries.
+    ///
+    /// # Errors
+    /// [`Error::FileNotFound`] when nothing matches; as [`delete`](Self::delete).
+    pub fn delete_matching(&self, pattern: &str) -> Result<Vec<FileInfo>> {
+        self.check_deletable()?;
+        let folder = self.folder()?;
+        self.settle()?;
+        let tags = &self.tags;
+        let deleted = self.store.delete_where(&|f| {
+            f.is_under(&folder)
+                && (tags.is_empty() || f.tags.iter().any(|t| tags.contains(t)))
+                && f.matches(pattern)
+        })?;
+        if deleted.is_empty() {
+            return Err(Error::FileNotFound(self.display(pattern)));
+        }
+        Ok(deleted)
+    }
+
+    /// The stored file `name` of this folder.
+    fn find(&self, name: &str) -> Result<FileInfo> {
+        let (path, filename) = logical_path(&self.dir, name)?;
+        self.settle()?;
+        self.store
+            .stored()?
+            .into_iter()
+            .find(|f| f.is_at(&path, &filename))
+            .ok_or_else(|| Error::FileNotFound(self.display(name)))
+    }
+
+    /// Waits for the files saved before the call (a flush: a file's record
+    /// travels through the ring). Its errors are `flush()`'s to report;
+    /// after close every file is already stored. Every read and delete calls
+    /// this before it reaches the store: the child of a fork gets
+    /// [`Error::Forked`] here.
+    fn settle(&self) -> Result<()> {
         self.core.check_owner()?;
-        let path = path.as_ref();
+        if self.store.copies == Copies::RemoteOnly {
+            return Err(Error::Unsupported(
+                "a remote-only run keeps no copy of its files (each is deleted from the work \
+                 area once sent): read them on the server, or open the run with a dash_root",
+            ));
+        }
+        let _ = self.core.flush();
+        Ok(())
+    }
+
+    /// The handle's folder (`/configs`; `/` for the root).
+    fn folder(&self) -> Result<String> {
+        // Any valid file name: only the folder part is checked and kept.
+        logical_path(&self.dir, "_").map(|(folder, _)| folder)
+    }
+
+    /// `dir/name` for messages.
+    fn display(&self, name: &str) -> String {
+        match self.dir.trim_matches('/') {
+            "" => name.to_string(),
+            d => format!("{d}/{name}"),
+        }
+    }
+
+    fn check_deletable(&self) -> Result<()> {
+        self.core.check_owner()?;
+        if self.store.copies == Copies::Hybrid {
+            return Err(Error::Unsupported(
+                "delete() in a run with a server (dash_url) would delete only the local copy: \
+                 delete the file on the server (its web UI), or open a run without dash_url",
+            ));
+        }
+        if self.core.closed.load(crate::sync::Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn upload_file(&self, path: &Path, to: Option<&str>) -> Result<FileInfo> {
+        self.core.check_owner()?;
         let bad = |reason| Error::InvalidFile {
             path: path.to_path_buf(),
             reason,
@@ -128,51 +361,69 @@ impl Files {
         if meta.is_dir() {
             return Err(bad("it is a directory; upload its files one by one"));
         }
-        let name = path
-            .file_name()
-            .ok_or_else(|| bad("it has no file name"))?
-            .to_str()
-            .ok_or_else(|| bad("its name is not valid UTF-8"))?;
+        let name = match to {
+            Some(name) => name,
+            None => path
+                .file_name()
+                .ok_or_else(|| bad("it has no file name"))?
+                .to_str()
+                .ok_or_else(|| bad("its name is not valid UTF-8"))?,
+        };
         let full = std::path::absolute(path).map_err(|_| bad("its absolute path is unknown"))?;
         let source = full
             .to_str()
             .ok_or_else(|| bad("its path is not valid UTF-8"))?;
-        let id = new_id();
-        self.send(name, id, source.to_string(), true)
+        let entry = self.entry(name)?;
+        self.send(entry, source.to_string(), meta.len(), None)
     }
 
     fn save_with(
         &self,
         name: &str,
-        content: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
-    ) -> Result<String> {
+        content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<FileInfo> {
         self.core.check_owner()?;
-        logical_path(&self.dir, name)?;
+        let entry = self.entry(name)?;
         if self.core.closed.load(crate::sync::Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        let id = new_id();
-        let tmp = self.store.write_temp(&id, content)?;
+        let (tmp, size, checksum) = self.store.write_temp(&entry.id, content)?;
         let source = tmp.to_string_lossy().into_owned();
-        self.send(name, id, source, false).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
+        self.send(entry, source, size, Some(checksum))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
+    }
+
+    /// A new entry for the file `name` of this folder.
+    fn entry(&self, name: &str) -> Result<FileEntry> {
+        let (path, filename) = logical_path(&self.dir, name)?;
+        Ok(FileEntry {
+            id: new_id(),
+            content_type: content_type(&filename),
+            path,
+            filename,
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+            metadata: self.metadata.clone(),
+            uploaded_at: encode::iso_now(),
         })
     }
 
-    fn send(&self, name: &str, id: String, source: String, user_file: bool) -> Result<String> {
-        let (path, filename) = logical_path(&self.dir, name)?;
+    /// Queues the file; `checksum` is known for a temp file (none for the
+    /// user's file, which the worker hashes).
+    fn send(
+        &self,
+        entry: FileEntry,
+        source: String,
+        size: u64,
+        checksum: Option<String>,
+    ) -> Result<FileInfo> {
+        let info = entry.info(self.store.experiment_id(), size, checksum.clone());
         let rec = FileRecord {
-            entry: FileEntry {
-                id: id.clone(),
-                content_type: content_type(&filename),
-                path,
-                filename,
-                description: self.description.clone(),
-                tags: self.tags.clone(),
-                metadata: self.metadata.clone(),
-            },
+            entry,
             source,
-            user_file,
+            written: checksum.map(|sum| (size, sum)),
             seq: SAVE_SEQ.fetch_add(1, Ordering::Relaxed),
         };
         let text = serde_json::to_vec(&rec).map_err(|e| Error::InvalidValue(e.to_string()))?;
@@ -183,6 +434,6 @@ impl Files {
             ts: 0,
         };
         self.core.push(head, &text, &[])?;
-        Ok(id)
+        Ok(info)
     }
 }

@@ -20,7 +20,7 @@ use crate::collector::{CloseReport, Collector};
 use crate::config::BufferConfig;
 use crate::core::{Control, RunCore, Status, StreamKind};
 use crate::error::{Error, Result};
-use crate::files::{FileStore, Pool};
+use crate::files::{Copies, FileStore, Pool};
 use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, TRACK_PREVIOUS_TS, Value, kind};
 use crate::remote::{RemoteConfig, RemoteSink};
 use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
@@ -205,8 +205,13 @@ impl Experiment {
         } else {
             dir.join(".spool")
         };
+        let copies = match (&local, &remote) {
+            (_, None) => Copies::Local,
+            (Some(_), Some(_)) => Copies::Hybrid,
+            (None, Some(_)) => Copies::RemoteOnly,
+        };
         let store = Tee::new(local, remote, location, close_timeout);
-        let files = Arc::new(FileStore::new(&dir, &prefix, cfg.sync_on_flush));
+        let files = Arc::new(FileStore::new(&dir, &prefix, cfg.sync_on_flush, copies));
         let cfg_workers = cfg.file_upload_workers;
         let (core, rx) = RunCore::new(cfg);
         let pool = Pool::new(FileStore::clone(&files), cfg_workers);

@@ -14,12 +14,20 @@
 //! (never whole into memory) and never moves, changes or deletes it.
 //! Saving the same path + filename again replaces the entry (as the SDK does);
 //! when two saves race, the later call wins, whichever worker finishes first.
+//! A save hashes its content while writing the temp file, so it returns the
+//! entry the store will hold ([`FileInfo`]); the worker only moves it.
+//!
+//! The read side (`list`, `exists`, `read_text`, `download`, `delete`) reads
+//! `.files_metadata.json` as the SDK's `LocalStorage` does; `delete` is its
+//! soft delete (`deletedAt` set under the same lock, the content kept).
 //!
 //! It depends on `encode` (timestamps), `error` and the store's JSON helpers.
 
+mod glob;
 mod image;
 mod pool;
 
+pub(crate) use glob::fnmatch;
 pub use image::Image;
 pub(crate) use pool::{FileJob, Pool};
 
@@ -43,16 +51,22 @@ pub(crate) struct FileRecord {
     pub(crate) entry: FileEntry,
     /// The engine's temp file, or the user's file for `upload`.
     pub(crate) source: String,
-    pub(crate) user_file: bool,
+    /// The temp file's size and sha256 (hashed while it was written); none
+    /// for the user's file, which the worker hashes while copying it.
+    pub(crate) written: Option<(u64, String)>,
     pub(crate) seq: u64,
 }
 
 impl FileRecord {
     pub(crate) fn into_job(self) -> FileJob {
-        let source = if self.user_file {
-            Source::User(self.source.into())
-        } else {
-            Source::Temp(self.source.into())
+        let path = PathBuf::from(self.source);
+        let source = match self.written {
+            Some((size, checksum)) => Source::Temp {
+                path,
+                size,
+                checksum,
+            },
+            None => Source::User(path),
         };
         FileJob {
             entry: self.entry,
@@ -65,8 +79,13 @@ impl FileRecord {
 /// Where the content of a file job comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// A temp file the engine wrote and owns (moved into place, or removed).
-    Temp(PathBuf),
+    /// A temp file the engine wrote and owns (moved into place, or removed),
+    /// with the size and sha256 of what it wrote.
+    Temp {
+        path: PathBuf,
+        size: u64,
+        checksum: String,
+    },
     /// The user's file: read only.
     User(PathBuf),
 }
@@ -82,6 +101,118 @@ pub(crate) struct FileEntry {
     pub(crate) tags: Vec<String>,
     pub(crate) metadata: Option<Json>,
     pub(crate) content_type: String,
+    /// When the save was called (ISO 8601): the entry's `uploadedAt`.
+    pub(crate) uploaded_at: String,
+}
+
+impl FileEntry {
+    /// The store's entry for this file.
+    pub(crate) fn info(
+        &self,
+        experiment_id: &str,
+        size: u64,
+        checksum: Option<String>,
+    ) -> FileInfo {
+        FileInfo {
+            id: self.id.clone(),
+            experiment_id: experiment_id.to_string(),
+            path: self.path.clone(),
+            filename: self.filename.clone(),
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+            bindrs: Vec::new(),
+            content_type: self.content_type.clone(),
+            size_bytes: size,
+            checksum,
+            metadata: self.metadata.clone(),
+            uploaded_at: self.uploaded_at.clone(),
+            updated_at: self.uploaded_at.clone(),
+            deleted_at: None,
+        }
+    }
+}
+
+/// One file of an experiment, as the Python SDK describes it: one entry of
+/// `files/.files_metadata.json`, the dict that the SDK's saves and
+/// `files.list()` return. Serialized, its keys are the SDK's (`id`,
+/// `experimentId`, `path`, `filename`, `description`, `tags`, `bindrs`,
+/// `contentType`, `sizeBytes`, `checksum`, `metadata`, `uploadedAt`,
+/// `updatedAt`, `deletedAt`), in that order.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # let run = ml_dash::Experiment::new("a/b/c").dash_root(root.path()).run()?;
+/// let info = run.files("notes").save_text("a.txt", "hi")?;
+/// assert_eq!((info.path.as_str(), info.filename.as_str(), info.size_bytes), ("/notes", "a.txt", 2));
+/// assert_eq!(serde_json::to_value(&info).unwrap()["sizeBytes"], 2);
+/// assert_eq!(run.files("notes").list()?, vec![info]);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct FileInfo {
+    /// The file's id (decimal digits, made as the SDK makes them).
+    pub id: String,
+    /// `"<project>/<prefix>"`, the SDK's id of a local experiment.
+    pub experiment_id: String,
+    /// The folder, with a leading `/` (`/configs`; `/` is the root).
+    pub path: String,
+    /// The file's name.
+    pub filename: String,
+    /// The description given when it was saved.
+    pub description: Option<String>,
+    /// The tags given when it was saved.
+    pub tags: Vec<String>,
+    /// The SDK's bindrs (this engine sets none).
+    pub bindrs: Vec<String>,
+    /// The MIME type, from the file name (`application/octet-stream` when unknown).
+    pub content_type: String,
+    /// The content's size in bytes.
+    pub size_bytes: u64,
+    /// The content's SHA-256, hex. `None` only in what `upload` returns: the
+    /// worker hashes the user's file while it copies it (the stored entry has it).
+    pub checksum: Option<String>,
+    /// The metadata given when it was saved.
+    pub metadata: Option<Json>,
+    /// When it was saved (ISO 8601, UTC).
+    pub uploaded_at: String,
+    /// When its entry last changed.
+    pub updated_at: String,
+    /// When it was deleted (`delete` keeps the entry and the content, as the SDK does).
+    pub deleted_at: Option<String>,
+}
+
+impl FileInfo {
+    /// The path from the experiment's files root, without a leading `/`
+    /// (`configs/config.json`): what a glob pattern is matched against.
+    fn full_path(&self) -> String {
+        let full = format!("{}/{}", self.path.trim_end_matches('/'), self.filename);
+        full.trim_start_matches('/').to_string()
+    }
+
+    /// Whether it is the file `filename` of the logical folder `path` (a
+    /// trailing `/` of either folder aside, as the SDK may write `/a/`).
+    pub(crate) fn is_at(&self, path: &str, filename: &str) -> bool {
+        self.filename == filename && self.path.trim_end_matches('/') == path.trim_end_matches('/')
+    }
+
+    /// Whether it is in `folder` (a logical folder, `/` for the root) or below.
+    pub(crate) fn is_under(&self, folder: &str) -> bool {
+        folder == "/"
+            || self
+                .path
+                .strip_prefix(folder)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Whether its name or its full path matches `pattern`, as the SDK's
+    /// `files.list(pattern)` matches (a leading `/` of the pattern ignored).
+    pub(crate) fn matches(&self, pattern: &str) -> bool {
+        let pattern = pattern.trim_start_matches('/');
+        fnmatch(&self.filename, pattern) || fnmatch(&self.full_path(), pattern)
+    }
 }
 
 /// A new file id, shaped as the Python SDK makes them (`(ms << 12) | random
@@ -191,11 +322,6 @@ fn copy_hashing(src: &Path, dst: &Path) -> Result<(u64, String)> {
     hash_stream(src, Some((dst, out)))
 }
 
-/// Hashes a file in place: (bytes, sha256 hex).
-fn hash_file(path: &Path) -> Result<(u64, String)> {
-    hash_stream(path, None)
-}
-
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -206,6 +332,26 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// A writer that hashes and counts what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The files part of one experiment's local store.
 #[derive(Debug, Clone)]
 pub(crate) struct FileStore {
@@ -214,16 +360,39 @@ pub(crate) struct FileStore {
     /// `"<project>/<prefix>"`, the SDK's `experimentId` in local mode.
     experiment_id: String,
     sync: bool,
+    pub(crate) copies: Copies,
+}
+
+/// Where a run keeps its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Copies {
+    /// The local store only.
+    Local,
+    /// The local store, and a copy sent to the server.
+    Hybrid,
+    /// The server only: `dir` is the work area, and a file's content there
+    /// is deleted once it is sent.
+    RemoteOnly,
 }
 
 impl FileStore {
-    pub(crate) fn new(experiment_dir: &Path, prefix: &str, sync: bool) -> FileStore {
+    pub(crate) fn new(
+        experiment_dir: &Path,
+        prefix: &str,
+        sync: bool,
+        copies: Copies,
+    ) -> FileStore {
         let project = prefix.split('/').nth(1).unwrap_or_default();
         FileStore {
             dir: experiment_dir.join("files"),
             experiment_id: format!("{project}/{prefix}"),
             sync,
+            copies,
         }
+    }
+
+    pub(crate) fn experiment_id(&self) -> &str {
+        &self.experiment_id
     }
 
     /// The engine's work area for temp files (inside the store, so a finished
@@ -232,53 +401,63 @@ impl FileStore {
         self.dir.join(".pending")
     }
 
-    /// Writes `content` to a new temp file in the work area.
+    /// Writes `content` to a new temp file in the work area, hashing it on
+    /// the way: (the temp file, bytes, sha256 hex).
     pub(crate) fn write_temp(
         &self,
         id: &str,
-        content: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
-    ) -> Result<PathBuf> {
+        content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(PathBuf, u64, String)> {
         let dir = self.pending_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(id);
-        let mut f = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        if let Err(e) = content(&mut f).and_then(|()| f.flush()) {
+        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut out = Hashing {
+            inner: f,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        if let Err(e) = content(&mut out).and_then(|()| out.flush()) {
             let _ = fs::remove_file(&path);
             return Err(Error::io(&path, e));
         }
-        Ok(path)
+        Ok((path, out.size, hex(&out.hasher.finalize())))
     }
 
     /// Where a stored file's content is.
     pub(crate) fn content_path(&self, entry: &FileEntry) -> PathBuf {
-        self.blob_dir(entry).join(&entry.filename)
+        self.blob_dir(&entry.path, &entry.id).join(&entry.filename)
     }
 
-    fn blob_dir(&self, entry: &FileEntry) -> PathBuf {
-        let rel = entry.path.trim_start_matches('/');
+    fn blob_dir(&self, path: &str, id: &str) -> PathBuf {
+        let rel = path.trim_start_matches('/');
         let base = if rel.is_empty() {
             self.dir.clone()
         } else {
             self.dir.join(rel)
         };
-        base.join(&entry.id)
+        base.join(id)
     }
 
     /// Moves (temp) or copies (user file) one file's content into
-    /// `files/<path>/<id>/<filename>`, hashing it on the way: (bytes, sha256).
+    /// `files/<path>/<id>/<filename>`: (bytes, sha256). A user's file is
+    /// hashed while it is copied; a temp file was hashed when it was written.
     pub(crate) fn store_content(
         &self,
         entry: &FileEntry,
         source: &Source,
     ) -> Result<(u64, String)> {
-        let blob_dir = self.blob_dir(entry);
+        let blob_dir = self.blob_dir(&entry.path, &entry.id);
         fs::create_dir_all(&blob_dir).map_err(|e| Error::io(&blob_dir, e))?;
         let dest = blob_dir.join(&entry.filename);
         let r = match source {
-            Source::Temp(tmp) => {
-                let r = hash_file(tmp)?;
-                fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-                r
+            Source::Temp {
+                path,
+                size,
+                checksum,
+            } => {
+                fs::rename(path, &dest).map_err(|e| Error::io(&dest, e))?;
+                (*size, checksum.clone())
             }
             Source::User(path) => {
                 let part = blob_dir.join(format!(".{}.part", entry.filename));
@@ -297,7 +476,114 @@ impl FileStore {
 
     /// Removes a stored content folder (a save that a later one replaced).
     pub(crate) fn discard(&self, entry: &FileEntry) {
-        let _ = fs::remove_dir_all(self.blob_dir(entry));
+        let _ = fs::remove_dir_all(self.blob_dir(&entry.path, &entry.id));
+    }
+
+    fn meta_path(&self) -> PathBuf {
+        self.dir.join(".files_metadata.json")
+    }
+
+    /// Runs `f` holding the SDK's lock on `.files_metadata.json`
+    /// (`flock` on `.files_metadata.lock`).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let lock_path = self.dir.join(".files_metadata.lock");
+        let lock = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let r = f();
+        let _ = lock.unlock();
+        r
+    }
+
+    /// The entries of `.files_metadata.json` as they are (none before the first).
+    fn load(&self) -> Result<Vec<Json>> {
+        Ok(match read_json(&self.meta_path())? {
+            Some(Json::Object(mut m)) => match m.remove("files") {
+                Some(Json::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
+
+    fn parse(&self, entry: Json) -> Result<FileInfo> {
+        serde_json::from_value(entry).map_err(|e| Error::Corrupt {
+            path: self.meta_path(),
+            reason: format!("an entry of \"files\" is not a file's metadata: {e}"),
+        })
+    }
+
+    /// The stored files (deleted ones left out), in the store's order.
+    pub(crate) fn stored(&self) -> Result<Vec<FileInfo>> {
+        let mut files = Vec::new();
+        for entry in self.load()? {
+            let info = self.parse(entry)?;
+            if info.deleted_at.is_none() {
+                files.push(info);
+            }
+        }
+        Ok(files)
+    }
+
+    /// A stored file's content, whole, checked against its sha256.
+    pub(crate) fn read_content(&self, info: &FileInfo) -> Result<Vec<u8>> {
+        let src = self.blob_dir(&info.path, &info.id).join(&info.filename);
+        let bytes = fs::read(&src).map_err(|e| Error::io(&src, e))?;
+        self.verify(info, &src, &hex(&Sha256::digest(&bytes)))?;
+        Ok(bytes)
+    }
+
+    /// Copies a stored file's content to `to` (created or replaced), streamed
+    /// and checked against its sha256; a copy that does not match is removed.
+    pub(crate) fn copy_out(&self, info: &FileInfo, to: &Path) -> Result<()> {
+        let src = self.blob_dir(&info.path, &info.id).join(&info.filename);
+        let (_, sum) = copy_hashing(&src, to).inspect_err(|_| {
+            let _ = fs::remove_file(to);
+        })?;
+        self.verify(info, &src, &sum).inspect_err(|_| {
+            let _ = fs::remove_file(to);
+        })
+    }
+
+    fn verify(&self, info: &FileInfo, src: &Path, sum: &str) -> Result<()> {
+        match info.checksum.as_deref() {
+            Some(expected) if !expected.is_empty() && expected != sum => Err(Error::Corrupt {
+                path: src.to_path_buf(),
+                reason: format!(
+                    "its sha256 is {sum}, .files_metadata.json says {expected}: the stored content changed"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The SDK's soft delete of the stored files that `select` picks, under
+    /// the lock: `deletedAt` and `updatedAt` set, the content left in place.
+    /// Returns their entries as they now are.
+    pub(crate) fn delete_where(&self, select: &dyn Fn(&FileInfo) -> bool) -> Result<Vec<FileInfo>> {
+        self.locked(|| {
+            let mut files = self.load()?;
+            let now = encode::iso_now();
+            let mut deleted = Vec::new();
+            for entry in &mut files {
+                let mut info = self.parse(entry.clone())?;
+                if info.deleted_at.is_none() && select(&info) {
+                    entry["deletedAt"] = json!(now);
+                    entry["updatedAt"] = json!(now);
+                    info.deleted_at = Some(now.clone());
+                    info.updated_at.clone_from(&now);
+                    deleted.push(info);
+                }
+            }
+            if !deleted.is_empty() {
+                write_json_atomic(&self.meta_path(), &json!({ "files": files }), self.sync)?;
+            }
+            Ok(deleted)
+        })
     }
 
     /// Records stored files in `.files_metadata.json`: one read and one atomic
@@ -307,28 +593,11 @@ impl FileStore {
         if stored.is_empty() {
             return Ok(());
         }
-        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let lock_path = self.dir.join(".files_metadata.lock");
-        let lock = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-        let r = self.merge_locked(stored);
-        let _ = lock.unlock();
-        r
+        self.locked(|| self.merge_locked(stored))
     }
 
     fn merge_locked(&self, stored: &[(FileEntry, u64, String)]) -> Result<()> {
-        let meta_path = self.dir.join(".files_metadata.json");
-        let mut files: Vec<Json> = match read_json(&meta_path)? {
-            Some(Json::Object(mut m)) => match m.remove("files") {
-                Some(Json::Array(a)) => a,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
+        let mut files = self.load()?;
         let mut index: std::collections::HashMap<(String, String), usize> = files
             .iter()
             .enumerate()
@@ -343,33 +612,16 @@ impl FileStore {
                 ))
             })
             .collect();
-        let now = encode::iso_now();
         for (entry, size, checksum) in stored {
-            let doc = json!({
-                "id": entry.id,
-                "experimentId": self.experiment_id,
-                "path": entry.path,
-                "filename": entry.filename,
-                "description": entry.description,
-                "tags": entry.tags,
-                "bindrs": [],
-                "contentType": entry.content_type,
-                "sizeBytes": size,
-                "checksum": checksum,
-                "metadata": entry.metadata,
-                "uploadedAt": now,
-                "updatedAt": now,
-                "deletedAt": null,
-            });
+            let info = entry.info(&self.experiment_id, *size, Some(checksum.clone()));
+            let doc = serde_json::to_value(info).map_err(|e| Error::InvalidValue(e.to_string()))?;
             match index.get(&(entry.path.clone(), entry.filename.clone())) {
                 Some(&i) => {
                     // Replace in place, and remove the old content (as the SDK does).
                     if let Some(old_id) = files[i]["id"].as_str()
                         && old_id != entry.id
                     {
-                        let mut old = entry.clone();
-                        old.id = old_id.to_string();
-                        self.discard(&old);
+                        let _ = fs::remove_dir_all(self.blob_dir(&entry.path, old_id));
                     }
                     files[i] = doc;
                 }
@@ -379,7 +631,7 @@ impl FileStore {
                 }
             }
         }
-        write_json_atomic(&meta_path, &json!({ "files": files }), self.sync).map(drop)
+        write_json_atomic(&self.meta_path(), &json!({ "files": files }), self.sync).map(drop)
     }
 }
 
@@ -447,7 +699,7 @@ mod tests {
     #[test]
     fn store_replaces_and_hashes() {
         let root = tempfile::tempdir().unwrap();
-        let fs_ = FileStore::new(&root.path().join("a/b"), "a/b", false);
+        let fs_ = FileStore::new(&root.path().join("a/b"), "a/b", false, Copies::Local);
         let entry = |id: &str| FileEntry {
             id: id.into(),
             path: "/c".into(),
@@ -456,14 +708,18 @@ mod tests {
             tags: vec![],
             metadata: None,
             content_type: "text/plain".into(),
+            uploaded_at: "2026-01-01T00:00:00Z".into(),
         };
         for (id, text) in [("1", "one"), ("2", "two")] {
-            let tmp = fs_
+            let (tmp, size, checksum) = fs_
                 .write_temp(id, &mut |f| f.write_all(text.as_bytes()))
                 .unwrap();
-            let (size, sum) = fs_
-                .store_content(&entry(id), &Source::Temp(tmp.clone()))
-                .unwrap();
+            let source = Source::Temp {
+                path: tmp.clone(),
+                size,
+                checksum,
+            };
+            let (size, sum) = fs_.store_content(&entry(id), &source).unwrap();
             fs_.merge_entries(&[(entry(id), size, sum)]).unwrap();
             assert!(!tmp.exists());
         }

@@ -202,7 +202,7 @@ fn worker(store: &FileStore, rx: &Mutex<mpsc::Receiver<FileJob>>, done: &mpsc::S
             ),
         };
         let kept = match &job.source {
-            Source::Temp(p) => format!("; its content is kept in {}", p.display()),
+            Source::Temp { path: p, .. } => format!("; its content is kept in {}", p.display()),
             Source::User(p) => format!("; the original is unchanged at {}", p.display()),
         };
         let r = Err(format!(
