@@ -1171,7 +1171,10 @@ impl<S: Sink> Decoder<'_, S> {
             debug_assert_eq!(desc.kind, StreamKind::Metric);
             *slot = Some(MetricSlot {
                 name: desc.name,
-                batch: MetricBatch::default(),
+                batch: MetricBatch {
+                    info: desc.info,
+                    ..MetricBatch::default()
+                },
                 failing: false,
             });
         }

@@ -46,6 +46,17 @@ pub(crate) struct StreamDesc {
     pub(crate) kind: StreamKind,
     /// `None` is the unnamed metric stream.
     pub(crate) name: Option<Arc<str>>,
+    /// Description, tags and metadata given when the stream was created.
+    pub(crate) info: Option<Arc<StreamInfo>>,
+}
+
+/// What a stream's creator said about it (the SDK's `metrics(name,
+/// description=, tags=, metadata=)`); the first handle's info wins.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct StreamInfo {
+    pub(crate) description: Option<String>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) metadata: Option<serde_json::Value>,
 }
 
 /// Messages into the collector. All are cold-path.
@@ -104,6 +115,12 @@ pub(crate) struct Streams {
 impl Streams {
     /// The id of a stream, created on first use. The unnamed stream is `""`.
     pub(crate) fn id(&self, kind: StreamKind, name: &str) -> u32 {
+        self.id_with(kind, name, None)
+    }
+
+    /// As [`id`](Self::id); a stream created here gets `info`, an existing
+    /// one keeps its own (the first handle's info wins, as in the SDK).
+    pub(crate) fn id_with(&self, kind: StreamKind, name: &str, info: Option<StreamInfo>) -> u32 {
         if let Some(&id) = self.by_name.load().get(&(kind, name.into())) {
             return id;
         }
@@ -116,6 +133,7 @@ impl Streams {
         ids.push(StreamDesc {
             kind,
             name: (!name.is_empty()).then(|| Arc::from(name)),
+            info: info.map(Arc::new),
         });
         // by_id first: whoever learns the id can resolve it.
         self.by_id.store(Arc::new(ids));

@@ -79,8 +79,8 @@ pub mod __loom;
 mod __loom;
 
 pub use api::{
-    DEFAULT_DASH_ROOT, Experiment, Files, Logger, Metrics, Params, Run, Track, remote_work_dir,
-    validate_prefix,
+    DEFAULT_DASH_ROOT, Experiment, Files, Logger, MetricInfo, Metrics, Params, Run, Track,
+    remote_work_dir, validate_prefix,
 };
 pub use collector::{CloseReport, Counts};
 pub use config::{Backpressure, BufferConfig};

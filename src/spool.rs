@@ -23,6 +23,8 @@
 //!  u32 LE payload length | u32 LE CRC-32 of the payload | payload
 //!  payload = kind u8 | flags u8 | 0u16 | seq u64 LE | stream: u16 LE len + UTF-8
 //!            | item count u32 LE | (u32 LE len + JSON bytes) per item
+//!  flags: bit 0 = has a stream; bit 1 = item 0 is the stream's info (a
+//!         metric stream's `{"description":…,"tags":…,"metadata":…}`), not an item
 //! ```
 //!
 //! `seq` numbers the session's records from 0 and, with the run id, the pid
@@ -223,6 +225,7 @@ pub struct Record {
     stream: Option<String>,
     payload: Vec<u8>,
     items: Vec<(usize, usize)>,
+    info: Option<(usize, usize)>,
 }
 
 impl Record {
@@ -237,6 +240,10 @@ impl Record {
     /// Metric name or track topic (none for logs, params, status and the unnamed metric stream).
     pub fn stream(&self) -> Option<&str> {
         self.stream.as_deref()
+    }
+    /// The stream's info object, when the record carries one.
+    pub fn info(&self) -> Option<&[u8]> {
+        self.info.map(|(a, b)| &self.payload[a..b])
     }
     /// Number of items.
     pub fn len(&self) -> usize {
@@ -260,13 +267,14 @@ impl Record {
     /// if its layout is wrong.
     fn decode(&mut self) -> Option<()> {
         self.items.clear();
+        self.info = None;
         let p = &self.payload;
         if p.len() < PAYLOAD_FIXED + 4 {
             return None;
         }
         let kind = Kind::from_u8(p[0])?;
         let flags = p[1];
-        if flags > 1 || p[2] != 0 || p[3] != 0 {
+        if flags > 3 || p[2] != 0 || p[3] != 0 {
             return None;
         }
         let seq = u64::from_le_bytes(p[4..12].try_into().ok()?);
@@ -297,6 +305,12 @@ impl Record {
         }
         if at != p.len() {
             return None;
+        }
+        if flags & 2 == 2 {
+            if self.items.is_empty() {
+                return None;
+            }
+            self.info = Some(self.items.remove(0));
         }
         self.kind = Some(kind);
         self.seq = seq;
@@ -581,7 +595,7 @@ impl SpoolWriter {
     ) -> io::Result<(File, u64)> {
         buf.clear();
         buf.extend_from_slice(&segment_header(id));
-        encode_record(buf, Kind::Session, seq, None, [descriptor])?;
+        encode_record(buf, Kind::Session, seq, None, None, [descriptor])?;
         // Truncating: a leftover of a failed earlier try (disk full) is reused.
         let mut file = OpenOptions::new()
             .create(true)
@@ -631,6 +645,21 @@ impl SpoolWriter {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
+        self.append_with(kind, stream, None, items)
+    }
+
+    /// As [`append`](Self::append), with the stream's `info` object ahead
+    /// of the items (see [`Record::info`]).
+    pub fn append_with<'a, I>(
+        &mut self,
+        kind: Kind,
+        stream: Option<&str>,
+        info: Option<&'a [u8]>,
+        items: I,
+    ) -> io::Result<Appended>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
         if self.torn {
             self.file.set_len(self.len)?;
             self.torn = false;
@@ -657,7 +686,7 @@ impl SpoolWriter {
         let seq = self.next_seq;
         let b = &mut self.buf;
         b.clear();
-        encode_record(b, kind, seq, stream, items)?;
+        encode_record(b, kind, seq, stream, info, items)?;
         if let Err(e) = self.file.write_all_at(b, self.len) {
             // Cut back a partial write so the next record starts clean.
             self.torn = self.file.set_len(self.len).is_err();
@@ -691,6 +720,7 @@ fn encode_record<'a, I>(
     kind: Kind,
     seq: u64,
     stream: Option<&str>,
+    info: Option<&'a [u8]>,
     items: I,
 ) -> io::Result<()>
 where
@@ -701,7 +731,7 @@ where
     let stream_bytes = stream.map(str::as_bytes).unwrap_or_default();
     let slen = stream_bytes.len().min(u16::MAX as usize);
     b.push(kind as u8);
-    b.push(stream.is_some() as u8);
+    b.push(stream.is_some() as u8 | (info.is_some() as u8) << 1);
     b.extend_from_slice(&[0, 0]);
     b.extend_from_slice(&seq.to_le_bytes());
     b.extend_from_slice(&(slen as u16).to_le_bytes());
@@ -709,7 +739,7 @@ where
     let count_at = b.len();
     b.extend_from_slice(&[0u8; 4]);
     let mut n: u32 = 0;
-    for item in items {
+    for item in info.into_iter().chain(items) {
         b.extend_from_slice(&(item.len() as u32).to_le_bytes());
         b.extend_from_slice(item);
         n += 1;
@@ -1066,6 +1096,13 @@ mod tests {
             .unwrap();
         w.append(Kind::Tracks, Some("robot/pose"), std::iter::empty())
             .unwrap();
+        w.append_with(
+            Kind::Metrics,
+            Some("m"),
+            Some(b"{\"tags\":[\"t\"]}"),
+            [&b"{}"[..]],
+        )
+        .unwrap();
         let mut r = SessionReader::new(w.dir(), Pos::default());
         let mut rec = Record::default();
         r.next(&mut rec, None).unwrap().unwrap();
@@ -1079,6 +1116,11 @@ mod tests {
             (rec.kind(), rec.stream(), rec.len()),
             (Kind::Tracks, Some("robot/pose"), 0)
         );
+        assert_eq!(rec.info(), None);
+        r.next(&mut rec, None).unwrap().unwrap();
+        assert_eq!((rec.stream(), rec.len()), (Some("m"), 1));
+        assert_eq!(rec.info(), Some(&b"{\"tags\":[\"t\"]}"[..]));
+        assert_eq!(rec.item(0), b"{}");
         assert!(r.next(&mut rec, None).unwrap().is_none());
     }
 

@@ -197,3 +197,26 @@ fn a_file_that_was_not_stored_is_not_counted_and_says_where_it_is() {
     assert_eq!(names, ["y.txt"]);
     assert!(run_dir.join("files/fine").is_dir());
 }
+
+/// A stream's `metadata.json` that exists keeps its description, tags and
+/// metadata when a later run gives others (the SDK keeps the file's too).
+#[test]
+fn an_existing_metric_document_keeps_its_info() {
+    use ml_dash::MetricInfo;
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/info-reopen";
+    for (desc, tag) in [("first", "a"), ("second", "b")] {
+        let run = open_with(root.path(), prefix, BufferConfig::default());
+        let info = MetricInfo::default().description(desc).tags([tag]);
+        let m = run.metrics_with("loss", info).unwrap();
+        m.log(&point! {"v" => 1.0}).unwrap();
+        run.complete().unwrap();
+    }
+    let doc = read::document(root.path(), prefix, "metrics/loss/metadata.json")
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc["description"], "first");
+    assert_eq!(doc["tags"], serde_json::json!(["a"]));
+    assert_eq!(doc["metadata"], Json::Null);
+    assert_eq!(doc["totalDataPoints"], 2);
+}

@@ -99,3 +99,86 @@ fn files_of_a_remote_run_reach_the_server() {
         "user file untouched"
     );
 }
+
+/// `metrics(name, description=, tags=, metadata=)`: the first call of a
+/// stream sets them, in `metadata.json` as the SDK 0.11 writes it (for the
+/// same calls it wrote the document compared here) and in every batch sent
+/// to the server, where the SDK leaves out the falsy ones.
+#[test]
+fn metric_info_reaches_metadata_json_and_the_server() {
+    use ml_dash::MetricInfo;
+    let server = TestServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/exp-info";
+    let run = hybrid(&server, root.path(), prefix);
+    let info = MetricInfo::default()
+        .description("training loss")
+        .tags(["train", "loss"])
+        .metadata(json!({"unit": "nats"}))
+        .unwrap();
+    run.metrics_with("train", info)
+        .unwrap()
+        .log(&point! {"loss" => 0.5})
+        .unwrap();
+    // A later call keeps the first info, as the SDK's cached builder does.
+    let other = MetricInfo::default().description("other").tags(["x"]);
+    run.metrics_with("train", other)
+        .unwrap()
+        .log(&point! {"loss" => 0.25})
+        .unwrap();
+    // Falsy values: stored locally, not sent.
+    let empty = MetricInfo::default()
+        .description("")
+        .metadata(json!({}))
+        .unwrap();
+    run.metrics_with("eval", empty)
+        .unwrap()
+        .log(&point! {"acc" => 0.9})
+        .unwrap();
+    run.complete().unwrap();
+
+    let doc = |name| {
+        read::document(
+            root.path(),
+            prefix,
+            &format!("metrics/{name}/metadata.json"),
+        )
+        .unwrap()
+        .unwrap()
+    };
+    // The SDK: {"metricId": "local-metric-train", "name": "train",
+    // "description": "training loss", "tags": ["train", "loss"],
+    // "metadata": {"unit": "nats"}, "totalDataPoints": 2, "nextIndex": 2, ...}
+    let train = doc("train");
+    assert_eq!(train["description"], "training loss");
+    assert_eq!(train["tags"], json!(["train", "loss"]));
+    assert_eq!(train["metadata"], json!({"unit": "nats"}));
+    assert_eq!(train["totalDataPoints"], 2);
+    let eval = doc("eval");
+    assert_eq!(
+        (&eval["description"], &eval["tags"], &eval["metadata"]),
+        (&json!(""), &json!([]), &json!({}))
+    );
+
+    assert!(server.wait_for(Duration::from_secs(10), |st| {
+        st.points("exp-info", "train").len() == 2 && st.points("exp-info", "eval").len() == 1
+    }));
+    let bodies = |name: &str| -> Vec<serde_json::Value> {
+        let path = format!("/metrics/{name}/append-batch");
+        (server.requests().iter())
+            .filter(|r| r.path.ends_with(&path) && r.applied())
+            .map(|r| r.json())
+            .collect()
+    };
+    let train = bodies("train");
+    assert!(!train.is_empty());
+    for b in &train {
+        assert_eq!(b["description"], "training loss", "{b}");
+        assert_eq!(b["tags"], json!(["train", "loss"]));
+        assert_eq!(b["metadata"], json!({"unit": "nats"}));
+    }
+    for b in bodies("eval") {
+        let keys: Vec<_> = b.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["dataPoints"], "{b}");
+    }
+}

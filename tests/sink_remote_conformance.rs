@@ -24,8 +24,8 @@ with Experiment(prefix="alice/proj/f1/f2/exp1", dash_url=url).run as exp:
     exp.log("Training started", level="info", epoch=0)
     exp.logs.warn("GPU memory low", memory_gb=1.5)
     exp.log("Bad batch", level="error", metadata={"batch": 7, "ids": [1, 2]})
-    exp.metrics("train").log(loss=0.5, step=0)
-    exp.metrics("train").log(loss=0.25, step=1)
+    exp.metrics("train", description="training loss", tags=["train"], metadata={"unit": "nats"}).log(loss=0.5, step=0)
+    exp.metrics("train", description="ignored: the first call's info stays").log(loss=0.25, step=1)
     exp.metrics("eval").log(acc=0.9, step=1)
     exp.params.set(epochs=3)
     exp.tracks("robot/pose").append(q=[0.1, 0.2], frame=0, _ts=1.0)
@@ -175,8 +175,9 @@ fn the_sink_sends_what_the_python_sdk_sends() {
     ]
     .map(|v| serde_json::to_vec(&v).unwrap());
     sink.append_logs(refs(&logs)).unwrap();
-    sink.append_metrics(
+    sink.append_metrics_with(
         Some("train"),
+        Some(br#"{"description":"training loss","tags":["train"],"metadata":{"unit":"nats"}}"#),
         [
             &br#"{"loss":0.5,"step":0,"_ts":1795817645.891359}"#[..],
             br#"{"loss":0.25,"step":1,"_ts":1795817645.891400}"#,

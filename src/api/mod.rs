@@ -18,7 +18,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::collector::{CloseReport, Collector};
 use crate::config::BufferConfig;
-use crate::core::{Control, RunCore, Status, StreamKind};
+use crate::core::{Control, RunCore, Status, StreamInfo, StreamKind};
 use crate::error::{Error, Result};
 use crate::files::{Copies, FileStore, Pool};
 use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, TRACK_PREVIOUS_TS, Value, kind};
@@ -323,6 +323,37 @@ impl Run {
         })
     }
 
+    /// As [`metrics`](Run::metrics), with the stream's description, tags and
+    /// metadata (the SDK's `metrics(name, description=, tags=, metadata=)`).
+    /// The first handle of a stream sets them; a later call keeps them, and
+    /// a stream whose `metadata.json` exists keeps what it says. They go to
+    /// the new `metadata.json` and with each batch sent to the server.
+    ///
+    /// # Errors
+    /// As [`metrics`](Run::metrics).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// use ml_dash::MetricInfo;
+    /// let info = MetricInfo::default()
+    ///     .description("training loss")
+    ///     .tags(["train"])
+    ///     .metadata(serde_json::json!({"unit": "nats"}))?;
+    /// let train = run.metrics_with("train", info)?;
+    /// train.log(&ml_dash::point! {"loss" => 0.5})?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
+    pub fn metrics_with(&self, name: &str, info: MetricInfo) -> Result<Metrics> {
+        self.core.check_owner()?;
+        names::validate_name(name, names::What::Metric)?;
+        Ok(Metrics {
+            id: (self.core.streams).id_with(StreamKind::Metric, name, Some(info.0)),
+            core: self.core.clone(),
+        })
+    }
+
     /// The unnamed metric stream (stored as `metrics/None`).
     pub fn unnamed_metrics(&self) -> Metrics {
         // In a fork's child: a handle whose calls return `Forked` (the
@@ -502,6 +533,35 @@ impl Drop for Run {
                 Err(e) => eprintln!("[ML-Dash] warning: closing {} failed: {e}", self.prefix),
             }
         }
+    }
+}
+
+/// A metric stream's description, tags and metadata, for
+/// [`Run::metrics_with`] (each default none).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricInfo(StreamInfo);
+
+impl MetricInfo {
+    /// What the stream holds.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.0.description = Some(text.into());
+        self
+    }
+
+    /// Tags for the stream.
+    pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        self.0.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Structured metadata (units, type, ...), any `Serialize` value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when `value` does not serialize.
+    pub fn metadata(mut self, value: impl Serialize) -> Result<Self> {
+        self.0.metadata =
+            Some(serde_json::to_value(value).map_err(|e| Error::InvalidValue(e.to_string()))?);
+        Ok(self)
     }
 }
 

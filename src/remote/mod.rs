@@ -73,7 +73,8 @@
 //! 6. At flush/close, in this order: `POST /api/experiments/{id}/logs`
 //!    `{"logs":[{"timestamp":"…Z","level","message"[,"metadata"]}]}`;
 //!    per metric stream `POST /api/experiments/{id}/metrics/{name}/append-batch`
-//!    `{"dataPoints":[{...fields,"_ts":float}]}` (unnamed stream: name `None`);
+//!    `{"dataPoints":[{...fields,"_ts":float}][,"description","tags","metadata"]}`
+//!    (unnamed stream: name `None`; the stream's info where truthy, as the SDK);
 //!    per topic `POST /api/experiments/{id}/tracks/{quote(topic)}/append_batch`
 //!    `{"entries":[{"timestamp":float,...}]}`.
 //! 7. Per file: three GraphQL lookups (`GetExperimentProject` →
@@ -629,7 +630,13 @@ impl RemoteSink {
         })
     }
 
-    fn append<'a, I>(&mut self, kind: Kind, stream: Option<&str>, items: I) -> Result<()>
+    fn append<'a, I>(
+        &mut self,
+        kind: Kind,
+        stream: Option<&str>,
+        info: Option<&'a [u8]>,
+        items: I,
+    ) -> Result<()>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
@@ -642,7 +649,7 @@ impl RemoteSink {
         }
         let a = self
             .writer
-            .append(kind, stream, items)
+            .append_with(kind, stream, info, items)
             .map_err(|e| Error::io(self.writer.dir(), e))?;
         let bytes = {
             let mut st = self.shared.lock();
@@ -690,7 +697,22 @@ impl RemoteSink {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        self.append(Kind::Metrics, name, points)
+        self.append(Kind::Metrics, name, None, points)
+    }
+
+    /// As [`append_metrics`](Self::append_metrics); `info` (the stream's
+    /// `{"description":…,"tags":…,"metadata":…}`, only the fields the SDK
+    /// would send) goes into the request body beside `dataPoints`.
+    pub fn append_metrics_with<'a, I>(
+        &mut self,
+        name: Option<&str>,
+        info: Option<&'a [u8]>,
+        points: I,
+    ) -> Result<()>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        self.append(Kind::Metrics, name, info, points)
     }
 
     /// Spools one batch of log entries (`{"timestamp":"…Z","level":"info","message":"…"}` each).
@@ -698,7 +720,7 @@ impl RemoteSink {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        self.append(Kind::Logs, None, entries)
+        self.append(Kind::Logs, None, None, entries)
     }
 
     /// Spools one batch of rows (`{"timestamp":1.0,"q":[0.1,0.2]}` each) of track `topic`.
@@ -706,14 +728,14 @@ impl RemoteSink {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        self.append(Kind::Tracks, Some(topic), rows)
+        self.append(Kind::Tracks, Some(topic), None, rows)
     }
 
     /// Spools one `params.set` call (a flat map, as `parameters.json`'s
     /// `data`): one request, one version on the server.
     pub fn merge_params(&mut self, params: &Map<String, Json>) -> Result<()> {
         let bytes = serde_json::to_vec(params).map_err(|e| Error::InvalidValue(e.to_string()))?;
-        self.append(Kind::Params, None, [bytes.as_slice()])
+        self.append(Kind::Params, None, None, [bytes.as_slice()])
     }
 
     /// Spools a file: its content is moved (`owned`: an engine temp file) or
@@ -766,7 +788,7 @@ impl RemoteSink {
             "metadata": f.metadata,
         });
         let bytes = serde_json::to_vec(&desc).map_err(|e| Error::InvalidValue(e.to_string()))?;
-        if let Err(e) = self.append(Kind::File, None, [bytes.as_slice()]) {
+        if let Err(e) = self.append(Kind::File, None, None, [bytes.as_slice()]) {
             // Give the content back (or drop the copy): the caller keeps the file.
             if moved {
                 let _ = std::fs::rename(&blob, f.source);
@@ -781,7 +803,7 @@ impl RemoteSink {
 
     /// Spools the run's final status (sent after everything before it).
     pub fn finish(&mut self, status: Status) -> Result<()> {
-        self.append(Kind::Status, None, [status.as_str().as_bytes()])
+        self.append(Kind::Status, None, None, [status.as_str().as_bytes()])
     }
 
     /// Makes everything spooled so far durable (fsync): call once per flush

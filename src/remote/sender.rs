@@ -630,7 +630,15 @@ impl Sender {
                             }
                             nulled += push_finite(&mut body, rec.item(i as usize));
                         }
-                        body.extend_from_slice(b"]}");
+                        body.push(b']');
+                        // The stream's info, beside `dataPoints` as the SDK sends it.
+                        match rec.info().and_then(|i| i.strip_prefix(b"{")) {
+                            Some(rest) if rest != b"}" => {
+                                body.push(b',');
+                                body.extend_from_slice(rest);
+                            }
+                            _ => body.push(b'}'),
+                        }
                         let items = u64::from(y - x);
                         match self.request(
                             Method::Post,
@@ -700,7 +708,7 @@ impl Sender {
     /// `a`, so a restart from a chunk boundary cuts the same chunks (and keys).
     fn greedy_end(&self, rec: &Record, a: u32, n: u32) -> u32 {
         let max_points = self.cfg.max_batch_points.max(1) as u32;
-        let mut bytes = WRAPPER_BYTES;
+        let mut bytes = WRAPPER_BYTES + rec.info().map_or(0, <[u8]>::len);
         let mut i = a;
         while i < n && i - a < max_points {
             let l = rec.item(i as usize).len() + 1;

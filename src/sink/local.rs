@@ -421,6 +421,13 @@ impl LocalStore {
             let n = batch.count as u64;
             let (next, total) = (known.next + n, known.total + n);
             let created_at = if known.created_at.is_null() {
+                // A new document: the stream's own info, as the SDK's first
+                // append writes it; an existing one keeps what it says.
+                if let Some(info) = &batch.info {
+                    known.description = json!(info.description);
+                    known.tags = json!(info.tags);
+                    known.metadata = json!(info.metadata);
+                }
                 json!(batch.created_at)
             } else {
                 known.created_at.clone()

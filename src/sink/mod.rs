@@ -9,10 +9,11 @@
 //! runs against either.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use crate::core::Status;
+use crate::core::{Status, StreamInfo};
 use crate::error::Result;
 use crate::files::FileEntry;
 
@@ -160,6 +161,8 @@ pub(crate) struct MetricBatch {
     pub(crate) first_index: u64,
     pub(crate) count: usize,
     pub(crate) created_at: String,
+    /// The stream's description, tags and metadata (set once, kept by `clear`).
+    pub(crate) info: Option<Arc<StreamInfo>>,
 }
 
 impl MetricBatch {

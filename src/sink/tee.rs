@@ -20,7 +20,7 @@ use serde_json::{Map, Value as Json};
 
 use super::local::LocalStore;
 use super::{Batch, MetricBatch, Sink, TrackEntry};
-use crate::core::Status;
+use crate::core::{Status, StreamInfo};
 use crate::encode;
 use crate::error::Result;
 use crate::files::FileEntry;
@@ -87,6 +87,30 @@ fn slot<T: Default>(v: &mut Vec<T>, id: u32) -> &mut T {
     &mut v[i]
 }
 
+/// The body fields the SDK sends with each batch of a metric stream: those
+/// of its description, tags and metadata that are truthy in Python.
+fn sent_info(info: &StreamInfo) -> Option<Vec<u8>> {
+    let truthy = |v: &Json| match v {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64() != Some(0.0),
+        Json::String(s) => !s.is_empty(),
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(o) => !o.is_empty(),
+    };
+    let mut m = Map::new();
+    if let Some(d) = info.description.as_ref().filter(|d| !d.is_empty()) {
+        m.insert("description".into(), Json::from(d.as_str()));
+    }
+    if !info.tags.is_empty() {
+        m.insert("tags".into(), Json::from(info.tags.clone()));
+    }
+    if let Some(md) = info.metadata.as_ref().filter(|md| truthy(md)) {
+        m.insert("metadata".into(), md.clone());
+    }
+    (!m.is_empty()).then(|| serde_json::to_vec(&m).unwrap_or_default())
+}
+
 /// The `data` object of a local metric line
 /// `{"index":N,"data":{...},"createdAt":"..."}\n`.
 fn data_object(line: &[u8]) -> &[u8] {
@@ -126,7 +150,8 @@ impl Sink for Tee {
             let points = (batch.lines.split_inclusive(|&c| c == b'\n'))
                 .skip(*done)
                 .map(data_object);
-            r.append_metrics(name, points)?;
+            let info = batch.info.as_deref().and_then(sent_info);
+            r.append_metrics_with(name, info.as_deref(), points)?;
             *done = batch.count;
         }
         match &mut self.local {
