@@ -515,7 +515,16 @@ impl<S: Sink> Collector<S> {
         self.set_room();
         let n = self.drain_rings();
         self.settle_hold();
+        self.store_warnings();
         n
+    }
+
+    /// Gives the store's repair warnings (a torn tail cut when a stream was
+    /// opened, a stale counter fixed).
+    fn store_warnings(&mut self) {
+        for w in self.store.take_warnings() {
+            self.warn(w);
+        }
     }
 
     /// What the collector may hold while the store fails: half the memory
@@ -801,6 +810,7 @@ impl<S: Sink> Collector<S> {
         if tried {
             self.hold.held = self.pending_bytes();
             self.update_failing();
+            self.store_warnings();
         }
         first_err.map_or(Ok(()), Err)
     }

@@ -13,7 +13,21 @@
 //! Each file is guarded with `flock` on the same sibling `.<name>.lock` files as
 //! the Python SDK, and the next `index` / `sequenceNumber` is read from the
 //! store under that lock, so both writers can share one experiment folder.
+//!
+//! Recovery from a writer killed mid-append (this engine or the SDK): when a
+//! stream's data file is not as we left it (its first use in this run, or
+//! another writer appended since), a torn last line is cut off and kept in
+//! `<file>.torn` beside it, and the next `index` / `sequenceNumber` comes
+//! from the last complete line, not from `metadata.json` / `.log_sequence`,
+//! which are repaired when they disagree (a kill between the two writes).
+//! Both only read the file's tail, backwards, under the stream's lock.
+//!
+//! Descriptors: each stream holds two (data and lock file) while it is among
+//! the most recently used (at most 256, fewer under a low `RLIMIT_NOFILE`);
+//! the others are opened for a batch and closed, so the number of metric
+//! names is not bounded by the descriptor limit.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,47 +48,407 @@ pub(crate) struct ExperimentInfo {
     pub(crate) metadata: Option<Json>,
 }
 
+/// A data file and its lock file, while open.
+#[derive(Debug)]
+struct Files {
+    data: File,
+    lock: File,
+}
+
+/// One append file (`data.jsonl` or `logs.jsonl`) and what we know of it.
+/// Its two descriptors are open only while the stream is among the most
+/// recently used (see [`Open`]); the rest of the state stays.
 #[derive(Debug)]
 struct Stream {
     dir: PathBuf,
-    data: File,
-    lock: File,
+    data_name: &'static str,
+    lock_name: &'static str,
+    files: Option<Files>,
+    /// Used since the eviction clock last passed (second chance).
+    used: bool,
+    /// Written since the last fsync (`sync_on_flush` only).
+    dirty: bool,
+    /// The data file's length as we left it; `None` until it was checked.
+    /// A different length means another writer appended (or one died
+    /// mid-append): the tail is checked and the counters re-derived.
+    end: Option<u64>,
+    /// The next `sequenceNumber` (logs), valid while `end` matches.
+    next_seq: u64,
     /// What we know of `metadata.json` since we last wrote it (metrics only).
     known: Option<KnownMeta>,
     /// A failed append that could not be cut back: (length before, length after).
     cut: Option<(u64, u64)>,
 }
 
-/// Appends `bytes` to `data` with one `write`, then runs `then` (the
-/// metadata update). When either fails, `data` is cut back to its length
-/// before, so the caller's retry appends the batch exactly once: a full disk
-/// leaves neither a torn line nor a duplicate. A cut that fails as well (a
-/// folder remounted read-only) is remembered in `cut` and done before the
-/// next append, if nobody appended since. Call it holding the file's lock.
-fn append_undoable<T>(
-    data: &mut File,
-    cut: &mut Option<(u64, u64)>,
-    path: &Path,
-    bytes: &[u8],
-    then: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    let len = |f: &File| f.metadata().map(|m| m.len());
-    if let Some((before, torn)) = *cut {
-        if len(data).map_err(|e| Error::io(path, e))? == torn {
-            data.set_len(before).map_err(|e| Error::io(path, e))?;
+impl Stream {
+    fn new(dir: PathBuf, data_name: &'static str, lock_name: &'static str) -> Stream {
+        Stream {
+            dir,
+            data_name,
+            lock_name,
+            files: None,
+            used: true,
+            dirty: false,
+            end: None,
+            next_seq: 0,
+            known: None,
+            cut: None,
         }
-        *cut = None;
     }
-    let before = len(data).map_err(|e| Error::io(path, e))?;
-    let r = (data.write_all(bytes).map_err(|e| Error::io(path, e))).and_then(|()| then());
-    if r.is_err() {
+
+    fn data_path(&self) -> PathBuf {
+        self.dir.join(self.data_name)
+    }
+
+    fn open_files(&mut self) -> std::io::Result<()> {
+        // Read too: recovery reads the tail.
+        let mut opts = OpenOptions::new();
+        opts.read(true).append(true).create(true);
+        let data = match opts.open(self.data_path()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.dir)?;
+                opts.open(self.data_path())?
+            }
+            r => r?,
+        };
+        let lock = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join(self.lock_name))?;
+        self.files = Some(Files { data, lock });
+        Ok(())
+    }
+
+    /// Fsyncs the data file if it was written since the last fsync.
+    fn sync(&mut self) -> Result<()> {
+        if let Some(f) = &self.files
+            && self.dirty
+        {
+            crate::__fault::sync_data(&f.data).map_err(|e| Error::io(self.data_path(), e))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Closes the files (fsyncing a written data file first when `sync`).
+    fn close(&mut self, sync: bool) -> Result<()> {
+        let r = if sync { self.sync() } else { Ok(()) };
+        self.files = None;
+        self.dirty = false;
+        r
+    }
+
+    /// Appends `bytes` to the data file with one `write`, then runs `then`
+    /// (the metadata update). When either fails, the file is cut back to its
+    /// length before, so the caller's retry appends the batch exactly once: a
+    /// full disk leaves neither a torn line nor a duplicate. A cut that fails
+    /// as well (a folder remounted read-only) is remembered in `cut` and done
+    /// by the next [`check_end`](Self::check_end), if nobody appended since.
+    /// Call it holding the lock, after `check_end`.
+    fn append<T>(
+        &mut self,
+        data: &mut File,
+        bytes: &[u8],
+        then: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let path = self.data_path();
+        let len = |f: &File| f.metadata().map(|m| m.len());
+        let before = match self.end {
+            Some(end) => end, // `check_end` just read it
+            None => len(data).map_err(|e| Error::io(&path, e))?,
+        };
+        let r = (data.write_all(bytes).map_err(|e| Error::io(&path, e))).and_then(|()| then());
+        if r.is_ok() {
+            self.dirty = true;
+            self.end = Some(before + bytes.len() as u64);
+            return r;
+        }
         match len(data) {
-            Ok(now) if now != before && data.set_len(before).is_err() => *cut = Some((before, now)),
-            Err(_) => *cut = Some((before, before + bytes.len() as u64)),
+            Ok(now) if now != before && data.set_len(before).is_err() => {
+                self.cut = Some((before, now));
+            }
+            Err(_) => self.cut = Some((before, before + bytes.len() as u64)),
             _ => {}
         }
+        self.end = Some(before);
+        r
     }
-    r
+
+    /// Runs `f` holding this stream's lock, with its data file. Open files only.
+    fn locked<T>(&mut self, f: impl FnOnce(&mut Self, &mut File) -> Result<T>) -> Result<T> {
+        let mut files = self.files.take().expect("opened by Open::get");
+        let lock_path = || self.dir.join(self.lock_name);
+        let r = match files.lock.lock() {
+            Ok(()) => {
+                let r = f(self, &mut files.data);
+                let _ = files.lock.unlock();
+                r
+            }
+            Err(e) => Err(Error::io(lock_path(), e)),
+        };
+        self.files = Some(files);
+        r
+    }
+
+    /// Under the lock: when the data file is not as we left it (first use,
+    /// or another writer appended), cuts a torn last line off (see
+    /// [`cut_torn_tail`]) and returns true: the caller re-derives its
+    /// counters from the data.
+    fn check_end(&mut self, data: &mut File, warnings: &mut Vec<String>) -> Result<bool> {
+        let path = self.data_path();
+        let mut len = data.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if let Some((before, torn)) = self.cut {
+            if len == torn {
+                data.set_len(before).map_err(|e| Error::io(&path, e))?;
+                len = before;
+            }
+            self.cut = None;
+        }
+        if self.end == Some(len) {
+            return Ok(false);
+        }
+        let (len, note) = cut_torn_tail(data, &path, len)?;
+        if let Some(n) = note {
+            warnings.push(n);
+        }
+        self.end = Some(len);
+        Ok(true)
+    }
+}
+
+/// The metric and track streams, at most `max` of them with open files: a
+/// stream used again soon keeps its descriptors, the others are opened for
+/// a batch and closed (a clock of second chances over the open ones), so a
+/// run with 100 000 metric names stays within the descriptor limit.
+#[derive(Debug)]
+struct Open {
+    metrics: Vec<Option<Stream>>,
+    tracks: Vec<Option<Stream>>,
+    /// Streams with open files, in the order the clock visits them.
+    clock: VecDeque<(bool, u32)>,
+    max: usize,
+    /// An fsync that failed when its stream was closed: the next `sync_all` fails.
+    sync_error: Option<Error>,
+}
+
+/// Streams whose files may stay open: 2 descriptors each, within an eighth
+/// of the soft descriptor limit for one run (other runs, the spool, the
+/// file workers and the temp files of atomic writes need the rest).
+fn max_open_streams() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives here.
+    let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+        0 => lim.rlim_cur,
+        _ => 1024,
+    };
+    usize::try_from(soft / 16).map_or(256, |n| n.clamp(2, 256))
+}
+
+fn too_many_files(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+impl Open {
+    fn new() -> Open {
+        Open {
+            metrics: Vec::new(),
+            tracks: Vec::new(),
+            clock: VecDeque::new(),
+            max: max_open_streams(),
+            sync_error: None,
+        }
+    }
+
+    fn slot(&mut self, track: bool, id: u32) -> &mut Option<Stream> {
+        let slots = if track {
+            &mut self.tracks
+        } else {
+            &mut self.metrics
+        };
+        let i = id as usize;
+        if slots.len() <= i {
+            slots.resize_with(i + 1, || None);
+        }
+        &mut slots[i]
+    }
+
+    /// The stream's state, created on first use, without opening its files.
+    fn state(&mut self, track: bool, id: u32, dir: impl FnOnce() -> PathBuf) -> &mut Stream {
+        self.slot(track, id)
+            .get_or_insert_with(|| Stream::new(dir(), "data.jsonl", ".metadata.lock"))
+    }
+
+    /// The stream with its files open, closing the least recently used
+    /// others first when `max` are open.
+    fn get(
+        &mut self,
+        track: bool,
+        id: u32,
+        dir: impl FnOnce() -> PathBuf,
+        sync: bool,
+    ) -> Result<&mut Stream> {
+        let open = self.state(track, id, dir).files.is_some();
+        if !open {
+            while self.clock.len() >= self.max {
+                self.evict_one(sync);
+            }
+            let s = self.slot(track, id).as_mut().expect("created above");
+            let r = match s.open_files() {
+                Err(e) if too_many_files(&e) => {
+                    // Other parts of the process hold descriptors: give back ours.
+                    while !self.clock.is_empty() {
+                        self.evict_one(sync);
+                    }
+                    let s = self.slot(track, id).as_mut().expect("created above");
+                    s.open_files()
+                }
+                r => r,
+            };
+            let s = self.slot(track, id).as_mut().expect("created above");
+            r.map_err(|e| Error::io(&s.dir, e))?;
+            self.clock.push_back((track, id));
+        }
+        let s = self.slot(track, id).as_mut().expect("created above");
+        s.used = true;
+        Ok(s)
+    }
+
+    /// Closes the files of the first stream the clock finds unused since its
+    /// last pass (used ones get a second chance).
+    fn evict_one(&mut self, sync: bool) {
+        while let Some((track, id)) = self.clock.pop_front() {
+            let Some(s) = self.slot(track, id).as_mut() else {
+                continue;
+            };
+            if std::mem::take(&mut s.used) {
+                self.clock.push_back((track, id));
+                continue;
+            }
+            if let Err(e) = s.close(sync) {
+                self.sync_error.get_or_insert(e);
+            }
+            return;
+        }
+    }
+}
+
+/// The side file that keeps the torn tails cut off `data` (`data.jsonl.torn`
+/// beside `data.jsonl`): one line per cut, as the bytes were. The Python SDK
+/// and this crate's readers ignore it.
+pub(crate) fn torn_path(data: &Path) -> PathBuf {
+    let mut name = data.file_name().unwrap_or_default().to_os_string();
+    name.push(".torn");
+    data.with_file_name(name)
+}
+
+/// Chunk size for reading an append file backwards.
+const CHUNK: u64 = 64 * 1024;
+
+/// The position just after the last `\n` before `len` (0 when there is none),
+/// reading backwards in chunks.
+fn after_last_newline(f: &File, len: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8];
+    if len == 0 || (f.read_exact_at(&mut last, len - 1).is_ok() && last[0] == b'\n') {
+        return Ok(len);
+    }
+    let mut buf = vec![0u8; len.min(CHUNK) as usize];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&c| c == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Cuts a torn last line (the bytes after the last `\n`: a writer was killed
+/// mid-append, so they were never acknowledged) off the data file at `path`
+/// of length `len`, after copying them to its [`torn_path`]. Returns the new
+/// length and the warning to give. Call it holding the file's lock.
+fn cut_torn_tail(data: &File, path: &Path, len: u64) -> Result<(u64, Option<String>)> {
+    use std::os::unix::fs::FileExt;
+    let keep = after_last_newline(data, len).map_err(|e| Error::io(path, e))?;
+    if keep == len {
+        return Ok((len, None));
+    }
+    let side = torn_path(path);
+    let saved = (|| {
+        let mut out = OpenOptions::new().append(true).create(true).open(&side)?;
+        let mut buf = vec![0u8; CHUNK as usize];
+        let mut at = keep;
+        while at < len {
+            let n = (len - at).min(CHUNK) as usize;
+            data.read_exact_at(&mut buf[..n], at)?;
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        out.write_all(b"\n")
+    })();
+    // Cut also when the bytes could not be kept: the next append must not
+    // glue onto them, and they were never acknowledged.
+    data.set_len(keep).map_err(|e| Error::io(path, e))?;
+    let kept = match saved {
+        Ok(()) => format!("they are kept in {}", side.display()),
+        Err(e) => format!("they could not be kept in {} ({e})", side.display()),
+    };
+    let note = format!(
+        "{} ended in a torn line ({} bytes after its last complete line: a writer was killed \
+         mid-append, before acknowledging them): cut back to its last complete line; {kept}",
+        path.display(),
+        len - keep,
+    );
+    Ok((keep, Some(note)))
+}
+
+/// Lines the index repair looks back through for one that parses.
+const LOOK_BACK_LINES: usize = 8;
+/// Bytes it reads at most.
+const LOOK_BACK_BYTES: u64 = 64 << 20;
+
+/// The number `key` of the last line before `end` (a line boundary) that
+/// parses as a JSON object holding it: the last `index` of a metric stream,
+/// the last `sequenceNumber` of the logs. `None` when the file is empty or
+/// none of its last lines parses.
+fn last_number(f: &File, end: u64, key: &str) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut size = CHUNK;
+    loop {
+        let start = end.saturating_sub(size);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.read_exact_at(&mut buf, start)?;
+        let mut lines: Vec<&[u8]> = buf.split(|&c| c == b'\n').collect();
+        lines.pop(); // after the last newline: empty
+        if start > 0 {
+            lines.remove(0); // may be the end of a longer line
+        }
+        let found = (lines.iter().rev().take(LOOK_BACK_LINES))
+            .find_map(|l| crate::read::parse_lenient(l).ok()?.get(key)?.as_u64());
+        if found.is_some()
+            || start == 0
+            || lines.len() >= LOOK_BACK_LINES
+            || size >= LOOK_BACK_BYTES
+        {
+            return Ok(found);
+        }
+        size *= 4;
+    }
+}
+
+fn unparsed(data: &Path, key: &str, counter: &Path) -> String {
+    format!(
+        "none of the last lines of {} parses with a numeric \"{key}\": the next {key} \
+         continues from {}",
+        data.display(),
+        counter.display()
+    )
 }
 
 /// Our last write of a metric stream's `metadata.json`: if the file still has
@@ -93,35 +467,6 @@ struct KnownMeta {
 fn stamp(m: &fs::Metadata) -> (u64, u64, i64, i64) {
     use std::os::unix::fs::MetadataExt;
     (m.ino(), m.len(), m.mtime(), m.mtime_nsec())
-}
-
-impl Stream {
-    fn open(dir: PathBuf, data_name: &str, lock_name: &str) -> Result<Stream> {
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let data_path = dir.join(data_name);
-        let data = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&data_path)
-            .map_err(|e| Error::io(&data_path, e))?;
-        let lock = open_lock(&dir.join(lock_name))?;
-        Ok(Stream {
-            dir,
-            data,
-            lock,
-            known: None,
-            cut: None,
-        })
-    }
-
-    /// Runs `f` holding this stream's lock.
-    fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let lock_path = || self.dir.join(".metadata.lock");
-        self.lock.lock().map_err(|e| Error::io(lock_path(), e))?;
-        let r = f(self);
-        let _ = self.lock.unlock();
-        r
-    }
 }
 
 fn open_lock(path: &Path) -> Result<File> {
@@ -146,10 +491,12 @@ fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 pub(crate) struct LocalStore {
     dir: PathBuf,
     sync: bool,
-    metrics: Vec<Option<Stream>>,
-    tracks: Vec<Option<Stream>>,
-    logs: Option<Stream>,
+    streams: Open,
+    logs: Stream,
     buf: Vec<u8>,
+    /// What recovery repaired (torn tails, stale counters), for the
+    /// collector to warn about.
+    warnings: Vec<String>,
 }
 
 /// The folder of an experiment.
@@ -269,12 +616,12 @@ impl LocalStore {
             fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
         let store = LocalStore {
+            logs: Stream::new(dir.join("logs"), "logs.jsonl", ".log_sequence.lock"),
             dir,
             sync,
-            metrics: Vec::new(),
-            tracks: Vec::new(),
-            logs: None,
+            streams: Open::new(),
             buf: Vec::with_capacity(1 << 16),
+            warnings: Vec::new(),
         };
         store.upsert_experiment(info)?;
         Ok(store)
@@ -283,6 +630,11 @@ impl LocalStore {
     /// The experiment folder.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What recovery repaired since the last call, one warning each.
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn upsert_experiment(&self, info: &ExperimentInfo) -> Result<()> {
@@ -346,45 +698,42 @@ impl LocalStore {
         })
     }
 
-    fn stream(
-        slots: &mut Vec<Option<Stream>>,
-        id: u32,
-        dir: impl FnOnce() -> PathBuf,
-    ) -> Result<&mut Stream> {
-        let i = id as usize;
-        if slots.len() <= i {
-            slots.resize_with(i + 1, || None);
-        }
-        if slots[i].is_none() {
-            slots[i] = Some(Stream::open(dir(), "data.jsonl", ".metadata.lock")?);
-        }
-        Ok(slots[i].as_mut().expect("just opened"))
+    /// The index the next point of a metric stream will probably get: what
+    /// the stream had after our last write (0 for a stream not written yet
+    /// in this run). A wrong guess costs a renumbering at write; reading the
+    /// store here would open the stream twice per batch when many are used.
+    pub(crate) fn metric_next_index(&mut self, id: u32, _name: Option<&str>) -> Result<u64> {
+        let stream = self
+            .streams
+            .metrics
+            .get(id as usize)
+            .and_then(Option::as_ref);
+        Ok(stream.and_then(|s| s.known.as_ref()).map_or(0, |k| k.next))
     }
 
-    /// The index the next point of a metric stream will get (read from its
-    /// `metadata.json` when the stream is first opened).
-    pub(crate) fn metric_next_index(&mut self, id: u32, name: Option<&str>) -> Result<u64> {
-        let metrics_dir = self.dir.join("metrics");
-        let stream = Self::stream(&mut self.metrics, id, || {
-            metrics_dir.join(name.unwrap_or("None"))
-        })?;
-        if stream.known.is_none() {
-            stream.locked(Self::refresh_meta)?;
-        }
-        Ok(stream.known.as_ref().map_or(0, |k| k.next))
-    }
-
-    /// Re-reads `metadata.json` unless it is still the file we wrote last.
-    fn refresh_meta(s: &mut Stream) -> Result<()> {
+    /// Under the stream's lock: brings `known` up to date with the store
+    /// (unless the data file and `metadata.json` are still as we left them).
+    /// The data file wins: when the metadata disagrees with it (a writer
+    /// was killed between its append and its metadata update), the next
+    /// index is the last line's index + 1 and `metadata.json` is repaired.
+    fn sync_metric(
+        s: &mut Stream,
+        data: &mut File,
+        name: Option<&str>,
+        sync: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let changed = s.check_end(data, warnings)?;
         let meta_path = s.dir.join("metadata.json");
         let current = fs::metadata(&meta_path).ok().map(|m| stamp(&m));
-        if let (Some(k), Some(c)) = (&s.known, current)
+        if !changed
+            && let (Some(k), Some(c)) = (&s.known, current)
             && k.stamp == c
         {
             return Ok(());
         }
         let meta = read_json(&meta_path)?;
-        s.known = Some(KnownMeta {
+        let mut known = KnownMeta {
             stamp: current.unwrap_or_default(),
             next: u64_of(&meta, "nextIndex"),
             total: u64_of(&meta, "totalDataPoints"),
@@ -392,7 +741,35 @@ impl LocalStore {
             description: field_or(&meta, "description", Json::Null),
             tags: field_or(&meta, "tags", json!([])),
             metadata: field_or(&meta, "metadata", Json::Null),
-        });
+        };
+        let end = s.end.unwrap_or(0);
+        let from_data = match end {
+            0 => Some(0),
+            _ => last_number(data, end, "index")
+                .map_err(|e| Error::io(s.data_path(), e))?
+                .map(|i| i + 1),
+        };
+        if from_data.is_none() {
+            warnings.push(unparsed(&s.data_path(), "index", &meta_path));
+        }
+        if let Some(next) = from_data
+            && next != known.next
+        {
+            let total = (known.total + next).saturating_sub(known.next);
+            warnings.push(format!(
+                "{} said nextIndex {}, but its data file ends at index {} (a writer was killed \
+                 between its append and its metadata update): repaired to nextIndex {next}, \
+                 totalDataPoints {total}",
+                meta_path.display(),
+                known.next,
+                next.checked_sub(1)
+                    .map_or("(empty)".into(), |i| i.to_string()),
+            ));
+            known.next = next;
+            known.total = total;
+            known.stamp = write_json_atomic(&meta_path, &metric_doc(name, &known), sync)?;
+        }
+        s.known = Some(known);
         Ok(())
     }
 
@@ -407,54 +784,39 @@ impl LocalStore {
         if batch.count == 0 {
             return Ok(());
         }
-        let folder = name.unwrap_or("None");
         let metrics_dir = self.dir.join("metrics");
-        let stream = Self::stream(&mut self.metrics, id, || metrics_dir.join(folder))?;
-        let sync = self.sync;
-        stream.locked(|s| {
-            Self::refresh_meta(s)?;
-            let known = s.known.as_mut().expect("refreshed");
+        let dir = || metrics_dir.join(name.unwrap_or("None"));
+        let (sync, warnings) = (self.sync, &mut self.warnings);
+        let stream = self.streams.get(false, id, dir, sync)?;
+        stream.locked(|s, data| {
+            Self::sync_metric(s, data, name, sync, warnings)?;
+            let known = s.known.as_mut().expect("synced");
             if known.next != batch.first_index {
                 renumber(batch, known.next);
             }
             // What `known` becomes once both writes succeeded.
             let n = batch.count as u64;
-            let (next, total) = (known.next + n, known.total + n);
-            let created_at = if known.created_at.is_null() {
+            let mut after = KnownMeta {
+                next: known.next + n,
+                total: known.total + n,
+                ..known.clone()
+            };
+            if after.created_at.is_null() {
                 // A new document: the stream's own info, as the SDK's first
                 // append writes it; an existing one keeps what it says.
                 if let Some(info) = &batch.info {
-                    known.description = json!(info.description);
-                    known.tags = json!(info.tags);
-                    known.metadata = json!(info.metadata);
+                    after.description = json!(info.description);
+                    after.tags = json!(info.tags);
+                    after.metadata = json!(info.metadata);
                 }
-                json!(batch.created_at)
-            } else {
-                known.created_at.clone()
-            };
-            let doc = json!({
-                "metricId": format!("local-metric-{folder}"),
-                "name": name,
-                "description": known.description,
-                "tags": known.tags,
-                "metadata": known.metadata,
-                "totalDataPoints": total,
-                "nextIndex": next,
-                "createdAt": created_at,
-                "updatedAt": encode::iso_now(),
-            });
+                after.created_at = json!(batch.created_at);
+            }
+            let doc = metric_doc(name, &after);
             let meta_path = s.dir.join("metadata.json");
-            let data_path = s.dir.join("data.jsonl");
-            let stamp = append_undoable(&mut s.data, &mut s.cut, &data_path, &batch.lines, || {
+            after.stamp = s.append(data, &batch.lines, || {
                 write_json_atomic(&meta_path, &doc, sync)
             })?;
-            *known = KnownMeta {
-                stamp,
-                next,
-                total,
-                created_at,
-                ..known.clone()
-            };
+            s.known = Some(after);
             Ok(())
         })
     }
@@ -464,38 +826,71 @@ impl LocalStore {
         if batch.is_empty() {
             return Ok(());
         }
-        if self.logs.is_none() {
-            self.logs = Some(Stream::open(
-                self.dir.join("logs"),
-                "logs.jsonl",
-                ".log_sequence.lock",
-            )?);
+        let s = &mut self.logs;
+        if s.files.is_none() {
+            s.open_files().map_err(|e| Error::io(&s.dir, e))?;
         }
-        let s = self.logs.as_mut().expect("just opened");
-        let lock_path = s.dir.join(".log_sequence.lock");
-        s.lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let (buf, warnings, sync) = (&mut self.buf, &mut self.warnings, self.sync);
+        s.locked(|s, data| {
+            if s.check_end(data, warnings)? {
+                Self::sync_log_sequence(s, data, sync, warnings)?;
+            }
+            let next = s.next_seq;
+            buf.clear();
+            for (i, entry) in batch.items().enumerate() {
+                buf.extend_from_slice(b"{\"sequenceNumber\":");
+                encode::u64(buf, next + i as u64);
+                buf.push(b',');
+                buf.extend_from_slice(entry);
+                buf.extend_from_slice(b"}\n");
+            }
+            let n = next + batch.len() as u64;
+            let seq_path = s.dir.join(".log_sequence");
+            s.append(data, buf, || {
+                write_bytes_atomic(&seq_path, n.to_string().as_bytes(), sync).map(drop)
+            })?;
+            s.next_seq = n;
+            Ok(())
+        })
+    }
+
+    /// Under the logs' lock, after their data file changed: the next
+    /// sequence number is the last line's `sequenceNumber` + 1, and
+    /// `.log_sequence` is repaired when it says otherwise.
+    fn sync_log_sequence(
+        s: &mut Stream,
+        data: &mut File,
+        sync: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
         let seq_path = s.dir.join(".log_sequence");
-        let next: u64 = match fs::read_to_string(&seq_path) {
+        let stored = match fs::read_to_string(&seq_path) {
             Ok(t) => t.trim().parse().unwrap_or(0),
             Err(_) => 0,
         };
-        let buf = &mut self.buf;
-        buf.clear();
-        for (i, entry) in batch.items().enumerate() {
-            buf.extend_from_slice(b"{\"sequenceNumber\":");
-            encode::u64(buf, next + i as u64);
-            buf.push(b',');
-            buf.extend_from_slice(entry);
-            buf.extend_from_slice(b"}\n");
+        let end = s.end.unwrap_or(0);
+        let from_data = match end {
+            0 => Some(0),
+            _ => last_number(data, end, "sequenceNumber")
+                .map_err(|e| Error::io(s.data_path(), e))?
+                .map(|n| n + 1),
+        };
+        if from_data.is_none() {
+            warnings.push(unparsed(&s.data_path(), "sequenceNumber", &seq_path));
         }
-        let n = next + batch.len() as u64;
-        let data_path = s.dir.join("logs.jsonl");
-        let sync = self.sync;
-        let r = append_undoable(&mut s.data, &mut s.cut, &data_path, buf, || {
-            write_bytes_atomic(&seq_path, n.to_string().as_bytes(), sync).map(drop)
-        });
-        let _ = s.lock.unlock();
-        r
+        s.next_seq = from_data.unwrap_or(stored);
+        if s.next_seq != stored {
+            write_bytes_atomic(&seq_path, s.next_seq.to_string().as_bytes(), sync)?;
+            warnings.push(format!(
+                "{} said {stored}, but {} ends at sequenceNumber {} (a writer was killed \
+                 between its append and its update): repaired to {}",
+                seq_path.display(),
+                s.data_path().display(),
+                s.next_seq - 1,
+                s.next_seq,
+            ));
+        }
+        Ok(())
     }
 
     /// Appends track entries of one topic (sorted by timestamp, as the SDK does).
@@ -511,10 +906,14 @@ impl LocalStore {
         entries.sort_by(|a, b| a.ts.total_cmp(&b.ts));
         let tracks_dir = self.dir.join("tracks");
         let folder = topic_folder(topic);
-        let stream = Self::stream(&mut self.tracks, id, || tracks_dir.join(&folder))?;
-        let buf = &mut self.buf;
-        let sync = self.sync;
-        stream.locked(|s| {
+        let (buf, warnings, sync) = (&mut self.buf, &mut self.warnings, self.sync);
+        let stream = self
+            .streams
+            .get(true, id, || tracks_dir.join(&folder), sync)?;
+        stream.locked(|s, data| {
+            // A torn line is cut; `totalEntries` is the metadata's (the
+            // rows have no index to count from without reading them all).
+            s.check_end(data, warnings)?;
             let meta_path = s.dir.join("metadata.json");
             let meta = read_json(&meta_path)?;
             if let Some(t) = meta
@@ -573,8 +972,7 @@ impl LocalStore {
                 "lastTimestamp": json_f64(old_last.map_or(last, |o| o.max(last))),
                 "createdAt": field_or(&meta, "createdAt", json!(encode::iso_now())),
             });
-            let data_path = s.dir.join("data.jsonl");
-            append_undoable(&mut s.data, &mut s.cut, &data_path, buf, || {
+            s.append(data, buf, || {
                 write_json_atomic(&meta_path, &doc, sync).map(drop)
             })
         })
@@ -614,17 +1012,32 @@ impl LocalStore {
         if !self.sync {
             return Ok(());
         }
-        let all = self
-            .metrics
-            .iter()
-            .chain(self.tracks.iter())
-            .flatten()
-            .chain(self.logs.iter());
-        for s in all {
-            crate::__fault::sync_data(&s.data).map_err(|e| Error::io(&s.dir, e))?;
+        if let Some(e) = self.streams.sync_error.take() {
+            return Err(e);
         }
-        Ok(())
+        for i in 0..self.streams.clock.len() {
+            let (track, id) = self.streams.clock[i];
+            if let Some(s) = self.streams.slot(track, id) {
+                s.sync()?;
+            }
+        }
+        self.logs.sync()
     }
+}
+
+/// A metric stream's `metadata.json`.
+fn metric_doc(name: Option<&str>, k: &KnownMeta) -> Json {
+    json!({
+        "metricId": format!("local-metric-{}", name.unwrap_or("None")),
+        "name": name,
+        "description": k.description,
+        "tags": k.tags,
+        "metadata": k.metadata,
+        "totalDataPoints": k.total,
+        "nextIndex": k.next,
+        "createdAt": k.created_at,
+        "updatedAt": encode::iso_now(),
+    })
 }
 
 fn json_f64(v: f64) -> Json {

@@ -51,6 +51,11 @@ pub(crate) trait Sink {
     fn file_stored(&mut self, _entry: &FileEntry, _content: &Path, _checksum: &str) -> Result<()> {
         Ok(())
     }
+    /// What the store repaired when it opened a file (a torn tail cut, a
+    /// stale counter fixed) since the last call: one warning each.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Last step of close, after `finish`: a remote sink drains its spool
     /// within its deadline and returns its report line.
     fn shutdown(&mut self) -> Option<String> {
@@ -99,6 +104,10 @@ impl Sink for local::LocalStore {
 
     fn finish(&mut self, status: Status) -> Result<()> {
         local::LocalStore::finish(self, status)
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        local::LocalStore::take_warnings(self)
     }
 }
 

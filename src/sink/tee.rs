@@ -295,6 +295,12 @@ impl Sink for Tee {
         }
     }
 
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.local
+            .as_mut()
+            .map_or_else(Vec::new, LocalStore::take_warnings)
+    }
+
     fn shutdown(&mut self) -> Option<String> {
         let r = self.remote.take()?;
         let report = r.close(self.close_timeout);
