@@ -14,8 +14,11 @@ use support::{TestServer, census, config, points, refs};
 fn a_run_sends_everything_in_order_like_the_sdk() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut sink =
-        rt::RemoteSink::open(config(&server.url(), "alice/proj/f1/f2/exp1", dir.path())).unwrap();
+    let mut c = config(&server.url(), "alice/proj/f1/f2/exp1", dir.path());
+    // One record in flight: the SDK's exact order across streams (with more,
+    // streams interleave, each still in order).
+    c.max_in_flight = 1;
+    let mut sink = rt::RemoteSink::open(c).unwrap();
     let mut params = serde_json::Map::new();
     params.insert("model.lr".into(), json!(0.001));
     params.insert("seed".into(), json!(42));
@@ -308,11 +311,13 @@ fn client_errors_are_dead_lettered_and_never_retried() {
     assert_eq!(report.stats.dead_lettered_items, 15);
     let file = report.stats.dead_letter_file.clone().unwrap();
     assert_eq!(file, dir.path().join("dead-letter.jsonl"));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+    let mut lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // Streams are sent in parallel: the file has them in the order they were refused.
+    lines.sort_by_key(|l| l["status"].as_u64());
     assert_eq!(
         lines
             .iter()

@@ -2,6 +2,7 @@
 //! sender does next. The only module that names `ureq`.
 
 use std::io::Read;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ureq::Agent;
@@ -50,6 +51,8 @@ pub(crate) enum Answer {
     Transient {
         why: String,
         retry_after: Option<Duration>,
+        /// A 429: the server asks for fewer requests.
+        overload: bool,
     },
     /// 401 or 403: the token is missing, wrong or expired.
     Auth { status: u16, body: String },
@@ -63,28 +66,37 @@ pub(crate) enum Answer {
     Unsendable(String),
 }
 
-/// An HTTP client bound to one server and token.
+/// An HTTP client bound to one server and token, shared by the sender's
+/// workers (one pooled connection each).
 #[derive(Debug)]
 pub(crate) struct Client {
     agent: Agent,
     base: String,
-    auth: Option<String>,
+    /// `Bearer <token>`; replaced by a worker that looked the token up again.
+    auth: Mutex<Option<String>>,
 }
 
 impl Client {
-    /// `base` is the server's URL (`ML_DASH_API_URL`), without `/api`.
-    pub(crate) fn new(base: &str, token: Option<&str>, connect_timeout: Duration) -> Client {
+    /// `base` is the server's URL (`ML_DASH_API_URL`), without `/api`;
+    /// `connections`: how many requests may be out at once.
+    pub(crate) fn new(
+        base: &str,
+        token: Option<&str>,
+        connect_timeout: Duration,
+        connections: usize,
+    ) -> Client {
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(connect_timeout))
             .user_agent(concat!("ml-dash-rs/", env!("CARGO_PKG_VERSION")))
-            .max_idle_connections_per_host(4)
+            .max_idle_connections_per_host(connections.max(1))
+            .max_idle_connections(connections.max(10))
             .build()
             .into();
         let mut c = Client {
             agent,
             base: String::new(),
-            auth: None,
+            auth: Mutex::new(None),
         };
         c.set_base(base);
         c.set_token(token);
@@ -99,8 +111,8 @@ impl Client {
         &self.base
     }
 
-    pub(crate) fn set_token(&mut self, token: Option<&str>) {
-        self.auth = token.map(|t| format!("Bearer {t}"));
+    pub(crate) fn set_token(&self, token: Option<&str>) {
+        *self.auth.lock().unwrap_or_else(|e| e.into_inner()) = token.map(|t| format!("Bearer {t}"));
     }
 
     /// Sends one JSON request; never panics, never blocks past `timeout`
@@ -123,8 +135,9 @@ impl Client {
             .timeout_global(Some(timeout.max(Duration::from_millis(1))))
             .build()
             .header("Accept", "application/json");
-        if let Some(a) = &self.auth {
-            req = req.header("Authorization", a.as_str());
+        let auth = self.auth.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
         }
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
@@ -161,6 +174,7 @@ impl Client {
                 return Answer::Transient {
                     why: describe(&e),
                     retry_after: None,
+                    overload: false,
                 };
             }
         };
@@ -182,6 +196,7 @@ impl Client {
                 return Answer::Transient {
                     why: format!("HTTP {status} with an unreadable body: {}", describe(&e)),
                     retry_after: None,
+                    overload: false,
                 };
             }
             Err(_) => Vec::new(),
@@ -197,6 +212,7 @@ fn classify(status: u16, body: Vec<u8>, retry_after: Option<Duration>) -> Answer
         408 | 429 | 500..=599 => Answer::Transient {
             why: format!("HTTP {status}: {}", text()),
             retry_after,
+            overload: status == 429,
         },
         401 | 403 => Answer::Auth {
             status,
@@ -330,7 +346,7 @@ mod tests {
         assert!(matches!(classify(201, vec![], None), Answer::Ok(_)));
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(
-                matches!(classify(s, vec![], None), Answer::Transient { .. }),
+                matches!(classify(s, vec![], None), Answer::Transient { overload, .. } if overload == (s == 429)),
                 "{s}"
             );
         }

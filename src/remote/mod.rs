@@ -1,8 +1,8 @@
 //! The remote sink: batches for an ML-Dash server go through a durable
-//! on-disk spool ([`crate::spool`]) and one sender thread. Nothing is lost on
-//! outages, kills or bad answers: a batch leaves the spool only when the
-//! server took it (2xx) or refused it for good (4xx, kept in the dead-letter
-//! file).
+//! on-disk spool ([`crate::spool`]) and one sender thread with a few workers.
+//! Nothing is lost on outages, kills or bad answers: a batch leaves the spool
+//! only when the server took it (2xx) or refused it for good (4xx, kept in the
+//! dead-letter file).
 //!
 //! ```text
 //!  collector thread                      sender thread ("ml-dash-sender")        server
@@ -11,8 +11,12 @@
 //!  finish(status)                        | read in order (orphaned sessions first)
 //!  sync() = fsync, once per flush epoch  +-> experiment upsert (GraphQL, folders) --> /graphql, nodes
 //!  close(deadline) -> RemoteReport       +-> batches, split <= 1000 items / 1 MB  --> /api/experiments/..
+//!                                        |   (workers "ml-dash-send": up to
+//!                                        |   max_in_flight streams at once, each
+//!                                        |   stream one batch at a time)
 //!                                        +-> status PATCH                         --> /api/nodes/{id}
-//!                                        ack cursor per record (+ items of a split one)
+//!                                        ack cursor over the records done, in order
+//!                                        (+ items of a split one)
 //! ```
 //!
 //! # How the collector uses it
@@ -100,9 +104,14 @@
 //! batch answered 413, are split; a file upload skips the SDK's three GraphQL
 //! lookups (the project id and the experiment node come from the
 //! experiment's creation) and streams the content instead of reading it
-//! whole; and nothing is dropped on failure.
+//! whole; batches of different streams (logs, each metric, each topic) go
+//! in parallel (`ML_DASH_MAX_IN_FLIGHT`, 4), so the server may get them
+//! interleaved otherwise than above, each stream in order (params and the
+//! status go alone, the status last; with `max_in_flight` 1 the order is the
+//! SDK's); and nothing is dropped on failure.
 
 mod auth;
+mod flight;
 mod http;
 mod sender;
 
@@ -157,6 +166,10 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
 pub const DEFAULT_MAX_BATCH_POINTS: usize = 1000;
 /// Default of [`RemoteConfig::max_batch_bytes`]: 1 MB per request body.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1_000_000;
+/// `ML_DASH_MAX_IN_FLIGHT`: records in delivery at once, at most (1 to 64).
+pub const ENV_MAX_IN_FLIGHT: &str = "ML_DASH_MAX_IN_FLIGHT";
+/// Default of [`RemoteConfig::max_in_flight`]: 4.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = flight::DEFAULT_MAX_IN_FLIGHT;
 
 /// Settings of a remote sink.
 #[derive(Debug, Clone)]
@@ -201,6 +214,10 @@ pub struct RemoteConfig {
     pub max_batch_points: usize,
     /// Bytes per request body (default 1 MB; one larger item goes alone).
     pub max_batch_bytes: usize,
+    /// Records in delivery at once, at most (default 4, 1 to 64): records of
+    /// different streams go in parallel, each stream's in order; the limit
+    /// in use adapts to the failure rate between 1 and this.
+    pub max_in_flight: usize,
     /// No warnings on stderr (they are still in [`Stats::warnings`]).
     pub quiet: bool,
 }
@@ -231,14 +248,15 @@ impl RemoteConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             max_batch_points: DEFAULT_MAX_BATCH_POINTS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             quiet: false,
         }
     }
 
     /// Defaults overridden by `ML_DASH_API_URL`, `ML_DASH_CLOSE_TIMEOUT`,
     /// `ML_DASH_DELIVERY_TIMEOUT`, `ML_DASH_REQUEST_TIMEOUT`,
-    /// `ML_DASH_SPOOL_BUDGET`, `ML_DASH_RETRY_BASE_DELAY` and
-    /// `ML_DASH_RETRY_MAX_DELAY`.
+    /// `ML_DASH_SPOOL_BUDGET`, `ML_DASH_RETRY_BASE_DELAY`,
+    /// `ML_DASH_RETRY_MAX_DELAY` and `ML_DASH_MAX_IN_FLIGHT`.
     ///
     /// # Errors
     /// [`Error::Config`] naming the first variable whose value does not parse
@@ -293,6 +311,9 @@ impl RemoteConfig {
                 reason: "expected a number of bytes",
             })?;
         }
+        if let Some(v) = lookup(ENV_MAX_IN_FLIGHT) {
+            c.max_in_flight = parse_in_flight(&v)?;
+        }
         Ok(c)
     }
 
@@ -322,6 +343,7 @@ impl RemoteConfig {
         )?;
         check_duration("delivery_timeout", self.delivery_timeout, &WAIT_RANGE)?;
         check_duration("close_timeout", self.close_timeout, &WAIT_RANGE)?;
+        check_in_flight("max_in_flight", self.max_in_flight)?;
         Ok(())
     }
 
@@ -336,6 +358,7 @@ impl RemoteConfig {
             delivery_timeout: self.delivery_timeout,
             max_batch_points: self.max_batch_points,
             max_batch_bytes: self.max_batch_bytes,
+            max_in_flight: self.max_in_flight,
             quiet: self.quiet,
             spool_dir: self.spool_dir.clone(),
         }
@@ -353,6 +376,31 @@ pub(crate) fn instant_after(d: Duration) -> Instant {
         }
         d /= 2;
     }
+}
+
+/// A `max_in_flight` setting `name` is from 1 to 64.
+fn check_in_flight(name: &'static str, n: usize) -> Result<()> {
+    if (1..=flight::MAX_IN_FLIGHT).contains(&n) {
+        return Ok(());
+    }
+    Err(Error::Config {
+        name,
+        value: n.to_string(),
+        reason: "expected a number of requests from 1 to 64",
+    })
+}
+
+/// An `ML_DASH_MAX_IN_FLIGHT` value: an integer from 1 to 64.
+fn parse_in_flight(v: &str) -> Result<usize> {
+    v.trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=flight::MAX_IN_FLIGHT).contains(n))
+        .ok_or_else(|| Error::Config {
+            name: ENV_MAX_IN_FLIGHT,
+            value: v.to_owned(),
+            reason: "expected a number of requests from 1 to 64",
+        })
 }
 
 /// Counters of a sink or a [`sync`], live.
@@ -1014,6 +1062,9 @@ pub struct SyncOptions {
     pub max_batch_points: usize,
     /// Bytes per request body (default 1 MB).
     pub max_batch_bytes: usize,
+    /// Records in delivery at once, at most (default 4, as
+    /// [`RemoteConfig::max_in_flight`]).
+    pub max_in_flight: usize,
     /// No warnings on stderr.
     pub quiet: bool,
 }
@@ -1029,6 +1080,7 @@ impl Default for SyncOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_batch_points: DEFAULT_MAX_BATCH_POINTS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             quiet: false,
         }
     }
@@ -1069,6 +1121,7 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
     )?;
     let timeout = &REQUEST_TIMEOUT_RANGE;
     check_duration("SyncOptions::request_timeout", o.request_timeout, timeout)?;
+    check_in_flight("SyncOptions::max_in_flight", o.max_in_flight)?;
     let none = SessionId {
         run: 0,
         pid: 0,
@@ -1091,6 +1144,7 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
         delivery_timeout: options.deadline.min(crate::config::MAX_DURATION),
         max_batch_points: options.max_batch_points,
         max_batch_bytes: options.max_batch_bytes,
+        max_in_flight: options.max_in_flight,
         quiet: options.quiet,
         spool_dir: spool_dir.to_owned(),
     };
@@ -1150,6 +1204,23 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_flight_limits_are_checked() {
+        assert_eq!(DEFAULT_MAX_IN_FLIGHT, 4);
+        assert_eq!(parse_in_flight(" 8 ").unwrap(), 8);
+        assert_eq!(parse_in_flight("64").unwrap(), 64);
+        assert!(check_in_flight("max_in_flight", 64).is_ok());
+        let e = check_in_flight("max_in_flight", 0).unwrap_err().to_string();
+        assert!(e.contains("max_in_flight") && e.contains("1 to 64"), "{e}");
+        for bad in ["0", "65", "-1", "two", ""] {
+            let e = parse_in_flight(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(ENV_MAX_IN_FLIGHT) && e.contains("1 to 64"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn urls_are_checked_at_open() {

@@ -3,24 +3,50 @@
 //! the sink's sender thread, or on the caller's thread in [`super::sync`].
 //!
 //! Per session: create or upsert the experiment (GraphQL project lookup,
-//! project, folders, experiment, as the Python SDK does), then each record in
-//! order: params, log / metric / track batches (split at `max_batch_points`
-//! items or `max_batch_bytes`, and halved again on 413), the status PATCH.
-//! Connection errors, timeouts, 408, 429 and 5xx are retried with doubling
-//! backoff and jitter (a `Retry-After` is obeyed); 409 on a node upsert is
-//! retried; 401/403 keep the data and warn once (retried every
-//! `retry_max_delay` with the token looked up again, never at close); any
-//! other 4xx puts the request in the dead-letter file.
+//! project, folders, experiment, as the Python SDK does), then each record:
+//! params, log / metric / track batches (split at `max_batch_points` items or
+//! `max_batch_bytes`, and halved again on 413), the status PATCH.
+//!
+//! ```text
+//!  dispatcher (this thread)                 workers (scoped, up to max_in_flight)
+//!  ------------------------                 -------------------------------------
+//!  read records in spool order, up to
+//!    max_in_flight waiting ahead
+//!  logs / metrics / tracks: hand one out    deliver it (chunks in order, retries;
+//!    when its stream is free (at most   -->   each request admitted by the gate's
+//!    max_in_flight in delivery)               AIMD limit); commit: the cursor moves
+//!                                             over the records done, in spool order
+//!  params, status, files: once all before
+//!    are handled, send here
+//! ```
+//!
+//! At most one record per stream (logs, one metric name, one track topic) is
+//! in delivery at a time, so the server gets each stream's batches in spool
+//! order; different streams go in parallel. The cursor only moves over a
+//! prefix of handled records, so after a kill the records past it are sent
+//! again, with the same `Idempotency-Key`s.
+//!
+//! Connection errors, timeouts, 408, 429 and 5xx are retried: the failed
+//! request waits a short jittered backoff of its own while the server takes
+//! others; an outage (every recent request failed) collapses to one probe per
+//! backoff, doubling up to `retry_max_delay`; a `Retry-After` holds all
+//! requests; the in-flight limit adapts to the failure rate (see
+//! [`super::flight`]). 409 on a node upsert is retried; 401/403 keep the data
+//! and warn once (retried every `retry_max_delay` with the token looked up
+//! again, never at close); any other 4xx puts the request in the dead-letter
+//! file.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value as Json, json};
 
 use super::auth::{TokenSource, describe, resolve_token};
+use super::flight::{Admit, Gate, after, retry_delay};
 use super::http::{Answer, Body, Client, Method, encode_segment, excerpt, push_finite};
 use super::{Stats, UndeliverableSession};
 use crate::spool::{
@@ -72,19 +98,33 @@ pub(crate) struct State {
     pub(crate) close_calls: u64,
     /// Stop now: close returned (its deadline passed).
     pub(crate) abandon: bool,
-    /// The live session was read to its end after close started.
+    /// The live session was read to its end, and every record of it handled,
+    /// after close started.
     pub(crate) live_drained: bool,
     /// The sender has stopped.
     pub(crate) finished: bool,
     pub(crate) stats: Stats,
+    /// The server's health as the sender's requests see it.
+    pub(crate) gate: Gate,
+    /// Requests waiting in [`Sender::admit`] (woken by a change of the gate).
+    gate_waiters: u32,
+    /// Streams with a record in delivery (one at most each).
+    busy: Vec<StreamId>,
+    /// A worker had to stop (close's deadline, or the dead-letter file could
+    /// not be written): the session stops, its records stay spooled.
+    stopped: bool,
 }
+
+/// A stream whose batches the server must get in order: the kind's tag and
+/// the metric name or track topic.
+type StreamId = (char, Option<String>);
 
 /// How the sender works.
 #[derive(Debug, Clone)]
 pub(crate) struct SendConfig {
     /// Server URL overriding the sessions' own.
     pub(crate) dash_url: Option<String>,
-    /// Explicit token (else `ML_DASH_TOKEN`, else the SDK's stores: see `auth`).
+    /// Explicit token (else `ML_DASH_TOKEN`, else `tokens.json`).
     pub(crate) token: Option<String>,
     pub(crate) retry_base_delay: Duration,
     pub(crate) retry_max_delay: Duration,
@@ -93,6 +133,9 @@ pub(crate) struct SendConfig {
     pub(crate) delivery_timeout: Duration,
     pub(crate) max_batch_points: usize,
     pub(crate) max_batch_bytes: usize,
+    /// Records in delivery at once and requests out at once (the AIMD
+    /// ceiling), at most; 1 to 64.
+    pub(crate) max_in_flight: usize,
     pub(crate) quiet: bool,
     pub(crate) spool_dir: PathBuf,
 }
@@ -133,7 +176,121 @@ enum Fail {
     },
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Stop;
+
+/// What the workers of one session share with its dispatcher.
+struct Session<'a> {
+    dir: &'a Path,
+    live: bool,
+    /// `<run id hex>-<pid>`, the start of every idempotency key.
+    key_base: String,
+    /// The experiment id, as a path segment.
+    exp: String,
+    commit: Mutex<Commit>,
+}
+
+/// A record handed to a worker.
+struct Task {
+    /// Its place in the session's [`Commit`].
+    idx: u64,
+    rec: Record,
+    stream: StreamId,
+    /// Items already acknowledged (a split record resumed after a restart).
+    done_items: u32,
+}
+
+/// What the dispatcher waited for.
+enum Work {
+    /// A waiting record may be handed out.
+    Ready,
+    /// The live writer appended up to here.
+    Data(Pos),
+    /// Close started and everything appended was read.
+    Closed,
+}
+
+/// The session's cursor, moved in spool order over the records handled
+/// (with several in flight they finish out of order).
+#[derive(Debug)]
+struct Commit {
+    ack: AckFile,
+    dir: PathBuf,
+    /// Records handed out and not yet behind the cursor, in spool order; the
+    /// first has index `first`.
+    slots: VecDeque<Slot>,
+    first: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    start: Pos,
+    next: Pos,
+    done: bool,
+}
+
+impl Commit {
+    /// The record from `start` to `next` is being delivered; returns its index.
+    fn push(&mut self, start: Pos, next: Pos) -> u64 {
+        self.slots.push_back(Slot {
+            start,
+            next,
+            done: false,
+        });
+        self.first + self.slots.len() as u64 - 1
+    }
+
+    /// The first `items` of record `idx` were taken: kept in the cursor when
+    /// every record before it is handled.
+    fn progress(&mut self, idx: u64, items: u32) {
+        if idx == self.first
+            && let Some(s) = self.slots.front()
+        {
+            let _ = self.ack.store(Cursor {
+                pos: s.start,
+                done_items: items,
+            });
+        }
+    }
+
+    /// Record `idx` is handled; returns how many records the cursor moved
+    /// over and the bytes of the segments it left behind (deleted).
+    fn done(&mut self, idx: u64) -> (u64, u64) {
+        if let Some(s) = self.slots.get_mut((idx - self.first) as usize) {
+            s.done = true;
+        }
+        let n = self.slots.iter().take_while(|s| s.done).count();
+        if n == 0 {
+            return (0, 0);
+        }
+        let (from, to) = (self.slots[0].start, self.slots[n - 1].next);
+        self.slots.drain(..n);
+        self.first += n as u64;
+        let _ = self.ack.store(Cursor {
+            pos: to,
+            done_items: 0,
+        });
+        let freed = if to.seg > from.seg {
+            SessionReader::new(&self.dir, to)
+                .delete_before(to.seg)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        (n as u64, freed)
+    }
+}
+
+/// Warnings given once, and the outage clock.
+#[derive(Debug, Default)]
+struct Notes {
+    token_from: Option<TokenSource>,
+    outage_since: Option<Instant>,
+    warned_outage: bool,
+    warned_auth: bool,
+    warned_dead: bool,
+    warned_nonfinite: bool,
+}
 
 /// The session descriptor (`session.json`).
 #[derive(Debug, Clone)]
@@ -199,40 +356,38 @@ pub(crate) struct Sender {
     cfg: SendConfig,
     shared: Arc<Shared>,
     client: Client,
-    token_from: Option<TokenSource>,
-    rec: Record,
-    body: Vec<u8>,
-    outage_since: Option<Instant>,
-    warned_outage: bool,
-    warned_auth: bool,
-    warned_dead: bool,
-    warned_nonfinite: bool,
+    /// Also held while a line goes into the dead-letter file.
+    notes: Mutex<Notes>,
     /// The namespace of the session being sent.
     owner: String,
 }
 
 impl Sender {
     pub(crate) fn new(cfg: SendConfig, shared: Arc<Shared>) -> Sender {
-        let client = Client::new(DEFAULT_DASH_URL, None, cfg.connect_timeout);
-        let mut s = Sender {
+        let client = Client::new(
+            DEFAULT_DASH_URL,
+            None,
+            cfg.connect_timeout,
+            cfg.max_in_flight,
+        );
+        shared.lock().gate =
+            Gate::new(cfg.max_in_flight, cfg.retry_base_delay, cfg.retry_max_delay);
+        let s = Sender {
             cfg,
             shared,
             client,
-            token_from: None,
-            rec: Record::default(),
-            body: Vec::with_capacity(256 * 1024),
-            outage_since: None,
-            warned_outage: false,
-            warned_auth: false,
-            warned_dead: false,
-            warned_nonfinite: false,
+            notes: Mutex::default(),
             owner: String::new(),
         };
         s.refresh_token();
         s
     }
 
-    fn refresh_token(&mut self) {
+    fn notes(&self) -> MutexGuard<'_, Notes> {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refresh_token(&self) {
         let lookup = resolve_token(self.cfg.token.as_deref());
         for w in lookup.warnings {
             self.warn(w);
@@ -240,11 +395,11 @@ impl Sender {
         match lookup.token {
             Some((t, from)) => {
                 self.client.set_token(Some(&t));
-                self.token_from = Some(from);
+                self.notes().token_from = Some(from);
             }
             None => {
                 self.client.set_token(None);
-                self.token_from = None;
+                self.notes().token_from = None;
             }
         }
     }
@@ -291,7 +446,7 @@ impl Sender {
                 None => return Ok(()),
             }
         }
-        let (mut ack, cursor) = match opened {
+        let (ack, cursor) = match opened {
             Ok(x) => x,
             Err(e) => {
                 let p = job.dir.join("ack");
@@ -320,80 +475,278 @@ impl Sender {
             self.list_undeliverable(job, left, format!("its experiment was not created: {why}"));
             return Ok(());
         };
-        let mut reader = SessionReader::new(&job.dir, cursor.pos);
-        reader.repair = !job.live;
-        let mut done_items = cursor.done_items;
-        let key_base = format!("{:016x}-{}", job.id.run, job.id.pid);
-        loop {
-            let limit = if job.live {
-                match self.wait_for_data(reader.pos())? {
-                    Some(l) => Some(l),
-                    None => return Ok(()),
+        let s = Session {
+            dir: &job.dir,
+            live: job.live,
+            key_base: format!("{:016x}-{}", job.id.run, job.id.pid),
+            exp: encode_segment(&ids.experiment),
+            commit: Mutex::new(Commit {
+                ack,
+                dir: job.dir.clone(),
+                slots: VecDeque::new(),
+                first: 0,
+            }),
+        };
+        self.shared.lock().stopped = false;
+        let this = &*self;
+        let (tx, rx) = mpsc::channel::<Task>();
+        let rx = Mutex::new(rx);
+        let unread = std::thread::scope(|scope| {
+            let mut workers = 0;
+            let r = this.dispatch(&s, cursor, &mut ids, |in_flight| {
+                if in_flight > workers {
+                    workers += 1;
+                    let (s, rx) = (&s, &rx);
+                    let spawned = std::thread::Builder::new()
+                        .name("ml-dash-send".into())
+                        .spawn_scoped(scope, move || this.work(s, rx));
+                    if let Err(e) = spawned {
+                        workers -= 1;
+                        if workers == 0 {
+                            this.warn(format!("cannot start a sender thread: {e}"));
+                            return None;
+                        }
+                        // The workers there are take it.
+                    }
                 }
-            } else {
-                None
-            };
-            let start = reader.pos();
-            let next = match reader.next(&mut self.rec, limit) {
-                Ok(Some(p)) => p,
-                Ok(None) if job.live => continue,
-                Ok(None) => break,
-                Err(e) => {
-                    self.undeliverable(job, left, format!("its segments cannot be read: {e}"));
-                    return Ok(());
-                }
-            };
-            let rec = std::mem::take(&mut self.rec);
-            let r = self.deliver(
-                &rec,
-                &mut ids,
-                &key_base,
-                start,
-                &mut done_items,
-                &mut ack,
-                &job.dir,
-            );
-            self.rec = rec;
-            r?;
-            done_items = 0;
-            let _ = ack.store(Cursor {
-                pos: next,
-                done_items: 0,
+                Some(&tx)
             });
-            let freed = if next.seg > start.seg {
-                reader.delete_before(next.seg).unwrap_or(0)
-            } else {
-                0
-            };
-            left = left.saturating_sub(1);
-            let mut st = self.shared.lock();
-            st.stats.pending_records = st.stats.pending_records.saturating_sub(1);
-            st.stats.spool_bytes = st.stats.spool_bytes.saturating_sub(freed);
-            if job.live {
-                st.live_done += 1;
-            }
-            self.shared.cv.notify_all();
+            drop(tx); // the workers end once the tasks are taken
+            r
+        })?;
+        let commit = s.commit.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = unread {
+            let left = left.saturating_sub(commit.first);
+            self.undeliverable(job, left, format!("its segments cannot be read: {e}"));
+            return Ok(());
         }
-        // A finished session, all handled: remove it.
-        let left = session_bytes(&job.dir);
-        let _ = ack.sync();
-        if fs::remove_dir_all(&job.dir).is_ok() {
-            let mut st = self.shared.lock();
-            st.stats.spool_bytes = st.stats.spool_bytes.saturating_sub(left);
-            st.stats.sessions_replayed += 1;
+        if !job.live {
+            // A finished session, all handled: remove it.
+            let left = session_bytes(&job.dir);
+            let _ = commit.ack.sync();
+            if fs::remove_dir_all(&job.dir).is_ok() {
+                let mut st = self.shared.lock();
+                st.stats.spool_bytes = st.stats.spool_bytes.saturating_sub(left);
+                st.stats.sessions_replayed += 1;
+            }
         }
         Ok(())
+    }
+
+    /// Reads the session's records in order and hands each out: data records
+    /// to a worker (`worker(in_flight)` makes sure there is one and gives the
+    /// channel) once their stream is free, reading ahead past busy streams
+    /// (up to `max_in_flight` records waiting); params, status and files are
+    /// sent here, after everything before them and with nothing in flight.
+    /// Returns once everything read is handled (the live session: after close
+    /// started); `Some(error)` when the spool could not be read to its end.
+    fn dispatch<'t>(
+        &self,
+        s: &Session<'_>,
+        cursor: Cursor,
+        ids: &mut ExpIds,
+        mut worker: impl FnMut(usize) -> Option<&'t mpsc::Sender<Task>>,
+    ) -> Result<Option<std::io::Error>, Stop> {
+        let mut reader = SessionReader::new(s.dir, cursor.pos);
+        reader.repair = !s.live;
+        let mut done_items = cursor.done_items;
+        let mut rec = Record::default();
+        let mut body = Vec::new();
+        let mut waiting = VecDeque::new();
+        let mut unread = None;
+        let mut end = false;
+        loop {
+            self.hand_out(s, &mut waiting, &mut worker)?;
+            if end && waiting.is_empty() {
+                break;
+            }
+            let can_read = !end && waiting.len() < self.cfg.max_in_flight;
+            let limit = match (can_read, s.live) {
+                (false, _) => {
+                    self.wait_for_work(&waiting, None)?;
+                    continue;
+                }
+                (true, true) => match self.wait_for_work(&waiting, Some(reader.pos()))? {
+                    Work::Ready => continue,
+                    Work::Data(l) => Some(l),
+                    Work::Closed => {
+                        end = true;
+                        continue;
+                    }
+                },
+                (true, false) => None,
+            };
+            let start = reader.pos();
+            let next = match reader.next(&mut rec, limit) {
+                Ok(Some(p)) => p,
+                Ok(None) if s.live => continue,
+                Ok(None) => {
+                    end = true;
+                    continue;
+                }
+                Err(e) => {
+                    (end, unread) = (true, Some(e));
+                    continue;
+                }
+            };
+            let idx = lock(&s.commit).push(start, next);
+            let items = std::mem::take(&mut done_items);
+            match stream_of(&rec) {
+                Some(stream) => waiting.push_back(Task {
+                    idx,
+                    rec: std::mem::take(&mut rec),
+                    stream,
+                    done_items: items,
+                }),
+                None => {
+                    while !waiting.is_empty() {
+                        self.wait_for_work(&waiting, None)?;
+                        self.hand_out(s, &mut waiting, &mut worker)?;
+                    }
+                    self.idle()?;
+                    let r = self.deliver_here(&rec, ids, s, &mut body);
+                    self.finish(s, idx, None, r);
+                    r?;
+                }
+            }
+        }
+        self.idle()?;
+        if s.live && unread.is_none() {
+            let mut st = self.shared.lock();
+            st.live_drained = true;
+            self.shared.cv.notify_all();
+        }
+        Ok(unread)
+    }
+
+    /// Hands out the waiting records that may go now: in spool order, each
+    /// whose stream has nothing in delivery, up to `max_in_flight` records in
+    /// delivery (the gate limits how many of their requests are out).
+    fn hand_out<'t>(
+        &self,
+        s: &Session<'_>,
+        waiting: &mut VecDeque<Task>,
+        worker: &mut impl FnMut(usize) -> Option<&'t mpsc::Sender<Task>>,
+    ) -> Result<(), Stop> {
+        loop {
+            let (task, in_flight) = {
+                let mut st = self.shared.lock();
+                if st.abandon || st.stopped {
+                    return Err(Stop);
+                }
+                if st.busy.len() >= self.cfg.max_in_flight {
+                    return Ok(());
+                }
+                let Some(i) = waiting.iter().position(|t| !st.busy.contains(&t.stream)) else {
+                    return Ok(());
+                };
+                let Some(task) = waiting.remove(i) else {
+                    return Ok(());
+                };
+                st.busy.push(task.stream.clone());
+                (task, st.busy.len())
+            };
+            let unsent = match worker(in_flight) {
+                Some(tx) => tx.send(task).err().map(|e| e.0),
+                None => Some(task),
+            };
+            if let Some(t) = unsent {
+                // No worker to take it: it stays spooled.
+                self.finish(s, t.idx, Some(&t.stream), Err(Stop));
+                return Err(Stop);
+            }
+        }
+    }
+
+    /// Waits until a waiting record may be handed out (`Ready`), or, with
+    /// `read` (the live session's reader position), until the writer
+    /// appended past it (`Data`) or close started with nothing more (`Closed`).
+    fn wait_for_work(&self, waiting: &VecDeque<Task>, read: Option<Pos>) -> Result<Work, Stop> {
+        let mut st = self.shared.lock();
+        loop {
+            if st.abandon || st.stopped {
+                return Err(Stop);
+            }
+            if st.busy.len() < self.cfg.max_in_flight
+                && waiting.iter().any(|t| !st.busy.contains(&t.stream))
+            {
+                return Ok(Work::Ready);
+            }
+            if let Some(pos) = read {
+                if st.written > pos {
+                    return Ok(Work::Data(st.written));
+                }
+                if st.closing.is_some() {
+                    return Ok(Work::Closed);
+                }
+            }
+            st = self.shared.wait(st, self.cfg.retry_max_delay);
+        }
+    }
+
+    /// A worker: delivers the records handed to it until the channel closes.
+    fn work(&self, s: &Session<'_>, tasks: &Mutex<mpsc::Receiver<Task>>) {
+        let mut body = Vec::with_capacity(256 * 1024);
+        loop {
+            let Ok(task) = lock(tasks).recv() else {
+                return;
+            };
+            let r = if self.shared.lock().stopped {
+                Err(Stop)
+            } else {
+                let progress = |items| lock(&s.commit).progress(task.idx, items);
+                self.deliver(&task.rec, s, task.done_items, &mut body, &progress)
+            };
+            self.finish(s, task.idx, Some(&task.stream), r);
+        }
+    }
+
+    /// Record `idx` was handled (`Ok`) or must stay spooled (`Err`): moves
+    /// the cursor and the counters, frees its stream.
+    fn finish(&self, s: &Session<'_>, idx: u64, stream: Option<&StreamId>, r: Result<(), Stop>) {
+        let (records, freed) = match r {
+            Ok(()) => lock(&s.commit).done(idx),
+            Err(Stop) => (0, 0),
+        };
+        let mut st = self.shared.lock();
+        if r.is_err() {
+            st.stopped = true;
+        }
+        if let Some(stream) = stream {
+            st.busy.retain(|b| b != stream);
+        }
+        st.stats.pending_records = st.stats.pending_records.saturating_sub(records);
+        st.stats.spool_bytes = st.stats.spool_bytes.saturating_sub(freed);
+        if s.live {
+            st.live_done += records;
+        }
+        self.shared.cv.notify_all();
+    }
+
+    /// Waits until no record is in delivery.
+    fn idle(&self) -> Result<(), Stop> {
+        let mut st = self.shared.lock();
+        loop {
+            if st.abandon || st.stopped {
+                return Err(Stop);
+            }
+            if st.busy.is_empty() {
+                return Ok(());
+            }
+            st = self.shared.wait(st, self.cfg.retry_max_delay);
+        }
     }
 
     /// Counts what an adopted session still holds (as pending) and truncates
     /// a torn tail. `None` when nothing is to be sent: the session was empty
     /// (and is removed) or cannot be read (reported undeliverable).
-    fn recover(&mut self, job: &Job, from: Pos) -> Option<u64> {
+    fn recover(&self, job: &Job, from: Pos) -> Option<u64> {
         let mut r = SessionReader::new(&job.dir, from);
         r.repair = true;
         let mut n = 0u64;
+        let mut rec = Record::default();
         let failed = loop {
-            match r.next(&mut self.rec, None) {
+            match r.next(&mut rec, None) {
                 Ok(Some(_)) => n += 1,
                 Ok(None) => break None,
                 Err(e) => break Some(e),
@@ -436,7 +789,7 @@ impl Sender {
     /// The session's descriptor: `session.json`, else the copy its segments
     /// hold (then `session.json` is rewritten from it). `None` when neither
     /// is usable: the session is reported undeliverable.
-    fn descriptor(&mut self, job: &Job, records: u64) -> Option<Descriptor> {
+    fn descriptor(&self, job: &Job, records: u64) -> Option<Descriptor> {
         let broken = match Descriptor::read(&job.dir) {
             Ok(d) => return Some(d),
             Err(e) => e,
@@ -503,204 +856,168 @@ impl Sender {
         });
     }
 
-    /// Waits until the live writer has appended past `pos`; `None` once close
-    /// started and everything was read.
-    fn wait_for_data(&self, pos: Pos) -> Result<Option<Pos>, Stop> {
-        let mut st = self.shared.lock();
-        loop {
-            if st.abandon {
-                return Err(Stop);
+    /// Sends a params, status or file record (on the dispatcher, nothing else in flight).
+    fn deliver_here(
+        &self,
+        rec: &Record,
+        ids: &mut ExpIds,
+        s: &Session<'_>,
+        body: &mut Vec<u8>,
+    ) -> Result<(), Stop> {
+        let kind = rec.kind();
+        if rec.is_empty() || kind == Kind::Session {
+            return Ok(()); // a session record is skipped by the reader; never sent
+        }
+        let key = record_key(&s.key_base, rec);
+        if kind == Kind::File {
+            return self.send_file(rec.item(0), ids, &key, s.dir);
+        }
+        body.clear();
+        let (method, path) = if kind == Kind::Status {
+            let status = String::from_utf8_lossy(rec.item(0)).into_owned();
+            serde_json::to_writer(&mut *body, &json!({ "status": status })).unwrap_or_default();
+            (
+                Method::Patch,
+                format!("/api/nodes/{}", encode_segment(&ids.node)),
+            )
+        } else {
+            body.extend_from_slice(b"{\"data\":");
+            let nulled = push_finite(body, rec.item(0));
+            body.push(b'}');
+            self.count_nonfinite(nulled);
+            (
+                Method::Post,
+                format!("/api/experiments/{}/parameters", s.exp),
+            )
+        };
+        match self.request(method, &path, Body::Json(body), Some(&key), false) {
+            Ok(_) => {
+                self.stats(|s| {
+                    s.sent_records += 1;
+                    s.sent_items += 1;
+                });
+                Ok(())
             }
-            if st.written > pos {
-                return Ok(Some(st.written));
+            Err(Fail::Stop) => Err(Stop),
+            Err(Fail::TooLarge(b)) => self.dead_letter(413, &b, method, &path, &key, body, 1, None),
+            Err(Fail::Rejected { status, body: b }) => {
+                self.dead_letter(status, &b, method, &path, &key, body, 1, None)
             }
-            if st.closing.is_some() {
-                st.live_drained = true;
-                self.shared.cv.notify_all();
-                return Ok(None);
-            }
-            st = self.shared.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Sends a log, metric or track batch (on a worker): chunks in order from
+    /// item `done_items`, `progress(items)` after each chunk but the last.
     fn deliver(
-        &mut self,
+        &self,
         rec: &Record,
-        ids: &mut ExpIds,
-        key_base: &str,
-        start: Pos,
-        done_items: &mut u32,
-        ack: &mut AckFile,
-        dir: &Path,
+        s: &Session<'_>,
+        done_items: u32,
+        body: &mut Vec<u8>,
+        progress: &dyn Fn(u32),
     ) -> Result<(), Stop> {
         let kind = rec.kind();
-        let stream_tag = match rec.stream() {
-            Some(s) => format!("{}{:08x}", kind.tag(), crc32fast::hash(s.as_bytes())),
-            None => kind.tag().to_string(),
+        let key = record_key(&s.key_base, rec);
+        let exp = &s.exp;
+        let (path, head): (String, &[u8]) = match kind {
+            Kind::Logs => (format!("/api/experiments/{exp}/logs"), b"{\"logs\":["),
+            Kind::Metrics => (
+                format!(
+                    "/api/experiments/{exp}/metrics/{}/append-batch",
+                    encode_segment(rec.stream().unwrap_or("None"))
+                ),
+                b"{\"dataPoints\":[",
+            ),
+            _ => (
+                format!(
+                    "/api/experiments/{exp}/tracks/{}/append_batch",
+                    encode_segment(rec.stream().unwrap_or(""))
+                ),
+                b"{\"entries\":[",
+            ),
         };
-        let key = format!("{key_base}-{stream_tag}-{}", rec.seq());
-        let exp = encode_segment(&ids.experiment);
-        match kind {
-            Kind::Session => Ok(()), // skipped by the reader; never sent
-            Kind::File => {
-                if rec.is_empty() {
-                    return Ok(());
-                }
-                self.send_file(rec.item(0), ids, &key, dir)
-            }
-            Kind::Status | Kind::Params => {
-                if rec.is_empty() {
-                    return Ok(());
-                }
-                let mut body = std::mem::take(&mut self.body);
-                body.clear();
-                let (method, path) = if kind == Kind::Status {
-                    let status = String::from_utf8_lossy(rec.item(0)).into_owned();
-                    serde_json::to_writer(&mut body, &json!({ "status": status }))
-                        .unwrap_or_default();
-                    (
-                        Method::Patch,
-                        format!("/api/nodes/{}", encode_segment(&ids.node)),
-                    )
+        let n = rec.len() as u32;
+        let mut a = done_items.min(n);
+        while a < n {
+            let b = self.greedy_end(rec, a, n);
+            let mut stack = vec![(a, b)];
+            while let Some((x, y)) = stack.pop() {
+                let chunk_key = if x == 0 && y == n {
+                    key.clone()
                 } else {
-                    body.extend_from_slice(b"{\"data\":");
-                    let nulled = push_finite(&mut body, rec.item(0));
-                    body.push(b'}');
-                    self.count_nonfinite(nulled);
-                    (Method::Post, format!("/api/experiments/{exp}/parameters"))
+                    format!("{key}.{x}-{y}")
                 };
-                let r = self.request(method, &path, Body::Json(&body), Some(&key), false);
-                let out = match r {
+                body.clear();
+                body.extend_from_slice(head);
+                let mut nulled = 0;
+                for i in x..y {
+                    if i > x {
+                        body.push(b',');
+                    }
+                    nulled += push_finite(body, rec.item(i as usize));
+                }
+                body.push(b']');
+                // The stream's info, beside `dataPoints` as the SDK sends it.
+                match rec.info().and_then(|i| i.strip_prefix(b"{")) {
+                    Some(rest) if rest != b"}" => {
+                        body.push(b',');
+                        body.extend_from_slice(rest);
+                    }
+                    _ => body.push(b'}'),
+                }
+                let items = u64::from(y - x);
+                match self.request(
+                    Method::Post,
+                    &path,
+                    Body::Json(body),
+                    Some(&chunk_key),
+                    false,
+                ) {
                     Ok(_) => {
-                        self.stats(|s| {
-                            s.sent_records += 1;
-                            s.sent_items += 1;
-                        });
-                        Ok(())
+                        self.count_nonfinite(nulled);
+                        self.stats(|s| s.sent_items += items);
                     }
-                    Err(Fail::Stop) => Err(Stop),
-                    Err(Fail::TooLarge(b)) => {
-                        self.dead_letter(413, &b, method, &path, &key, &body, 1, None)
+                    Err(Fail::Stop) => return Err(Stop),
+                    Err(Fail::TooLarge(_)) if y - x > 1 => {
+                        let mid = x + (y - x) / 2;
+                        stack.push((mid, y));
+                        stack.push((x, mid));
+                        self.stats(|s| s.splits += 1);
+                        continue;
                     }
-                    Err(Fail::Rejected { status, body: b }) => {
-                        self.dead_letter(status, &b, method, &path, &key, &body, 1, None)
-                    }
-                };
-                self.body = body;
-                out
-            }
-            Kind::Logs | Kind::Metrics | Kind::Tracks => {
-                let (path, head): (String, &[u8]) = match kind {
-                    Kind::Logs => (format!("/api/experiments/{exp}/logs"), b"{\"logs\":["),
-                    Kind::Metrics => (
-                        format!(
-                            "/api/experiments/{exp}/metrics/{}/append-batch",
-                            encode_segment(rec.stream().unwrap_or("None"))
-                        ),
-                        b"{\"dataPoints\":[",
-                    ),
-                    _ => (
-                        format!(
-                            "/api/experiments/{exp}/tracks/{}/append_batch",
-                            encode_segment(rec.stream().unwrap_or(""))
-                        ),
-                        b"{\"entries\":[",
-                    ),
-                };
-                let n = rec.len() as u32;
-                let mut a = (*done_items).min(n);
-                let mut body = std::mem::take(&mut self.body);
-                let mut out = Ok(());
-                'outer: while a < n {
-                    let b = self.greedy_end(rec, a, n);
-                    let mut stack = vec![(a, b)];
-                    while let Some((x, y)) = stack.pop() {
-                        let chunk_key = if x == 0 && y == n {
-                            key.clone()
-                        } else {
-                            format!("{key}.{x}-{y}")
-                        };
-                        body.clear();
-                        body.extend_from_slice(head);
-                        let mut nulled = 0;
-                        for i in x..y {
-                            if i > x {
-                                body.push(b',');
-                            }
-                            nulled += push_finite(&mut body, rec.item(i as usize));
-                        }
-                        body.push(b']');
-                        // The stream's info, beside `dataPoints` as the SDK sends it.
-                        match rec.info().and_then(|i| i.strip_prefix(b"{")) {
-                            Some(rest) if rest != b"}" => {
-                                body.push(b',');
-                                body.extend_from_slice(rest);
-                            }
-                            _ => body.push(b'}'),
-                        }
-                        let items = u64::from(y - x);
-                        match self.request(
+                    Err(Fail::TooLarge(msg)) => {
+                        self.dead_letter(
+                            413,
+                            &msg,
                             Method::Post,
                             &path,
-                            Body::Json(&body),
-                            Some(&chunk_key),
-                            false,
-                        ) {
-                            Ok(_) => {
-                                self.count_nonfinite(nulled);
-                                self.stats(|s| s.sent_items += items);
-                            }
-                            Err(Fail::Stop) => {
-                                out = Err(Stop);
-                                break 'outer;
-                            }
-                            Err(Fail::TooLarge(_)) if y - x > 1 => {
-                                let mid = x + (y - x) / 2;
-                                stack.push((mid, y));
-                                stack.push((x, mid));
-                                self.stats(|s| s.splits += 1);
-                                continue;
-                            }
-                            Err(e @ (Fail::TooLarge(_) | Fail::Rejected { .. })) => {
-                                let (status, msg) = match e {
-                                    Fail::Rejected { status, body } => (status, body),
-                                    Fail::TooLarge(body) => (413, body),
-                                    Fail::Stop => unreachable!("matched above"),
-                                };
-                                let r = self.dead_letter(
-                                    status,
-                                    &msg,
-                                    Method::Post,
-                                    &path,
-                                    &chunk_key,
-                                    &body,
-                                    items,
-                                    None,
-                                );
-                                if r.is_err() {
-                                    out = r;
-                                    break 'outer;
-                                }
-                            }
-                        }
-                        a = y;
-                        *done_items = y;
-                        if y < n {
-                            let _ = ack.store(Cursor {
-                                pos: start,
-                                done_items: y,
-                            });
-                        }
+                            &chunk_key,
+                            body,
+                            items,
+                            None,
+                        )?;
+                    }
+                    Err(Fail::Rejected { status, body: msg }) => {
+                        self.dead_letter(
+                            status,
+                            &msg,
+                            Method::Post,
+                            &path,
+                            &chunk_key,
+                            body,
+                            items,
+                            None,
+                        )?;
                     }
                 }
-                self.body = body;
-                if out.is_ok() {
-                    self.stats(|s| s.sent_records += 1);
+                a = y;
+                if y < n {
+                    progress(y);
                 }
-                out
             }
         }
+        self.stats(|s| s.sent_records += 1);
+        Ok(())
     }
 
     /// The end of the chunk starting at item `a`: at most `max_batch_points`
@@ -721,13 +1038,13 @@ impl Sender {
         i
     }
 
-    fn count_nonfinite(&mut self, n: u64) {
+    fn count_nonfinite(&self, n: u64) {
         if n == 0 {
             return;
         }
         self.stats(|s| s.nonfinite_nulled += n);
-        if !self.warned_nonfinite {
-            self.warned_nonfinite = true;
+        let first = !std::mem::replace(&mut self.notes().warned_nonfinite, true);
+        if first {
             self.warn(
                 "NaN or infinite values were sent to the server as null (it cannot store them); \
                  a local store keeps them as NaN / Infinity tokens (see the close report's count)"
@@ -738,7 +1055,7 @@ impl Sender {
 
     #[allow(clippy::too_many_arguments)]
     fn dead_letter(
-        &mut self,
+        &self,
         status: u16,
         answer: &str,
         method: Method,
@@ -782,11 +1099,17 @@ impl Sender {
             line.extend_from_slice(s(&k.display().to_string()).as_bytes());
         }
         line.extend_from_slice(b"}\n");
-        let written = fs::create_dir_all(&self.cfg.spool_dir).and_then(|()| {
-            let mut f = OpenOptions::new().create(true).append(true).open(&file)?;
-            f.write_all(&line)?;
-            f.sync_data()
-        });
+        let (written, first) = {
+            // One line at a time from all workers.
+            let mut notes = self.notes();
+            let written = fs::create_dir_all(&self.cfg.spool_dir).and_then(|()| {
+                let mut f = OpenOptions::new().create(true).append(true).open(&file)?;
+                f.write_all(&line)?;
+                f.sync_data()
+            });
+            let first = written.is_ok() && !std::mem::replace(&mut notes.warned_dead, true);
+            (written, first)
+        };
         if let Err(e) = written {
             self.warn(format!(
                 "the server refused a batch (HTTP {status}) and it could not be put in {}: {e}; \
@@ -800,8 +1123,7 @@ impl Sender {
             s.dead_lettered_items += items;
             s.dead_letter_file = Some(file.clone());
         });
-        if !self.warned_dead {
-            self.warned_dead = true;
+        if first {
             self.warn(format!(
                 "the server refused a request ({} {path}: HTTP {status} {}); it is not retried and is kept, \
                  with the answer, in {} (later refusals go there too)",
@@ -816,7 +1138,7 @@ impl Sender {
     /// One request, retried while it may succeed later. `Err(Fail::Stop)`
     /// when close's deadline passes (or the sender must stop).
     fn request(
-        &mut self,
+        &self,
         method: Method,
         path: &str,
         body: Body<'_>,
@@ -824,41 +1146,31 @@ impl Sender {
         retry_conflict: bool,
     ) -> Result<Vec<u8>, Fail> {
         let mut attempt = 0u32;
+        let mut ready = Instant::now();
         loop {
-            let (timeout, closing) = {
-                let st = self.shared.lock();
-                if st.abandon {
-                    return Err(Fail::Stop);
-                }
-                match st.closing {
-                    Some(d) => {
-                        let left = d.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return Err(Fail::Stop);
-                        }
-                        (left.min(self.cfg.request_timeout), true)
-                    }
-                    None => (self.cfg.request_timeout, false),
-                }
-            };
+            let (timeout, closing, probe) = self.admit(ready)?;
             let answer = self.client.send(method, path, body, key, timeout);
             self.stats(|s| s.requests += 1);
+            let now = Instant::now();
             let delay = match answer {
                 Answer::Ok(b) => {
-                    self.on_success();
+                    self.on_success(probe);
                     return Ok(b);
                 }
-                Answer::Transient { why, retry_after } => {
-                    self.on_failure(why);
-                    match retry_after {
-                        Some(d) => {
-                            self.stats(|s| s.retry_after_honoured += 1);
-                            d
-                        }
-                        None => self.backoff(attempt),
+                Answer::Transient {
+                    why,
+                    retry_after,
+                    overload,
+                } => {
+                    if retry_after.is_some() {
+                        self.stats(|s| s.retry_after_honoured += 1);
                     }
+                    let d = self.gate(|g| g.failure(now, probe, attempt, retry_after, overload));
+                    self.on_failure(why);
+                    d
                 }
                 Answer::Auth { status, body } => {
+                    self.gate(|g| g.answered(probe));
                     self.on_auth_failure(status, &body);
                     if closing {
                         return Err(Fail::Stop);
@@ -866,91 +1178,114 @@ impl Sender {
                     self.cfg.retry_max_delay
                 }
                 Answer::Conflict(b) if retry_conflict => {
+                    self.gate(|g| g.answered(probe));
                     self.on_failure(format!("HTTP 409: {b}"));
-                    self.backoff(attempt)
+                    retry_delay(attempt, self.cfg.retry_base_delay)
                 }
-                Answer::Conflict(b) => {
-                    return Err(Fail::Rejected {
-                        status: 409,
-                        body: b,
-                    });
-                }
-                Answer::TooLarge(b) => return Err(Fail::TooLarge(b)),
-                Answer::Rejected { status, body } => return Err(Fail::Rejected { status, body }),
-                Answer::Unsendable(why) => {
-                    return Err(Fail::Rejected {
-                        status: 0,
-                        body: why,
+                other => {
+                    self.gate(|g| g.answered(probe));
+                    return Err(match other {
+                        Answer::Conflict(body) => Fail::Rejected { status: 409, body },
+                        Answer::TooLarge(b) => Fail::TooLarge(b),
+                        Answer::Rejected { status, body } => Fail::Rejected { status, body },
+                        Answer::Unsendable(why) => Fail::Rejected {
+                            status: 0,
+                            body: why,
+                        },
+                        Answer::Ok(_) | Answer::Transient { .. } | Answer::Auth { .. } => {
+                            unreachable!("matched above")
+                        }
                     });
                 }
             };
             attempt = attempt.saturating_add(1);
             self.stats(|s| s.retries += 1);
-            if !self.pause(delay) {
-                return Err(Fail::Stop);
-            }
+            ready = after(now, delay);
         }
     }
 
-    /// `retry_base_delay * 2^attempt`, at most `retry_max_delay`, with jitter
-    /// (uniform in the upper half).
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.cfg.retry_base_delay;
-        let d = base
-            .checked_mul(1u32 << attempt.min(20))
-            .unwrap_or(self.cfg.retry_max_delay)
-            .min(self.cfg.retry_max_delay);
-        d.mul_f64(0.5 + fastrand::f64() * 0.5)
+    /// Changes the gate and wakes the requests waiting on it.
+    fn gate<R>(&self, f: impl FnOnce(&mut Gate) -> R) -> R {
+        let mut st = self.shared.lock();
+        let r = f(&mut st.gate);
+        if st.gate_waiters > 0 {
+            self.shared.cv.notify_all();
+        }
+        r
     }
 
-    /// Waits `delay`; `false` if close's deadline passes first (or the sender
-    /// must stop). A close starting during the wait ends it (one more try).
-    fn pause(&self, delay: Duration) -> bool {
-        let until = super::instant_after(delay);
+    /// Waits until this request may be sent: its own backoff ends at `ready`,
+    /// then the gate lets it go (see [`Gate::admit`]). Returns its timeout,
+    /// whether close started, and whether it is the outage probe. A close
+    /// starting during the wait ends it (one more try); `Err(Fail::Stop)` if
+    /// close's deadline passes first (or the sender must stop).
+    fn admit(&self, ready: Instant) -> Result<(Duration, bool, bool), Fail> {
         let mut st = self.shared.lock();
         let calls = st.close_calls;
         loop {
             if st.abandon {
-                return false;
+                return Err(Fail::Stop);
             }
             let now = Instant::now();
-            let mut wake = until;
-            if let Some(d) = st.closing {
-                if now >= d {
-                    return false;
+            let deadline = st.closing;
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Fail::Stop);
+            }
+            let hurry = st.close_calls != calls;
+            let wake = if !hurry && now < ready {
+                Some(ready)
+            } else {
+                match st.gate.admit(now, hurry) {
+                    Admit::Go { probe } => {
+                        let timeout = deadline.map_or(self.cfg.request_timeout, |d| {
+                            (d - now).min(self.cfg.request_timeout)
+                        });
+                        return Ok((timeout, deadline.is_some(), probe));
+                    }
+                    // Until then, or until the probe's answer wakes us.
+                    Admit::Wait(t) => t,
                 }
-                wake = wake.min(d);
-            }
-            if st.close_calls != calls || now >= wake {
-                return true;
-            }
-            st = self.shared.wait(st, wake - now);
+            };
+            let until = wake.into_iter().chain(deadline).min();
+            let d = until.map_or(self.cfg.retry_max_delay, |u| u - now);
+            st.gate_waiters += 1;
+            st = self.shared.wait(st, d);
+            st.gate_waiters -= 1;
         }
     }
 
-    fn on_success(&mut self) {
-        if self.outage_since.take().is_some() && self.warned_outage && !self.cfg.quiet {
+    fn on_success(&self, probe: bool) {
+        self.gate(|g| g.success(probe));
+        let back = {
+            let mut n = self.notes();
+            let back = n.outage_since.take().is_some() && n.warned_outage;
+            n.warned_outage = false;
+            n.warned_auth = false;
+            back
+        };
+        if back && !self.cfg.quiet {
             eprintln!(
                 "[ML-Dash] the server at {} answers again; spooled data is being sent",
                 self.client.base()
             );
         }
-        self.warned_outage = false;
-        if self.warned_auth {
-            self.warned_auth = false;
-        }
         self.stats(|s| s.auth_failed = false);
     }
 
-    fn on_failure(&mut self, why: String) {
-        let since = *self.outage_since.get_or_insert_with(Instant::now);
+    fn on_failure(&self, why: String) {
         let (pending, dir) = {
             let mut st = self.shared.lock();
             st.stats.last_error = Some(why.clone());
             (st.stats.pending_records, self.cfg.spool_dir.clone())
         };
-        if !self.warned_outage && since.elapsed() >= self.cfg.delivery_timeout {
-            self.warned_outage = true;
+        let since = {
+            let mut n = self.notes();
+            let since = *n.outage_since.get_or_insert_with(Instant::now);
+            let warn = !n.warned_outage && since.elapsed() >= self.cfg.delivery_timeout;
+            n.warned_outage |= warn;
+            warn.then_some(since)
+        };
+        if let Some(since) = since {
             self.warn(format!(
                 "the server at {} has not taken data for {} s (last error: {why}); {pending} batch(es) \
                  are kept in the spool at {} and retried every {} s at most, nothing is dropped. \
@@ -964,14 +1299,18 @@ impl Sender {
         }
     }
 
-    fn on_auth_failure(&mut self, status: u16, body: &str) {
+    fn on_auth_failure(&self, status: u16, body: &str) {
         self.stats(|s| {
             s.auth_failed = true;
             s.last_error = Some(format!("HTTP {status}: {body}"));
         });
-        if !self.warned_auth {
-            self.warned_auth = true;
-            let from = describe(self.token_from.as_ref());
+        let from = {
+            let mut n = self.notes();
+            let first = !std::mem::replace(&mut n.warned_auth, true);
+            first.then(|| n.token_from.clone())
+        };
+        if let Some(from) = from {
+            let from = describe(from.as_ref());
             self.warn(format!(
                 "the server at {} refused {from} (HTTP {status}): run `ml-dash login` to sign in again. \
                  Nothing is lost: the data stays in the spool at {} and is sent once the token works",
@@ -986,7 +1325,7 @@ impl Sender {
     /// A request whose answer is a JSON document; `Ok(None)` after a refusal
     /// (warned), `Err(Stop)` when close's deadline passed.
     fn request_json(
-        &mut self,
+        &self,
         path: &str,
         body: &Json,
         what: &str,
@@ -1163,13 +1502,7 @@ impl Sender {
     /// Sends one spooled file: its folders under the experiment node (as the
     /// SDK: `FOLDER` nodes with `experimentId`), then the multipart `FILE`
     /// node, the content streamed from the blob. The blob is removed once sent.
-    fn send_file(
-        &mut self,
-        item: &[u8],
-        ids: &mut ExpIds,
-        key: &str,
-        dir: &Path,
-    ) -> Result<(), Stop> {
+    fn send_file(&self, item: &[u8], ids: &mut ExpIds, key: &str, dir: &Path) -> Result<(), Stop> {
         let desc: Json = match serde_json::from_slice(item) {
             Ok(v) => v,
             Err(e) => {
@@ -1337,6 +1670,36 @@ impl Sender {
     }
 }
 
+/// The stream of a log, metric or track record; `None` for params, status
+/// and files (sent with nothing else in flight).
+fn stream_of(rec: &Record) -> Option<StreamId> {
+    match rec.kind() {
+        Kind::Logs | Kind::Metrics | Kind::Tracks => {
+            Some((rec.kind().tag(), rec.stream().map(str::to_owned)))
+        }
+        Kind::Params | Kind::Status | Kind::File | Kind::Session => None,
+    }
+}
+
+/// `<key_base>-<stream>-<seq>`: the record's idempotency key (a chunk of a
+/// split record adds `.<from>-<to>`).
+fn record_key(key_base: &str, rec: &Record) -> String {
+    let kind = rec.kind();
+    match rec.stream() {
+        Some(s) => format!(
+            "{key_base}-{}{:08x}-{}",
+            kind.tag(),
+            crc32fast::hash(s.as_bytes()),
+            rec.seq()
+        ),
+        None => format!("{key_base}-{}-{}", kind.tag(), rec.seq()),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// An id as text: a JSON integer or string, never a float.
 fn id_text(v: &Json) -> Option<String> {
     match v {
@@ -1349,6 +1712,40 @@ fn id_text(v: &Json) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cursor_moves_only_over_records_all_handled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ack, _) = AckFile::open(dir.path()).unwrap();
+        let mut c = Commit {
+            ack,
+            dir: dir.path().to_owned(),
+            slots: VecDeque::new(),
+            first: 0,
+        };
+        let pos = |off| Pos { seg: 1, off };
+        let cursor = || AckFile::open(dir.path()).unwrap().1;
+        let idx: Vec<u64> = (0..4)
+            .map(|i| c.push(pos(i * 10), pos(i * 10 + 10)))
+            .collect();
+        assert_eq!(c.done(idx[1]), (0, 0), "record 0 is still out");
+        c.progress(idx[2], 7);
+        assert_eq!(
+            cursor(),
+            Cursor::default(),
+            "only the first record's items count"
+        );
+        c.progress(idx[0], 3);
+        assert_eq!(cursor().pos, pos(0));
+        assert_eq!(cursor().done_items, 3);
+        assert_eq!(c.done(idx[0]).0, 2, "records 0 and 1");
+        assert_eq!(cursor().pos, pos(20));
+        assert_eq!(cursor().done_items, 0);
+        assert_eq!(c.done(idx[3]).0, 0);
+        assert_eq!(c.done(idx[2]).0, 2);
+        assert_eq!(cursor().pos, pos(40));
+        assert_eq!(c.push(pos(40), pos(50)), 4);
+    }
 
     #[test]
     fn ids_are_integers_or_strings_never_floats() {

@@ -109,6 +109,10 @@ pub struct Faults {
     pub fail_files: u32,
     /// Answer this status to every file upload.
     pub reject_files: Option<u16>,
+    /// Hold each data request until this many are in the server at once, or
+    /// `gather_wait` passed; once reached (or timed out) it is switched off.
+    pub gather: u32,
+    pub gather_wait: Duration,
 }
 
 /// What the server holds.
@@ -142,6 +146,9 @@ pub struct State {
     pub idle_closed: u64,
     /// ... of which in the middle of a request (head or body cut short).
     pub idle_mid_request: u64,
+    /// Data requests (`/api/experiments/..`) being answered now, and the most at once.
+    pub in_flight: u32,
+    pub max_in_flight: u32,
     /// Counting mode: metric points are tallied in `tallies`, not kept in
     /// `metrics`, and request bodies are not recorded.
     pub counting: bool,
@@ -732,7 +739,33 @@ fn record(inner: &Inner, raw: Raw, status: u16, fault: Option<&'static str>, dup
 
 type Answer = (u16, Vec<(String, String)>, Vec<u8>, Option<Duration>);
 
+/// Answers one request, counting the data requests in the server at once.
 fn handle(inner: &Inner, raw: Raw) -> Answer {
+    if !raw.path.starts_with("/api/experiments/") {
+        return answer(inner, raw);
+    }
+    {
+        let mut st = inner.state.lock().unwrap();
+        st.in_flight += 1;
+        st.max_in_flight = st.max_in_flight.max(st.in_flight);
+        inner.cv.notify_all();
+        let end = Instant::now() + st.faults.gather_wait;
+        while st.faults.gather > 0 {
+            let now = Instant::now();
+            if st.in_flight >= st.faults.gather || now >= end {
+                st.faults.gather = 0;
+                break;
+            }
+            st = inner.cv.wait_timeout(st, end - now).unwrap().0;
+        }
+    }
+    let a = answer(inner, raw);
+    inner.state.lock().unwrap().in_flight -= 1;
+    inner.cv.notify_all();
+    a
+}
+
+fn answer(inner: &Inner, raw: Raw) -> Answer {
     let mut st = inner.state.lock().unwrap();
     let mut fault: Option<&'static str> = None;
     let mut late = None;
