@@ -159,8 +159,11 @@ fn the_sink_sends_what_the_python_sdk_sends() {
     // The sink with the same calls, as the collector will hand them over.
     let ours = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut sink =
-        rt::RemoteSink::open(config(&ours.url(), "alice/proj/f1/f2/exp1", dir.path())).unwrap();
+    let mut c = config(&ours.url(), "alice/proj/f1/f2/exp1", dir.path());
+    // One record in flight: the SDK's order across streams (with more, the
+    // streams interleave, each in order).
+    c.max_in_flight = 1;
+    let mut sink = rt::RemoteSink::open(c).unwrap();
     let params = json!({"model.lr": 0.001, "model.layers": 3, "optimizer": "adam"});
     sink.merge_params(params.as_object().unwrap()).unwrap();
     // The second set, logged after the metrics: the SDK sends it at call

@@ -124,7 +124,7 @@ type StreamId = (char, Option<String>);
 pub(crate) struct SendConfig {
     /// Server URL overriding the sessions' own.
     pub(crate) dash_url: Option<String>,
-    /// Explicit token (else `ML_DASH_TOKEN`, else `tokens.json`).
+    /// Explicit token (else `ML_DASH_TOKEN`, else the SDK's stores: see `auth`).
     pub(crate) token: Option<String>,
     pub(crate) retry_base_delay: Duration,
     pub(crate) retry_max_delay: Duration,
