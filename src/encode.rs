@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::record::FieldValue;
+use crate::record::{FieldValue, Nested};
 
 /// Appends a float.
 #[inline]
@@ -98,7 +98,33 @@ pub(crate) fn value(out: &mut Vec<u8>, v: FieldValue<'_>) {
             }
             out.push(b']');
         }
+        FieldValue::List(l) => list(out, l),
+        FieldValue::Object(o) => object(out, o),
     }
+}
+
+#[inline(never)]
+fn list(out: &mut Vec<u8>, l: Nested<'_>) {
+    out.push(b'[');
+    for (i, v) in l.items().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        value(out, v);
+    }
+    out.push(b']');
+}
+
+#[inline(never)]
+fn object(out: &mut Vec<u8>, o: Nested<'_>) {
+    out.push(b'{');
+    for (i, (k, v)) in o.members().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        member(out, k, v);
+    }
+    out.push(b'}');
 }
 
 /// Appends `"name":value`.

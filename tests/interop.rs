@@ -12,6 +12,9 @@
 //! - `python_files_api_on_our_files_and_ours_on_its`: the SDK's `files` API
 //!   (list, exists, read_text, download, a glob) on what the engine saved,
 //!   uploaded and deleted; the engine's on what the SDK saved and deleted.
+//! - `nested_values_are_stored_as_the_sdk_stores_them`: the engine and the SDK
+//!   make the same calls with objects and lists; the stored points, track rows
+//!   (flattened), columns and log metadata must be equal.
 //! - `python_tokens_encrypted_is_read`: the SDK stores a token in
 //!   `tokens.encrypted` (Fernet); this crate's token lookup reads it.
 //! - `#[ignore]`d tests pin known gaps to the SDK until the engine fixes them.
@@ -967,6 +970,128 @@ fn python_writes_while_rust_holds_the_run_open() {
     assert_eq!(e["description"], "shared");
     assert_eq!(e["status"], "COMPLETED");
     assert_views_agree(&doc);
+}
+
+// ---------------------------------------------------------------------------
+// D: nested objects and lists, the same calls through both
+// ---------------------------------------------------------------------------
+
+/// The engine's half of `write_values.py`: the same calls, value for value.
+fn write_values(root: &Path, prefix: &str) {
+    let run = Experiment::new(prefix)
+        .dash_root(root)
+        .buffer_config(config())
+        .run()
+        .unwrap();
+    let train = run.metrics("train").unwrap();
+    let deep = point! {"x" => 1, "y" => None::<f64>, "z" => Value::Object(&[])};
+    let opt =
+        point! {"lr" => 1e-05, "betas" => &[0.9, 0.999], "deep" => &deep, "e" => Value::List(&[])};
+    let k1 = point! {"k" => 1};
+    let mixed = [
+        1.into(),
+        "a".into(),
+        Value::Null,
+        true.into(),
+        (&[1, 2]).into(),
+        (&k1).into(),
+    ];
+    train
+        .log(&point! {
+            "loss" => 0.5, "opt" => &opt, "names" => &["a", "b"], "ints" => &[1, 2, 3],
+            "mixed" => &mixed, "big" => u64::MAX, "_ts" => 100.0,
+        })
+        .unwrap();
+    train
+        .log(&point! {"empty" => Value::Object(&[]), "_ts" => 101.0})
+        .unwrap();
+    let a = point! {"b" => 2, "é" => "ü"};
+    train
+        .log(&point! {"a.b" => 1, "a" => &a, "_ts" => 102.0})
+        .unwrap();
+    let pose = run.tracks("robot/pose").unwrap();
+    let cam = json!({"pos": [1, 2, 3], "rot": {"w": 1.0}, "e": {}});
+    pose.append_at(
+        1.0,
+        &point! {"q" => &[0.1, 0.2], "cam" => &cam, "names" => &["x"]},
+    )
+    .unwrap();
+    let nested = json!({"a": {"b": {"c": 3}}});
+    let k = json!([1, "a", null, {"k": [1]}]);
+    pose.append_at(2.0, &point! {"mixed" => &k, "nested" => &nested})
+        .unwrap();
+    pose.append_at(3.0, &point! {"empty" => Value::Object(&[])})
+        .unwrap();
+    pose.append_at(4.0, &point! {"cam" => &json!({"pos": [9]})})
+        .unwrap();
+    pose.append_at(4.0, &point! {"cam" => &json!({"rot": {"w": 2}}), "x" => 1})
+        .unwrap();
+    pose.append_at(5.0, &point! {"a.b" => 1, "a" => &json!({"b": 2, "": 3})})
+        .unwrap();
+    let b = point! {"b" => &[1, 2]};
+    let meta = point! {"a" => &b, "l" => &["x"], "e" => Value::Object(&[])};
+    run.log_with(Level::Info, "nested", &meta).unwrap();
+    run.complete().unwrap();
+}
+
+/// The lines of a run's `.jsonl` file, parsed.
+fn jsonl(root: &Path, prefix: &str, file: &str) -> Vec<Json> {
+    let text = fs::read_to_string(root.join(prefix).join(file))
+        .unwrap_or_else(|e| panic!("{prefix}/{file}: {e}"));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}: {l}")))
+        .collect()
+}
+
+/// Metric points, track rows and log metadata with objects and lists: the
+/// engine stores exactly what the SDK stores for the same calls (points and
+/// metadata nested, track rows flattened into dotted keys, empty objects
+/// gone from rows, same-timestamp rows merged by top-level name, the track's
+/// columns), apart from `createdAt` and the log's timestamp.
+#[test]
+fn nested_values_are_stored_as_the_sdk_stores_them() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (ours, theirs) = ("alice/proj/f1/values-rs", "alice/proj/f1/values-py");
+    write_values(root.path(), ours);
+    let text = run_script(
+        py,
+        root.path(),
+        "write_values.py",
+        &[root.path().as_os_str(), OsStr::new(theirs)],
+    );
+    assert!(text.trim_end().ends_with("ok"), "write_values.py:\n{text}");
+    let metric = "metrics/train/data.jsonl";
+    let (got, want) = (
+        jsonl(root.path(), ours, metric),
+        jsonl(root.path(), theirs, metric),
+    );
+    assert_eq!(got.len(), want.len(), "metric points");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_same(&g["data"], &w["data"], &format!("point {i}"));
+        assert_eq!(g["index"], w["index"]);
+    }
+    let track = "tracks/robot_pose/data.jsonl";
+    let (got, want) = (
+        jsonl(root.path(), ours, track),
+        jsonl(root.path(), theirs, track),
+    );
+    assert_eq!(got.len(), want.len(), "track rows");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_same(g, w, &format!("track row {i}"));
+    }
+    let meta = "tracks/robot_pose/metadata.json";
+    let (got, want) = (
+        jsonl(root.path(), ours, meta),
+        jsonl(root.path(), theirs, meta),
+    );
+    assert_same(&got[0]["columns"], &want[0]["columns"], "track columns");
+    let logs = "logs/logs.jsonl";
+    let (got, want) = (
+        jsonl(root.path(), ours, logs),
+        jsonl(root.path(), theirs, logs),
+    );
+    assert_same(&got[0]["metadata"], &want[0]["metadata"], "log metadata");
 }
 
 // ---------------------------------------------------------------------------

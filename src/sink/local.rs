@@ -941,15 +941,15 @@ impl LocalStore {
             for e in entries.iter() {
                 buf.extend_from_slice(b"{\"timestamp\":");
                 encode::f64(buf, e.ts);
-                for (name, value) in &e.fields {
+                super::flat_fields(&e.fields, |name, value| {
                     buf.push(b',');
                     encode::str(buf, name);
                     buf.push(b':');
                     buf.extend_from_slice(value.as_bytes());
                     if !columns.iter().any(|c| c == name) {
-                        columns.push(name.clone());
+                        columns.push(name.to_string());
                     }
-                }
+                });
                 buf.extend_from_slice(b"}\n");
             }
             columns.sort();

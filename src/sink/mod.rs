@@ -187,3 +187,129 @@ pub(crate) struct TrackEntry {
     pub(crate) ts: f64,
     pub(crate) fields: Vec<(String, String)>,
 }
+
+/// Calls `f` with each field of a track row as the local store writes it,
+/// `(name, JSON value text)`: as the Python SDK's `_flatten_dict`, an object
+/// becomes dotted keys (`"cam":{"pos":[1,2]}` is `"cam.pos":[1,2]`), an empty
+/// one disappears, lists stay as they are, and a name met again takes the
+/// later value in the earlier place. The server gets the row unflattened.
+pub(crate) fn flat_fields(fields: &[(String, String)], mut f: impl FnMut(&str, &str)) {
+    if !fields.iter().any(|(_, v)| v.starts_with('{')) {
+        for (k, v) in fields {
+            f(k, v);
+        }
+        return;
+    }
+    let mut flat = Vec::new();
+    for (k, v) in fields {
+        flatten(&mut flat, k.clone(), v);
+    }
+    for (k, v) in &flat {
+        f(k, v);
+    }
+}
+
+fn flatten<'a>(flat: &mut Vec<(String, &'a str)>, name: String, value: &'a str) {
+    if !value.starts_with('{') {
+        match flat.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => flat.push((name, value)),
+        }
+        return;
+    }
+    for (key, v) in members(value) {
+        flatten(flat, format!("{name}.{key}"), v);
+    }
+}
+
+/// The members of a JSON object text as `encode` writes it (no whitespace):
+/// each key unescaped, each value as text.
+fn members(obj: &str) -> Vec<(String, &str)> {
+    let b = obj.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 1; // past '{'
+    while i < b.len() && b[i] == b'"' {
+        let key_end = value_end(b, i);
+        let key = serde_json::from_str(&obj[i..key_end]).unwrap_or_default();
+        let start = key_end + 1; // past ':'
+        let end = value_end(b, start);
+        out.push((key, &obj[start..end]));
+        i = end + 1; // past ',' (or the closing '}')
+    }
+    out
+}
+
+/// The end of the JSON value text that starts at `i`.
+fn value_end(b: &[u8], mut i: usize) -> usize {
+    let (mut depth, mut in_str) = (0usize, false);
+    while i < b.len() {
+        match (in_str, b[i]) {
+            (true, b'\\') => i += 1,
+            (true, b'"') => {
+                in_str = false;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            (true, _) => {}
+            (false, b'"') => in_str = true,
+            (false, b'{' | b'[') => depth += 1,
+            (false, b'}' | b']') if depth == 0 => return i,
+            (false, b'}' | b']') => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            (false, b',') if depth == 0 => return i,
+            (false, _) => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flat_fields;
+
+    fn flat(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+        let fields: Vec<(String, String)> = (fields.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut out = Vec::new();
+        flat_fields(&fields, |k, v| out.push((k.to_string(), v.to_string())));
+        out
+    }
+
+    #[test]
+    fn objects_flatten_into_dotted_keys_as_the_sdk_does() {
+        let got = flat(&[
+            ("q", "[0.1,{\"k\":[1]}]"),
+            (
+                "cam",
+                r#"{"pos":[1,2],"rot":{"w":1.0,"e":{}},"s":"a,}\"{","e":{}}"#,
+            ),
+            ("x", "{}"),
+            ("n", "null"),
+        ]);
+        let want = [
+            ("q", "[0.1,{\"k\":[1]}]"),
+            ("cam.pos", "[1,2]"),
+            ("cam.rot.w", "1.0"),
+            ("cam.s", r#""a,}\"{""#),
+            ("n", "null"),
+        ];
+        let want: Vec<_> = (want.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_repeated_name_keeps_its_place_and_takes_the_later_value() {
+        let got = flat(&[("a.b", "1"), ("c", "2"), ("a", r#"{"b":3,"\u00e9":4}"#)]);
+        let got: Vec<_> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("a.b", "3"), ("c", "2"), ("a.é", "4")]);
+    }
+}
