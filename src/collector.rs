@@ -883,7 +883,11 @@ impl<S: Sink> Collector<S> {
         let files_failed = self.files_failed();
         let file_lost = files_failed > self.files_failed_at_epoch;
         self.files_failed_at_epoch = files_failed;
-        if file_lost || !written || dropped {
+        let dead = self.store.dead_thread();
+        if let Some(why) = &dead {
+            self.core.dead_thread.store(Some(Arc::new(why.clone())));
+        }
+        if file_lost || !written || dropped || dead.is_some() {
             // Release: read by the waiter after its Acquire of `completed`.
             self.core.epochs.failed.store(target, Ordering::Release);
         }
@@ -1374,10 +1378,20 @@ impl<S: Sink> Decoder<'_, S> {
         let Ok(Json::Object(m)) = serde_json::from_slice::<Json>(r.msg) else {
             return;
         };
-        self.params.push_back(m);
         if *self.params_failing || self.hold.store_failing {
+            // Held behind the set being retried (the front, which a hybrid
+            // run may have spooled already): later sets merge into one, so
+            // a set per step during an outage holds at most two maps.
+            if self.params.len() >= 2
+                && let Some(last) = self.params.back_mut()
+            {
+                last.extend(m);
+            } else {
+                self.params.push_back(m);
+            }
             return;
         }
+        self.params.push_back(m);
         if let Err(e) = write_params(self.store, self.params, self.params_failing) {
             self.hold.failing = true;
             self.error.get_or_insert(e);

@@ -382,9 +382,10 @@ fn check_memory(name: &'static str, bytes: usize) -> Result<usize> {
 /// Half the physical memory, or (where the OS does not say) the largest
 /// allocation Rust allows; a ring that still cannot be allocated is refused
 /// when it is created (`ring::try_channel`).
+/// Read each time (a cold path), not cached: nothing here can be left
+/// half-initialised by a `fork()` (see `crate::fork`).
 fn max_memory() -> usize {
-    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| physical_memory().map_or(isize::MAX as usize, |m| m / 2))
+    physical_memory().map_or(isize::MAX as usize, |m| m / 2)
 }
 
 #[cfg(unix)]

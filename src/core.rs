@@ -255,6 +255,9 @@ pub(crate) struct RunCore {
     pub(crate) collector: OnceLock<thread::Thread>,
     pub(crate) ring_bytes: AtomicUsize,
     pub(crate) last_error: ArcSwapOption<String>,
+    /// Why a background thread of the sink died (a panic): a flush failed by
+    /// it is `Error::Panicked`, not a store error that a retry could mend.
+    pub(crate) dead_thread: ArcSwapOption<String>,
     /// Records dropped under the lossy policy, summed by the collector.
     pub(crate) dropped: AtomicU64,
     control: mpsc::Sender<Control>,
@@ -322,6 +325,7 @@ impl RunCore {
             collector: OnceLock::new(),
             ring_bytes: AtomicUsize::new(0),
             last_error: ArcSwapOption::empty(),
+            dead_thread: ArcSwapOption::empty(),
             dropped: AtomicU64::new(0),
             control: tx,
             next_chain: AtomicU64::new(1),
@@ -512,6 +516,9 @@ impl RunCore {
             park_timeout(Duration::from_millis(100));
         }
         if self.epochs.failed.load(Ordering::Acquire) >= epoch {
+            if let Some(why) = self.dead_thread.load_full() {
+                return Err(Error::Panicked(why.to_string()));
+            }
             let why = self.last_error.load_full();
             return Err(Error::Sink(why.map_or_else(String::new, |s| s.to_string())));
         }

@@ -469,34 +469,11 @@ unsafe impl crate::ring::Fill for Encoder<'_> {
 }
 
 /// Writes one record into `out`, which is exactly `encoded_len` (or
-/// `checked_len`) bytes long. A record with a list or an object is written
-/// out of line, so the loop for flat records stays as small as it was.
+/// `checked_len`) bytes long. Lists and objects are written by cold, out of
+/// line functions, so the loop for flat records stays as small as it was
+/// (for a literal point their arms fold away).
 #[inline(always)]
 pub(crate) fn encode(out: &mut [MaybeUninit<u8>], head: Head, msg: &[u8], fields: &Fields<'_>) {
-    if !encode_with::<false>(out, head, msg, fields) {
-        encode_nested(out, head, msg, fields);
-    }
-}
-
-#[inline(never)]
-fn encode_nested(out: &mut [MaybeUninit<u8>], head: Head, msg: &[u8], fields: &Fields<'_>) {
-    encode_with::<true>(out, head, msg, fields);
-}
-
-/// [`encode`]. Without `NESTED` it writes nothing and returns `false` for a
-/// record with a list or an object: that check comes first, so the loop's
-/// matches need no arm for them (for a literal point the check folds away and
-/// the loop is the one from before lists and objects existed).
-#[inline(always)]
-fn encode_with<const NESTED: bool>(
-    out: &mut [MaybeUninit<u8>],
-    head: Head,
-    msg: &[u8],
-    fields: &Fields<'_>,
-) -> bool {
-    if !NESTED && fields.iter().any(|(_, v)| v.flat_len().is_none()) {
-        return false;
-    }
     let len = out.len() as u32;
     let mut w = SlotWriter::new(out);
     let mut h = [0u8; HEADER];
@@ -520,10 +497,7 @@ fn encode_with<const NESTED: bool>(
             Value::Str(_) => tag::STR,
             Value::F64s(_) => tag::F64S,
             Value::Null => tag::NULL,
-            _ if NESTED => tag_of(v),
-            // SAFETY: without NESTED, a record with any other value returned
-            // at the top.
-            _ => unsafe { std::hint::unreachable_unchecked() },
+            _ => tag_of(v),
         };
         w.put([name.len() as u8, t]);
         w.put_slice(name.as_bytes());
@@ -543,16 +517,15 @@ fn encode_with<const NESTED: bool>(
                     w.put(x.to_le_bytes());
                 }
             }
-            _ if NESTED => put_nested(&mut w, v),
-            // SAFETY: as for the tag.
-            _ => unsafe { std::hint::unreachable_unchecked() },
+            _ => put_nested(&mut w, v),
         }
     }
     w.finish();
-    true
 }
 
 /// The tag of any value.
+#[cold]
+#[inline(never)]
 fn tag_of(v: &Value<'_>) -> u8 {
     match v {
         Value::F64(_) => tag::F64,
@@ -585,6 +558,7 @@ fn json_tag(j: &Json) -> u8 {
 /// [`encode`] leaves to it): exactly the bytes [`Sizer`] counts. Each list and
 /// object is sized again for its length word (`measure` checked the record,
 /// so the walk cannot fail): linear in its size times its depth.
+#[cold]
 #[inline(never)]
 fn put_nested(w: &mut SlotWriter<'_>, v: &Value<'_>) {
     let size = || Sizer::unbounded().value(v).unwrap_or(0);

@@ -292,25 +292,28 @@ impl Record {
         if n > p.len() {
             return None;
         }
+        // Flag 2: item 0 is the stream's info, not a data item.
+        let has_info = flags & 2 == 2;
+        if has_info && n == 0 {
+            return None;
+        }
         self.items.reserve(n);
-        for _ in 0..n {
+        for i in 0..n {
             let len = u32::from_le_bytes(p.get(at..at + 4)?.try_into().ok()?) as usize;
             at += 4;
             let end = at.checked_add(len)?;
             if end > p.len() {
                 return None;
             }
-            self.items.push((at, end));
+            if has_info && i == 0 {
+                self.info = Some((at, end));
+            } else {
+                self.items.push((at, end));
+            }
             at = end;
         }
         if at != p.len() {
             return None;
-        }
-        if flags & 2 == 2 {
-            if self.items.is_empty() {
-                return None;
-            }
-            self.info = Some(self.items.remove(0));
         }
         self.kind = Some(kind);
         self.seq = seq;

@@ -4,32 +4,17 @@
 
 use std::path::Path;
 
-use ml_dash::{BufferConfig, Error, Experiment, Image, Run, read};
+use ml_dash::{Error, Image, read};
 use serde_json::Value as Json;
 
-fn open(root: &Path, prefix: &str) -> Run {
-    let mut cfg = BufferConfig::default();
-    cfg.quiet = true;
-    Experiment::new(prefix)
-        .dash_root(root)
-        .buffer_config(cfg)
-        .run()
-        .unwrap()
-}
+mod local;
+use local::{open, sha256_hex};
 
 fn entries(root: &Path, prefix: &str) -> Vec<Json> {
     read::document(root, prefix, "files/.files_metadata.json")
         .unwrap()
         .map(|d| d["files"].as_array().unwrap().clone())
         .unwrap_or_default()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]

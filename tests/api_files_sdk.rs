@@ -6,19 +6,17 @@
 
 use std::path::Path;
 
-use ml_dash::{BufferConfig, Error, Experiment, FileInfo, Image, Run, read};
+use ml_dash::{Error, FileInfo, Image, Run, read};
 use serde_json::{Value as Json, json};
 
+mod local;
+use local::sha256_hex;
+
 fn open(root: &Path, prefix: &str) -> Run {
-    let mut cfg = BufferConfig::default();
-    cfg.quiet = true;
+    let mut cfg = local::quiet();
     // Nothing is flushed by the clock: what the reads see, they waited for.
     cfg.flush_interval = std::time::Duration::from_secs(3600);
-    Experiment::new(prefix)
-        .dash_root(root)
-        .buffer_config(cfg)
-        .run()
-        .unwrap()
+    local::open_with(root, prefix, cfg)
 }
 
 /// `.files_metadata.json` as it is on disk, deleted entries included.
@@ -27,14 +25,6 @@ fn raw_entries(root: &Path, prefix: &str) -> Vec<Json> {
         .unwrap()
         .map(|d| d["files"].as_array().unwrap().clone())
         .unwrap_or_default()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn names(files: &[FileInfo]) -> Vec<String> {

@@ -3,18 +3,11 @@
 //! (`metrics.log(epoch=1, train={..}, eval={..})`) and `_ts = -1`, "the
 //! timestamp of this thread's previous metric point or track row".
 
-use ml_dash::{BufferConfig, Error, Experiment, Run, point, read};
+use ml_dash::{Error, point, read};
 use serde_json::{Value, json};
 
-fn open(root: &std::path::Path, prefix: &str) -> Run {
-    let mut cfg = BufferConfig::default();
-    cfg.quiet = true;
-    Experiment::new(prefix)
-        .dash_root(root)
-        .buffer_config(cfg)
-        .run()
-        .unwrap()
-}
+mod local;
+use local::open;
 
 fn data(root: &std::path::Path, prefix: &str, stream: Option<&str>) -> Vec<Value> {
     read::metrics(root, prefix, stream)

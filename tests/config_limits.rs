@@ -23,7 +23,7 @@ use std::thread;
 use std::time::Duration;
 
 use ml_dash::__fault::{PanicAt, panic_once};
-use ml_dash::{BufferConfig, Error, Experiment, RemoteConfig, SyncOptions};
+use ml_dash::{BufferConfig, Error, Experiment, RemoteConfig, SyncOptions, point, read};
 
 /// How long a case may take before it counts as a hang (it takes
 /// milliseconds; the limit only turns a hang into a failure).
@@ -151,6 +151,33 @@ fn child_process_entry() {
             format!(
                 "flush: {flush} | again: {again} | close: {}",
                 outcome(run.complete())
+            )
+        }
+        // The sender dies; the local copy of a hybrid run keeps everything.
+        // 200 000 points are ~20 MB against a 2 MiB budget: held back for
+        // the dead sender, most of them would be lost.
+        "sender_dies_local_keeps" => {
+            panic_once(PanicAt::Sender);
+            let run = Experiment::new("o/p/child")
+                .dash_root(root.path())
+                .dash_url(NO_SERVER)
+                .buffer_config(limits(2 << 20, 1 << 20))
+                .run()
+                .unwrap();
+            let m = run.metrics("train").unwrap();
+            while run.flush().is_ok() {}
+            for i in 0..200_000u64 {
+                m.log(&point! {"i" => i, "loss" => i as f64 * 0.5}).unwrap();
+            }
+            let close = outcome(run.complete());
+            let stored = read::metrics(root.path(), "o/p/child", Some("train")).unwrap();
+            let contiguous = stored
+                .iter()
+                .enumerate()
+                .all(|(n, p)| p["data"]["i"] == n as u64 && p["index"] == n as u64);
+            format!(
+                "stored {} contiguous {contiguous} | close: {close}",
+                stored.len()
             )
         }
         // An upload worker panics on the first file.
@@ -498,11 +525,11 @@ fn a_panicking_sender_fails_flush_and_close() {
         panic!("{got}")
     };
     assert!(
-        flush.starts_with("flush: error ") && flush.contains("panicked"),
+        flush.starts_with("flush: panicked the remote sender stopped"),
         "{got}"
     );
     assert!(
-        again.starts_with("again: error ") && again.contains("panicked"),
+        again.starts_with("again: panicked the remote sender stopped"),
         "{got}"
     );
     assert!(
@@ -513,6 +540,19 @@ fn a_panicking_sender_fails_flush_and_close() {
         close.contains(".spool") && close.contains("ml_dash::sync"),
         "{got}"
     );
+}
+
+#[test]
+fn a_dead_sender_costs_the_local_copy_nothing() {
+    // Before, a dead sender made every sync fail, so the collector held the
+    // local writes back as for a failing disk until the budget ran out.
+    let got = child(
+        "sender_dies_local_keeps",
+        &[("ML_DASH_CLOSE_TIMEOUT", "60")],
+    );
+    let (stored, close) = got.split_once(" | ").unwrap();
+    assert_eq!(stored, "stored 200000 contiguous true", "{got}");
+    assert!(close.starts_with("close: panicked"), "{got}");
 }
 
 #[test]

@@ -27,6 +27,9 @@ use std::time::Instant;
 use ml_dash::{BufferConfig, CloseReport, Experiment, Run, point, read};
 use serde_json::Value as Json;
 
+mod local;
+use local::open;
+
 const CHILD: &str = "ML_DASH_STORE_CHILD";
 const PREFIX: &str = "alice/proj/kill";
 const THREADS: i64 = 4;
@@ -37,16 +40,6 @@ fn kills() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
-}
-
-fn open(root: &Path, prefix: &str) -> Run {
-    let mut cfg = BufferConfig::default();
-    cfg.quiet = true;
-    Experiment::new(prefix)
-        .dash_root(root)
-        .buffer_config(cfg)
-        .run()
-        .unwrap()
 }
 
 /// The children of the tests below (a no-op in a normal test run).

@@ -238,11 +238,22 @@ impl Files {
     /// `files(dir).download(pattern, to=dir)`; returns the copies' paths.
     ///
     /// # Errors
-    /// [`Error::FileNotFound`] when nothing matches; as [`download`](Self::download).
+    /// [`Error::FileNotFound`] when nothing matches; [`Error::InvalidValue`] when
+    /// two matches share a file name (nothing is copied); as [`download`](Self::download).
     pub fn download_matching(&self, pattern: &str, to: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         let files = self.list_matching(pattern)?;
         if files.is_empty() {
             return Err(Error::FileNotFound(self.display(pattern)));
+        }
+        // Every copy lands as `to/<filename>`: two matches of one name would
+        // overwrite each other, so none is copied.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = files.iter().find(|f| !seen.insert(&f.filename)) {
+            return Err(Error::InvalidValue(format!(
+                "more than one file matching {pattern:?} is named {:?}: their copies would \
+                 overwrite each other in one folder; narrow the pattern or download them one by one",
+                twice.filename
+            )));
         }
         let to = to.as_ref();
         std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
@@ -306,8 +317,8 @@ impl Files {
     }
 
     /// Waits for the files saved before the call (a flush: a file's record
-    /// travels through the ring). Its errors are `flush()`'s to report;
-    /// after close every file is already stored. Every read and delete calls
+    /// travels through the ring), failing as that flush does; after close
+    /// every file is already stored. Every read and delete calls
     /// this before it reaches the store: the child of a fork gets
     /// [`Error::Forked`] here.
     fn settle(&self) -> Result<()> {
@@ -318,8 +329,12 @@ impl Files {
                  area once sent): read them on the server, or open the run with a dash_root",
             ));
         }
-        let _ = self.core.flush();
-        Ok(())
+        // A flush reports a failure once: pass it on, so a read never hides
+        // it from the caller's next `flush()`. After close the files are in.
+        match self.core.flush() {
+            Ok(()) | Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The handle's folder (`/configs`; `/` for the root).

@@ -11,13 +11,10 @@
 //! beside `train/data.jsonl`), in either order.
 
 use crate::error::{Error, Result};
+use crate::files::MAX_SEGMENT_BYTES;
 
 /// Longest name (and prefix segment), in characters.
 pub(crate) const MAX_NAME: usize = 250;
-
-/// Longest file or folder name the store can create, in bytes (`NAME_MAX`
-/// of Linux and macOS file systems).
-pub(crate) const MAX_SEGMENT_BYTES: usize = 255;
 
 /// Segment beginnings the store keeps for its own files in a stream folder
 /// (`.metadata.lock`, `.tmp-*`, `data.jsonl` and its side files, `metadata.json`).

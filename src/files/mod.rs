@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::encode;
 use crate::error::{Error, Result};
-use crate::sink::local::{read_json, write_json_atomic};
+use crate::sink::local::{read_json, with_lock, write_json_atomic};
 
 /// What travels through the ring for one file (JSON in the record's message):
 /// its store entry, where the content is, and the call order of the save.
@@ -242,8 +242,10 @@ pub(crate) fn content_type(filename: &str) -> String {
         .to_string()
 }
 
-/// Longest folder name the store can create, in bytes (`NAME_MAX`).
-const MAX_SEGMENT_BYTES: usize = 255;
+/// Longest file or folder name the store can create, in bytes (`NAME_MAX`
+/// of Linux and macOS file systems): for file folders here, stream and
+/// prefix segments in `api::names`.
+pub(crate) const MAX_SEGMENT_BYTES: usize = 255;
 /// Longest file name, in bytes: an upload is copied to `.<name>.part` first.
 const MAX_FILENAME_BYTES: usize = MAX_SEGMENT_BYTES - ".".len() - ".part".len();
 
@@ -487,16 +489,7 @@ impl FileStore {
     /// (`flock` on `.files_metadata.lock`).
     fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let lock_path = self.dir.join(".files_metadata.lock");
-        let lock = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-        let r = f();
-        let _ = lock.unlock();
-        r
+        with_lock(&self.dir.join(".files_metadata.lock"), f)
     }
 
     /// The entries of `.files_metadata.json` as they are (none before the first).
@@ -538,15 +531,22 @@ impl FileStore {
     }
 
     /// Copies a stored file's content to `to` (created or replaced), streamed
-    /// and checked against its sha256; a copy that does not match is removed.
+    /// into a temp file beside it and checked against its sha256 before it
+    /// replaces `to`: a failed download leaves `to` as it was.
     pub(crate) fn copy_out(&self, info: &FileInfo, to: &Path) -> Result<()> {
         let src = self.blob_dir(&info.path, &info.id).join(&info.filename);
-        let (_, sum) = copy_hashing(&src, to).inspect_err(|_| {
-            let _ = fs::remove_file(to);
-        })?;
-        self.verify(info, &src, &sum).inspect_err(|_| {
-            let _ = fs::remove_file(to);
-        })
+        let dir = match to.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".download-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        let (_, sum) = copy_hashing(&src, tmp.path())?;
+        self.verify(info, &src, &sum)?;
+        tmp.persist(to).map_err(|e| Error::io(to, e.error))?;
+        Ok(())
     }
 
     fn verify(&self, info: &FileInfo, src: &Path, sum: &str) -> Result<()> {

@@ -365,19 +365,6 @@ impl RemoteConfig {
     }
 }
 
-/// `now + d`, saturated: a duration past what `Instant` can represent (such
-/// as `Duration::MAX`, "no deadline") gives the farthest instant it can.
-pub(crate) fn instant_after(d: Duration) -> Instant {
-    let now = Instant::now();
-    let mut d = d;
-    loop {
-        if let Some(t) = now.checked_add(d) {
-            return t;
-        }
-        d /= 2;
-    }
-}
-
 /// A `max_in_flight` setting `name` is from 1 to 64.
 fn check_in_flight(name: &'static str, n: usize) -> Result<()> {
     if (1..=flight::MAX_IN_FLIGHT).contains(&n) {
@@ -813,40 +800,50 @@ impl RemoteSink {
         let moved = f.owned && std::fs::rename(f.source, &blob).is_ok();
         if !moved {
             std::fs::copy(f.source, &blob).map_err(|e| Error::io(f.source, e))?;
-            if f.owned {
-                let _ = std::fs::remove_file(f.source);
-            }
         }
-        let size = File::open(&blob)
+        let spooled = File::open(&blob)
             .and_then(|b| {
                 b.sync_all()?;
                 b.metadata()
             })
             .map(|m| m.len())
-            .map_err(|e| Error::io(&blob, e))?;
-        let desc = serde_json::json!({
-            "blob": format!("{}/{name}", spool::FILES_DIR),
-            "path": f.path,
-            "filename": f.filename,
-            "contentType": f.content_type,
-            "checksum": f.checksum,
-            "sizeBytes": size,
-            "description": f.description,
-            "tags": f.tags,
-            "metadata": f.metadata,
-        });
-        let bytes = serde_json::to_vec(&desc).map_err(|e| Error::InvalidValue(e.to_string()))?;
-        if let Err(e) = self.append(Kind::File, None, None, [bytes.as_slice()]) {
-            // Give the content back (or drop the copy): the caller keeps the file.
-            if moved {
-                let _ = std::fs::rename(&blob, f.source);
-            } else {
-                let _ = std::fs::remove_file(&blob);
+            .map_err(|e| Error::io(&blob, e))
+            .and_then(|size| {
+                let desc = serde_json::json!({
+                    "blob": format!("{}/{name}", spool::FILES_DIR),
+                    "path": f.path,
+                    "filename": f.filename,
+                    "contentType": f.content_type,
+                    "checksum": f.checksum,
+                    "sizeBytes": size,
+                    "description": f.description,
+                    "tags": f.tags,
+                    "metadata": f.metadata,
+                });
+                let bytes =
+                    serde_json::to_vec(&desc).map_err(|e| Error::InvalidValue(e.to_string()))?;
+                self.append(Kind::File, None, None, [bytes.as_slice()])?;
+                Ok(size)
+            });
+        match spooled {
+            Ok(size) => {
+                // Only now is the spool's copy the content: the source may go.
+                if f.owned && !moved {
+                    let _ = std::fs::remove_file(f.source);
+                }
+                self.shared.lock().stats.spool_bytes += size;
+                Ok(())
             }
-            return Err(e);
+            Err(e) => {
+                // Give the content back (or drop the copy): the caller keeps the file.
+                if moved {
+                    let _ = std::fs::rename(&blob, f.source);
+                } else {
+                    let _ = std::fs::remove_file(&blob);
+                }
+                Err(e)
+            }
         }
-        self.shared.lock().stats.spool_bytes += size;
-        Ok(())
     }
 
     /// Spools the run's final status (sent after everything before it).
@@ -855,17 +852,18 @@ impl RemoteSink {
     }
 
     /// Makes everything spooled so far durable (fsync): call once per flush
-    /// epoch and before close. After the sender thread panicked this is
-    /// [`Error::Panicked`] (once the spool is synced): the data is safe, but
-    /// nothing sends it until the next run or [`sync`].
+    /// epoch and before close.
     pub fn sync(&mut self) -> Result<()> {
         self.writer
             .sync()
-            .map_err(|e| Error::io(self.writer.dir(), e))?;
-        match self.died.get() {
-            Some(why) => Err(Error::Panicked(why.clone())),
-            None => Ok(()),
-        }
+            .map_err(|e| Error::io(self.writer.dir(), e))
+    }
+
+    /// Why the sender thread died, if it did: the spool still takes every
+    /// batch (the data is safe), but nothing sends it until the next run or
+    /// [`sync`].
+    pub fn died(&self) -> Option<&str> {
+        self.died.get().map(String::as_str)
     }
 
     /// The counters now.
@@ -891,7 +889,7 @@ impl RemoteSink {
     /// Waits until the server has taken (or refused) every record appended
     /// so far, or `timeout` passes; `true` when it has. No effect on sending.
     pub fn wait_sent(&self, timeout: Duration) -> bool {
-        let end = instant_after(timeout);
+        let end = flight::after(Instant::now(), timeout);
         let mut st = self.shared.lock();
         loop {
             if st.live_done >= st.live_appended && st.stats.pending_records == 0 {
@@ -917,7 +915,7 @@ impl RemoteSink {
         if let Some(r) = &self.closed {
             return r.clone();
         }
-        let end = instant_after(deadline);
+        let end = flight::after(Instant::now(), deadline);
         if let Err(e) = self.writer.sync() {
             let msg = format!(
                 "the spool at {} could not be synced at close: {e}",
@@ -1131,7 +1129,7 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
     let shared = Arc::new(Shared::default());
     {
         let mut st = shared.lock();
-        st.closing = Some(instant_after(options.deadline));
+        st.closing = Some(flight::after(Instant::now(), options.deadline));
         st.stats.locked_sessions = locked;
     }
     let cfg = SendConfig {

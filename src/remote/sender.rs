@@ -1223,7 +1223,7 @@ impl Sender {
         let mut st = self.shared.lock();
         let calls = st.close_calls;
         loop {
-            if st.abandon {
+            if st.abandon || st.stopped {
                 return Err(Fail::Stop);
             }
             let now = Instant::now();

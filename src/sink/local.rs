@@ -478,7 +478,7 @@ fn open_lock(path: &Path) -> Result<File> {
 }
 
 /// Holds an exclusive `flock` on a lock file for the guard's lifetime.
-fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let lock = open_lock(path)?;
     lock.lock().map_err(|e| Error::io(path, e))?;
     let r = f();
@@ -752,10 +752,13 @@ impl LocalStore {
         if from_data.is_none() {
             warnings.push(unparsed(&s.data_path(), "index", &meta_path));
         }
+        // Repaired upwards only: a counter behind its data would hand out
+        // used indices (a kill between append and update); one ahead of it
+        // (a last line that does not parse) leaves a gap, which is harmless.
         if let Some(next) = from_data
-            && next != known.next
+            && next > known.next
         {
-            let total = (known.total + next).saturating_sub(known.next);
+            let total = known.total + (next - known.next);
             warnings.push(format!(
                 "{} said nextIndex {}, but its data file ends at index {} (a writer was killed \
                  between its append and its metadata update): repaired to nextIndex {next}, \
@@ -878,7 +881,8 @@ impl LocalStore {
         if from_data.is_none() {
             warnings.push(unparsed(&s.data_path(), "sequenceNumber", &seq_path));
         }
-        s.next_seq = from_data.unwrap_or(stored);
+        // Upwards only, as for metric indices.
+        s.next_seq = from_data.map_or(stored, |n| n.max(stored));
         if s.next_seq != stored {
             write_bytes_atomic(&seq_path, s.next_seq.to_string().as_bytes(), sync)?;
             warnings.push(format!(

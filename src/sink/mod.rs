@@ -61,8 +61,9 @@ pub(crate) trait Sink {
     fn shutdown(&mut self) -> Option<String> {
         None
     }
-    /// After `shutdown`: a background thread of the store that died (the
-    /// remote sender), with where its data stays; close then fails.
+    /// A background thread of the store that died (the remote sender), with
+    /// where its data stays: every flush after it fails, and close. The
+    /// store itself still takes writes (this is not a store failure).
     fn dead_thread(&self) -> Option<String> {
         None
     }

@@ -50,7 +50,7 @@ pub(crate) struct Tee {
     spooled_tracks: Vec<HashMap<u64, u64>>,
     /// The held parameter set (the oldest, retried first) is spooled already.
     spooled_params: bool,
-    /// The remote sender panicked (known at shutdown).
+    /// The remote sender panicked (kept from its close report).
     sender_panic: Option<String>,
 }
 
@@ -310,7 +310,10 @@ impl Sink for Tee {
     }
 
     fn dead_thread(&self) -> Option<String> {
-        self.sender_panic.clone()
+        match &self.remote {
+            Some(r) => r.died().map(str::to_owned),
+            None => self.sender_panic.clone(),
+        }
     }
 }
 
