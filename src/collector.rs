@@ -228,6 +228,9 @@ fn entry_bytes(e: &TrackEntry) -> usize {
 /// what was already batched when the first write failed (at most the batch
 /// sizes and one drain of the rings), which is kept, not dropped. Past `room`
 /// it keeps draining the rings but drops metric points, log lines and track
+/// Parameter sets held while the store fails before later ones merge.
+const MAX_HELD_PARAMS: usize = 64;
+
 /// rows, counting each in `lost` (parameters and file records are kept: they
 /// are small, and a file's content is on disk already).
 ///
@@ -1380,9 +1383,10 @@ impl<S: Sink> Decoder<'_, S> {
         };
         if *self.params_failing || self.hold.store_failing {
             // Held behind the set being retried (the front, which a hybrid
-            // run may have spooled already): later sets merge into one, so
-            // a set per step during an outage holds at most two maps.
-            if self.params.len() >= 2
+            // run may have spooled already), each its own version; past
+            // MAX_HELD_PARAMS the later ones merge into the last, so a set
+            // per step during a long outage holds a bounded number of maps.
+            if self.params.len() >= MAX_HELD_PARAMS
                 && let Some(last) = self.params.back_mut()
             {
                 last.extend(m);
