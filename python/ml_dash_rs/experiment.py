@@ -125,8 +125,8 @@ class Experiment:
 
     def _close(self, status="COMPLETED"):
         run = self._run
-        if run is None or not run.is_open:
-            return
+        if run is None or not (run.is_open or run.forked):
+            return  # closing twice is a no-op; a fork's child gets ForkedError
         _open_runs.discard(self)
         self._metrics = None
         self._tracks = None
@@ -244,6 +244,8 @@ sys.excepthook = _excepthook
 def _close_open_runs():
     status = "FAILED" if _uncaught.is_set() else "COMPLETED"
     for exp in list(_open_runs):
+        if exp._run is not None and exp._run.forked:
+            continue  # a fork's child exiting: the run is the parent's
         try:
             exp._close(status)
         except Exception as e:  # at exit, say it and go on

@@ -226,6 +226,12 @@ impl Run {
             && self.run.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
+    /// Whether this is a fork's child of the process that opened the run.
+    #[getter]
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
     /// Records dropped under the lossy backpressure policy.
     #[getter]
     fn dropped(&self) -> PyResult<u64> {
