@@ -18,10 +18,10 @@ use crate::Metric;
 use crate::errors::py_err;
 
 /// Fields of most calls fit here without a heap allocation.
-const INLINE: usize = 8;
+pub(crate) const INLINE: usize = 8;
 
 /// One converted value: what `Value` borrows from lives here.
-enum Held<'py> {
+pub(crate) enum Held<'a, 'py> {
     F64(f64),
     I64(i64),
     U64(u64),
@@ -29,11 +29,13 @@ enum Held<'py> {
     Null,
     /// Borrowed as `&str` (the dict or `item()` result keeps it alive).
     Str(Bound<'py, PyString>),
+    /// A `str` argument of the call, borrowed for the call's length.
+    Text(&'a str),
     Json(Json),
 }
 
-impl Held<'_> {
-    fn value(&self) -> PyResult<Value<'_>> {
+impl Held<'_, '_> {
+    pub(crate) fn value(&self) -> PyResult<Value<'_>> {
         Ok(match self {
             Held::F64(v) => Value::F64(*v),
             Held::I64(v) => Value::I64(*v),
@@ -41,13 +43,18 @@ impl Held<'_> {
             Held::Bool(v) => Value::Bool(*v),
             Held::Null => Value::Null,
             Held::Str(s) => Value::Str(s.to_str()?),
+            Held::Text(s) => Value::Str(s),
             Held::Json(j) => Value::Json(j),
         })
     }
 }
 
 /// Converts `v` (the field `key`), following the order in the module doc.
-fn held<'py>(key: &str, v: &Bound<'py, PyAny>, finite: bool) -> PyResult<Held<'py>> {
+pub(crate) fn held<'a, 'py>(
+    key: &str,
+    v: &Bound<'py, PyAny>,
+    finite: bool,
+) -> PyResult<Held<'a, 'py>> {
     let h = if let Ok(f) = v.cast_exact::<PyFloat>() {
         Held::F64(f.value())
     } else if let Ok(b) = v.cast::<PyBool>() {
@@ -78,7 +85,7 @@ fn held<'py>(key: &str, v: &Bound<'py, PyAny>, finite: bool) -> PyResult<Held<'p
     Ok(h)
 }
 
-fn int<'py>(key: &str, v: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
+fn int<'a, 'py>(key: &str, v: &Bound<'py, PyAny>) -> PyResult<Held<'a, 'py>> {
     if let Ok(i) = v.extract::<i64>() {
         Ok(Held::I64(i))
     } else if let Ok(u) = v.extract::<u64>() {
@@ -96,7 +103,7 @@ fn method<'py>(v: &Bound<'py, PyAny>, name: &str) -> Option<Bound<'py, PyAny>> {
     v.getattr(name).ok()?.call0().ok()
 }
 
-fn check_finite(key: &str, x: f64) -> PyResult<()> {
+pub(crate) fn check_finite(key: &str, x: f64) -> PyResult<()> {
     if x.is_finite() {
         return Ok(());
     }
@@ -156,6 +163,7 @@ fn json_at(key: &str, v: &Bound<'_, PyAny>, finite: bool, depth: usize) -> PyRes
         Held::Bool(b) => Json::Bool(b),
         Held::Null => Json::Null,
         Held::Str(s) => Json::String(s.to_str()?.to_owned()),
+        Held::Text(s) => Json::String(s.to_owned()),
         Held::Json(j) => j,
     })
 }
@@ -168,7 +176,7 @@ pub fn json_of(v: &Bound<'_, PyAny>) -> PyResult<Json> {
 /// The keyword arguments of a call as the engine's fields.
 struct Converted<'py> {
     keys: SmallVec<[Bound<'py, PyString>; INLINE]>,
-    held: SmallVec<[Held<'py>; INLINE]>,
+    held: SmallVec<[Held<'static, 'py>; INLINE]>,
 }
 
 fn convert<'py>(d: &Bound<'py, PyDict>, finite: bool) -> PyResult<Converted<'py>> {

@@ -90,8 +90,10 @@ def test_bad_values_and_names_raise_and_lose_nothing(workdir):
             m.log(**{"": 1})
         with pytest.raises(ValueError, match="invalid name"):
             m.log(**{"k" * 300: 1})
-        with pytest.raises(TypeError, match="field names must be str"):
+        with pytest.raises(TypeError, match="keywords must be strings|field names must be str"):
             m.log(**{1: 2})
+        with pytest.raises(TypeError, match="keyword arguments only"):
+            m.log(0.5)
         with pytest.raises(ValueError, match="_ts"):
             m.log(x=1, _ts="soon")
         with pytest.raises(ValueError, match="invalid name"):
