@@ -256,12 +256,11 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        // A run collected without a close completes (the engine's drop), unless
-        // this is a fork's child, which leaves the parent's run alone.
-        if std::process::id() != self.pid
-            && let Some(run) = self.run.get_mut().unwrap_or_else(|p| p.into_inner()).take()
-        {
-            std::mem::forget(run);
+        // A run collected without a close completes (the engine's drop drains
+        // it; in a fork's child it leaves the parent's run alone), with the
+        // GIL released so other Python threads run meanwhile.
+        if let Some(run) = self.run.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            Python::attach(|py| py.detach(move || drop(run)));
         }
     }
 }
