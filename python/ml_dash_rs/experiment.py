@@ -28,6 +28,18 @@ _NOT_OPEN = (
 )
 
 
+class _NotOpen:
+    """``exp.metrics`` / ``exp.tracks`` before the run opens and after it closes."""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kwargs):
+        raise ExperimentError(_NOT_OPEN)
+
+    def __getattr__(self, name):
+        raise ExperimentError(_NOT_OPEN)
+
+
 class OperationMode(Enum):
     LOCAL = "local"
     REMOTE = "remote"
@@ -93,8 +105,7 @@ class Experiment:
                 raise ValueError("dash_root=None needs a dash_url (remote-only); give one or a dash_root")
         self.run = RUN(self, prefix)
         self._run = None
-        self._metrics = None
-        self._tracks = None
+        self.metrics = self.tracks = _NotOpen()
         self._params_set = {}
 
     # -- lifecycle ----------------------------------------------------------
@@ -117,8 +128,10 @@ class Experiment:
             metadata=self.metadata,
             buffer=config._fields(),
         )
-        self._metrics = _core.MetricsManager(self._run)
-        self._tracks = TracksManager(self._run)
+        # Plain attributes, not properties: `exp.metrics("train")` is the
+        # SDK's per-step style, and an attribute load is the cheapest lookup.
+        self.metrics = _core.MetricsManager(self._run)
+        self.tracks = TracksManager(self._run)
         self._params_set = {}
         _open_runs.add(self)
         return self
@@ -128,8 +141,7 @@ class Experiment:
         if run is None or not (run.is_open or run.forked):
             return  # closing twice is a no-op; a fork's child gets ForkedError
         _open_runs.discard(self)
-        self._metrics = None
-        self._tracks = None
+        self.metrics = self.tracks = _NotOpen()
         run.close(status)
 
     def _open_run(self):
@@ -139,21 +151,6 @@ class Experiment:
         return run
 
     # -- the SDK's accessors --------------------------------------------------
-
-    @property
-    def metrics(self):
-        """``metrics("train").log(loss=..)``, ``metrics.log(epoch=.., train={..})``."""
-        m = self._metrics
-        if m is None:
-            raise ExperimentError(_NOT_OPEN)
-        return m
-
-    @property
-    def tracks(self):
-        t = self._tracks
-        if t is None:
-            raise ExperimentError(_NOT_OPEN)
-        return t
 
     @property
     def logs(self):

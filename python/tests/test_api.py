@@ -122,8 +122,8 @@ def test_ts_minus_one_without_a_previous_timestamp(workdir):
 
 def test_not_open_and_closed(workdir):
     exp = Experiment("a/p/closed", buffer_config=quiet())
-    for touch in (lambda: exp.metrics, lambda: exp.log("x"), lambda: exp.params, lambda: exp.logs,
-                  lambda: exp.files, lambda: exp.tracks):
+    for touch in (lambda: exp.metrics("m"), lambda: exp.metrics.log(x=1), lambda: exp.log("x"),
+                  lambda: exp.params, lambda: exp.logs, lambda: exp.files, lambda: exp.tracks("t")):
         with pytest.raises(RuntimeError, match="not started"):
             touch()
     with exp.run:
@@ -132,7 +132,7 @@ def test_not_open_and_closed(workdir):
     with pytest.raises(RuntimeError, match="not open"):
         m.log(x=2)
     with pytest.raises(RuntimeError):
-        exp.metrics
+        exp.metrics("m")
     assert doc(".dash", "a/p/closed", "experiment.json")["status"] == "COMPLETED"
 
 
