@@ -54,7 +54,10 @@ fn ts_is_never_from_the_future_and_exact_after_an_idle_pause() {
     let got = rounds();
     let started = got[0].1 - 1.0; // the run opened within a second before
     for (n, &(ts, _, after)) in got.iter().enumerate() {
-        assert!(ts <= after && ts >= started, "point {n}: _ts {ts}, call ended {after}");
+        assert!(
+            ts <= after && ts >= started,
+            "point {n}: _ts {ts}, call ended {after}"
+        );
     }
     // The first point after the pause: the clock word was stale, so the call
     // read the system clock between `before` and `after`.
@@ -68,7 +71,10 @@ fn ts_is_never_from_the_future_and_exact_after_an_idle_pause() {
 #[test]
 #[ignore = "a measurement: run with --release --nocapture on a quiet machine"]
 fn measure_ts_lag() {
-    let mut lag: Vec<f64> = rounds().iter().map(|&(ts, b, _)| (b - ts).max(0.0)).collect();
+    let mut lag: Vec<f64> = rounds()
+        .iter()
+        .map(|&(ts, b, _)| (b - ts).max(0.0))
+        .collect();
     lag.sort_by(f64::total_cmp);
     let q = |p: f64| lag[((lag.len() - 1) as f64 * p) as usize] * 1e6;
     println!(
