@@ -199,6 +199,12 @@ fn json_outputs_and_the_dead_run() {
     assert_eq!(crashed["liveness"], "dead");
     assert_eq!(crashed["points"]["train"], 3);
     assert_eq!(list[1]["liveness"], "final");
+    // `follow` on it does not wait forever: it says the process died, exit 1.
+    let f = ok_out(&root, &["follow", "bob/cifar/crashed", "--no-tty"], 1);
+    assert!(
+        f.contains("metric train points=3") && f.contains("is gone"),
+        "{f}"
+    );
     assert_eq!(list[1]["duration_s"], 125.5);
     assert_eq!(list[1]["points"], json!({"eval": 5, "train": 50}));
 
