@@ -215,6 +215,10 @@ pub struct SyncArgs {
     /// How long to keep trying one pass before leaving the rest for next time, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub deadline: u64,
+    /// First retry delay after a failed request, in milliseconds (doubling
+    /// up to 30 s).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub retry_delay: u64,
     /// Plain progress lines on stderr even on a terminal.
     #[arg(long)]
     pub no_tty: bool,

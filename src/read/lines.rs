@@ -171,7 +171,7 @@ impl LineReader {
                 return Ok(None);
             }
             let chunk = &self.buf[self.start + scanned..self.end];
-            if let Some(i) = chunk.iter().position(|&c| c == b'\n') {
+            if let Some(i) = find_newline(chunk) {
                 let (s, e) = (self.start, self.start + scanned + i);
                 let at = self.offset;
                 self.start = e + 1;
@@ -200,6 +200,26 @@ impl LineReader {
     pub fn torn(&self) -> Option<Torn> {
         self.torn
     }
+}
+
+/// The position of the first `\n` in `b`, eight bytes at a time.
+#[inline]
+fn find_newline(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let w = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        let x = w ^ (ONES * u64::from(b'\n'));
+        // The lowest set bit marks the first zero byte of `x` (a borrow only
+        // flags bytes above a real zero).
+        let t = x.wrapping_sub(ONES) & !x & HIGH;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c == b'\n').map(|p| p + i)
 }
 
 /// One parsed line of a `.jsonl` file.

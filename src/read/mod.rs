@@ -32,13 +32,15 @@ mod store;
 mod verify;
 
 pub use lines::{BUF, Line, LineReader, Lines, Tail, Torn};
-pub use scan::{ScanReport, number_of, scan_metric};
+pub use scan::{ScanReport, member_bytes, number_of, scan_metric, without_member};
 pub use store::{
     HEARTBEAT, Liveness, RunInfo, STALE_HEARTBEATS, StoredFile, StreamDir, logs_path,
     metric_stream, metric_streams, params, parse_time, run, runs, stored_files, track_topic,
     track_topics,
 };
-pub use verify::{MAX_PER_FILE, Problem, hash_file, is_spool, verify_run, verify_spool};
+pub use verify::{
+    MAX_PER_FILE, Problem, hash_file, is_spool, spool_backlog, verify_run, verify_spool,
+};
 
 use serde_json::Value as Json;
 

@@ -103,21 +103,33 @@ impl<'a> P<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    self.i += 1;
-                    return Some((&self.b[start..self.i - 1], escaped));
-                }
-                b'\\' => {
-                    escaped = true;
-                    self.i += 2;
-                }
-                _ => self.i += 1,
+            let rest = self.b.get(self.i..)?;
+            let at = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+            self.i += at;
+            if rest[at] == b'"' {
+                self.i += 1;
+                return Some((&self.b[start..self.i - 1], escaped));
             }
+            escaped = true;
+            self.i += 2;
         }
     }
 
-    /// A value as a number (NaN when it is not one); nested values skipped.
+    /// The bytes of a number token.
+    #[inline]
+    fn span(&mut self) -> &'a [u8] {
+        let start = self.i;
+        while let Some(c) = self.b.get(self.i) {
+            if !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                break;
+            }
+            self.i += 1;
+        }
+        &self.b[start..self.i]
+    }
+
+    /// A value as a number (NaN when it is not one); nested values skipped
+    /// (the flag says one was).
     #[inline]
     fn number(&mut self) -> Option<(f64, bool)> {
         self.ws();
@@ -132,17 +144,7 @@ impl<'a> P<'a> {
             b'-' if self.b[self.i..].starts_with(b"-Infinity") => {
                 word(self, b"-Infinity", f64::NEG_INFINITY)
             }
-            b'-' | b'0'..=b'9' => {
-                let start = self.i;
-                while let Some(c) = self.b.get(self.i) {
-                    if !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
-                        break;
-                    }
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
-                Some((text.parse().ok()?, false))
-            }
+            b'-' | b'0'..=b'9' => Some((decimal(self.span())?, false)),
             b'N' => word(self, b"NaN", f64::NAN),
             b'I' => word(self, b"Infinity", f64::INFINITY),
             b't' => word(self, b"true", 1.0),
@@ -180,6 +182,10 @@ impl<'a> P<'a> {
                     self.i += 1;
                 }
             }
+            b'-' | b'0'..=b'9' if !self.b[self.i..].starts_with(b"-I") => {
+                self.span();
+                Some(())
+            }
             _ => self.number().map(drop),
         }
     }
@@ -205,40 +211,137 @@ impl<'a> P<'a> {
     }
 }
 
+/// Powers of ten exact in an f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A JSON number token as the nearest f64: Clinger's fast path (at most 15
+/// significant digits and a power of ten up to 22, one correctly rounded
+/// operation on exact values), else the standard library's parser.
+#[inline]
+fn decimal(t: &[u8]) -> Option<f64> {
+    let (neg, digits) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        _ => (false, t),
+    };
+    let mut m: u64 = 0;
+    let mut n = 0u32; // significant digits taken
+    let mut frac = 0i32;
+    let mut seen_dot = false;
+    let mut i = 0;
+    while i < digits.len() {
+        match digits[i] {
+            // Up to 15 significant digits (leading zeros aside); a 16th
+            // is past the fast path.
+            c @ b'0'..=b'9' if n < 15 || (m == 0 && c == b'0') => {
+                m = m * 10 + u64::from(c - b'0');
+                if m != 0 {
+                    n += 1;
+                }
+                if seen_dot {
+                    frac += 1;
+                }
+            }
+            b'0'..=b'9' => return slow_decimal(t),
+            b'.' if !seen_dot => seen_dot = true,
+            b'e' | b'E' => break,
+            _ => return slow_decimal(t),
+        }
+        i += 1;
+    }
+    if i == 0 || (i == 1 && seen_dot) {
+        return None;
+    }
+    let mut exp: i32 = -frac;
+    if i < digits.len() {
+        let e = std::str::from_utf8(&digits[i + 1..])
+            .ok()?
+            .parse::<i32>()
+            .ok()?;
+        exp = exp.checked_add(e)?;
+    }
+    if n > 15 || m > (1 << 53) || exp.unsigned_abs() > 22 {
+        return slow_decimal(t);
+    }
+    let v = m as f64;
+    let v = if exp < 0 {
+        v / POW10[exp.unsigned_abs() as usize]
+    } else {
+        v * POW10[exp as usize]
+    };
+    Some(if neg { -v } else { v })
+}
+
+#[cold]
+fn slow_decimal(t: &[u8]) -> Option<f64> {
+    std::str::from_utf8(t).ok()?.parse().ok()
+}
+
+/// The fast path: reads a line up to where it has the index and every
+/// field asked for (the rest of the line is not read, nor checked).
 fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
     let mut p = P { b: line, i: 0 };
-    let mut index = None;
-    let mut slow = false;
-    let mut found = 0usize;
-    let mut nested = false;
-    p.members(|key, escaped, p| {
+    let (mut index, mut have_index, mut have_data) = (None, false, false);
+    let (mut slow, mut nested, mut found) = (false, false, 0usize);
+    p.eat(b'{')?;
+    if p.eat(b'}').is_some() {
+        return Some(Fast::Done(None));
+    }
+    loop {
+        let (key, escaped) = p.string()?;
         slow |= escaped;
+        p.eat(b':')?;
         match key {
             b"index" => {
-                let (v, _) = p.number()?;
-                index = (v >= 0.0 && v.fract() == 0.0).then_some(v as u64);
+                p.ws();
+                let t = p.span();
+                index = (!t.is_empty() && t.len() < 20 && t.iter().all(u8::is_ascii_digit))
+                    .then(|| t.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0')));
+                have_index = true;
             }
-            b"data" => p.members(|k, esc, p| {
-                slow |= esc;
-                match keys.iter().position(|&want| want == k) {
-                    Some(i) => {
-                        let (v, n) = p.number()?;
-                        vals[i] = v;
-                        nested |= n;
-                        found += 1;
-                    }
-                    None => {
-                        p.ws();
-                        nested |= matches!(p.b.get(p.i), Some(b'{'));
-                        p.skip()?;
+            b"data" => {
+                have_data = true;
+                p.eat(b'{')?;
+                if p.eat(b'}').is_none() {
+                    loop {
+                        let (k, esc) = p.string()?;
+                        slow |= esc;
+                        p.eat(b':')?;
+                        match keys.iter().position(|&want| want == k) {
+                            Some(i) => {
+                                let (v, n) = p.number()?;
+                                vals[i] = v;
+                                nested |= n;
+                                found += 1;
+                            }
+                            None => {
+                                p.ws();
+                                nested |= matches!(p.b.get(p.i), Some(b'{'));
+                                p.skip()?;
+                            }
+                        }
+                        if found == keys.len() && have_index && !slow {
+                            return Some(Fast::Done(index));
+                        }
+                        if p.eat(b',').is_none() {
+                            p.eat(b'}')?;
+                            break;
+                        }
                     }
                 }
-                Some(())
-            })?,
+            }
             _ => p.skip()?,
         }
-        Some(())
-    })?;
+        if have_index && have_data {
+            break;
+        }
+        if p.eat(b',').is_none() {
+            p.eat(b'}')?;
+            break;
+        }
+    }
     if slow || (nested && found < keys.len()) {
         return Some(Fast::Slow);
     }
@@ -263,6 +366,61 @@ fn slow_line(line: &[u8], fields: &[&str], vals: &mut [f64]) -> Option<Option<u6
         vals[i] = value.map_or(f64::NAN, number_of);
     }
     Some(v.get("index").and_then(Json::as_u64))
+}
+
+/// The raw bytes of member `key` of the JSON object `line` (a metric line's
+/// `data` object, say), as stored: `None` when the line is not an object or
+/// has no such member.
+///
+/// ```
+/// let line = br#"{"index":3,"data":{"loss":NaN,"q":[1,2]},"createdAt":"t"}"#;
+/// assert_eq!(ml_dash::read::member_bytes(line, "data"), Some(&br#"{"loss":NaN,"q":[1,2]}"#[..]));
+/// ```
+pub fn member_bytes<'a>(line: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    let mut p = P { b: line, i: 0 };
+    let mut found = None;
+    p.members(|k, _, p| {
+        p.ws();
+        let start = p.i;
+        p.skip()?;
+        if found.is_none() && k == key.as_bytes() {
+            found = Some(&p.b[start..p.i]);
+        }
+        Some(())
+    })?;
+    found
+}
+
+/// The JSON object `line` without its member `key`, the others as stored
+/// (`None` when the line is not an object).
+///
+/// ```
+/// let line = br#"{"sequenceNumber":7,"level":"info","message":"hi"}"#;
+/// let out = ml_dash::read::without_member(line, "sequenceNumber").unwrap();
+/// assert_eq!(out, br#"{"level":"info","message":"hi"}"#);
+/// ```
+pub fn without_member(line: &[u8], key: &str) -> Option<Vec<u8>> {
+    let mut p = P { b: line, i: 0 };
+    let mut out = Vec::with_capacity(line.len());
+    out.push(b'{');
+    p.members(|k, _, p| {
+        p.ws();
+        let start = p.i;
+        p.skip()?;
+        if k != key.as_bytes() {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            // `k` lies in the line: the key with its quotes is one byte wider.
+            let at = k.as_ptr() as usize - p.b.as_ptr() as usize;
+            out.extend_from_slice(&p.b[at - 1..at + k.len() + 1]);
+            out.push(b':');
+            out.extend_from_slice(&p.b[start..p.i]);
+        }
+        Some(())
+    })?;
+    out.push(b'}');
+    Some(out)
 }
 
 /// A stored value as a number (see [`scan_metric`]).
@@ -292,6 +450,41 @@ mod tests {
         let mut got = Vec::new();
         let rep = scan_metric(&mut r, fields, |i, v| got.push((i, v.to_vec()))).unwrap();
         (got, rep)
+    }
+
+    #[test]
+    fn decimals_are_the_standard_parsers() {
+        for t in [
+            "0",
+            "-0",
+            "1",
+            "12.5",
+            "0.1",
+            "1e3",
+            "-2.5E-3",
+            "1.0000000399920017",
+            "123456789012345",
+            "1234567890123456789012",
+            "0.30000000000000004",
+            "1796303099.908762",
+            "5e-324",
+            "1e400",
+            "9007199254740993",
+            "0.000001",
+            "10.0",
+            "1.5e+2",
+        ] {
+            let want: f64 = t.parse().unwrap();
+            let got = decimal(t.as_bytes()).unwrap();
+            assert!(got.to_bits() == want.to_bits(), "{t}: {got} vs {want}");
+        }
+        for bad in ["", "-", ".", "1.2.3", "--1", "1e"] {
+            assert_eq!(
+                decimal(bad.as_bytes()).map(f64::to_bits),
+                bad.parse::<f64>().ok().map(f64::to_bits),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

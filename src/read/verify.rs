@@ -413,9 +413,11 @@ pub fn verify_run(dir: &Path, repair: bool) -> Result<Vec<Problem>> {
         }
     }
 
-    let spool = dir.join(".spool");
-    if spool.is_dir() {
-        rep.problems.extend(verify_spool(&spool)?);
+    for sub in [".spool", crate::remote::SYNC_DIR] {
+        let spool = dir.join(sub);
+        if spool.is_dir() {
+            rep.problems.extend(verify_spool(&spool)?);
+        }
     }
     Ok(rep.problems)
 }
@@ -565,6 +567,61 @@ fn verify_session(rep: &mut Report, dir: &Path) -> std::io::Result<()> {
         bounds.push((n, starts));
     }
     verify_ack(rep, dir, &bounds)
+}
+
+/// The best valid slot of an ack file: (segment, offset).
+fn ack_cursor(path: &Path) -> Option<(u32, u64)> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut best: Option<(u64, u32, u64)> = None;
+    for slot in bytes.chunks_exact(32).take(2) {
+        let crc = u32::from_le_bytes(slot[24..28].try_into().ok()?);
+        if crc32fast::hash(&slot[..24]) != crc {
+            continue;
+        }
+        let g = u64::from_le_bytes(slot[0..8].try_into().ok()?);
+        let seg = u32::from_le_bytes(slot[8..12].try_into().ok()?);
+        let off = u64::from_le_bytes(slot[16..24].try_into().ok()?);
+        if best.is_none_or(|(bg, _, _)| g > bg) {
+            best = Some((g, seg, off));
+        }
+    }
+    best.map(|(_, s, o)| (s, o))
+}
+
+/// Bytes a spool folder (or one session) still holds to send: each
+/// session's segments after its ack cursor, and its file contents. 0 for a
+/// missing folder. For progress reports; reading it changes nothing.
+pub fn spool_backlog(dir: &Path) -> u64 {
+    let sessions = if is_session(dir) {
+        vec![dir.to_path_buf()]
+    } else {
+        spool::sessions(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    };
+    let mut total = 0;
+    for s in sessions {
+        let (cseg, coff) = ack_cursor(&s.join("ack")).unwrap_or((0, 0));
+        for n in spool::segments(&s).unwrap_or_default() {
+            let len = std::fs::metadata(s.join(spool::segment_name(n))).map_or(0, |m| m.len());
+            total += match n.cmp(&cseg) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => {
+                    len.saturating_sub(coff.max(spool::SEGMENT_HEADER_LEN))
+                }
+                std::cmp::Ordering::Greater => len.saturating_sub(spool::SEGMENT_HEADER_LEN),
+            };
+        }
+        if let Ok(rd) = std::fs::read_dir(s.join(spool::FILES_DIR)) {
+            total += rd
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>();
+        }
+    }
+    total
 }
 
 fn verify_ack(rep: &mut Report, dir: &Path, bounds: &[(u32, Vec<u64>)]) -> std::io::Result<()> {

@@ -481,6 +481,14 @@ fn open_lock(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(path, e))
 }
 
+/// Opens `path` (created if missing) and takes an exclusive `flock` on it,
+/// waiting for it: held until the file is dropped.
+pub(crate) fn open_lock_exclusive(path: &Path) -> Result<File> {
+    let lock = open_lock(path)?;
+    lock.lock().map_err(|e| Error::io(path, e))?;
+    Ok(lock)
+}
+
 /// Holds an exclusive `flock` on a lock file for the guard's lifetime.
 pub(crate) fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let lock = open_lock(path)?;
