@@ -32,7 +32,7 @@ use crate::encode;
 use crate::files::{FileJob, FileRecord, Pool};
 use crate::record::{self, FieldValue, Level, RecordView, kind};
 use crate::ring::RingConsumer;
-use crate::sink::local::LocalStore;
+use crate::sink::local::{HEARTBEAT_INTERVAL, LocalStore};
 use crate::sink::{Batch, MetricBatch, Sink, TrackEntry};
 use crate::sync::{Instant, Ordering, fence, heavy_barrier, mpsc, park_timeout, thread};
 
@@ -300,6 +300,8 @@ pub(crate) struct Collector<S: Sink = LocalStore> {
     waiters: Vec<(u64, thread::Thread)>,
     completed: u64,
     last_write: Instant,
+    /// The last liveness mark (`Sink::heartbeat`).
+    last_heartbeat: Instant,
     idle_ticks: u32,
     last_track_ts: f64,
     hold: Hold,
@@ -400,6 +402,7 @@ impl<S: Sink> Collector<S> {
             waiters: Vec::new(),
             completed: 0,
             last_write: Instant::now(),
+            last_heartbeat: Instant::now(),
             idle_ticks: 0,
             last_track_ts: 0.0,
             hold: Hold::default(),
@@ -433,10 +436,20 @@ impl<S: Sink> Collector<S> {
             let drained = self.drain_all();
             self.idle_ticks = if drained > 0 { 0 } else { self.idle_ticks + 1 };
             self.write_due();
+            self.heartbeat_due();
             if target > self.completed {
                 self.complete_epoch(target);
             }
             self.sleep();
+        }
+    }
+
+    /// Refreshes the store's liveness mark every `HEARTBEAT_INTERVAL` (a
+    /// failure is retried at the next one: the mark is advisory).
+    fn heartbeat_due(&mut self) {
+        if self.last_heartbeat.elapsed() >= HEARTBEAT_INTERVAL {
+            self.last_heartbeat = Instant::now();
+            let _ = self.store.heartbeat();
         }
     }
 
@@ -950,7 +963,7 @@ impl<S: Sink> Collector<S> {
             } else {
                 interval
             };
-            park_timeout(wait.max(TICK));
+            park_timeout(wait.max(TICK).min(HEARTBEAT_INTERVAL));
         }
         // Relaxed: only the nudges read it, and they re-check after their fence.
         self.core.sleeping.store(false, Ordering::Relaxed);

@@ -89,5 +89,6 @@ pub use error::{Error, Result};
 pub use files::{FileInfo, Image};
 pub use record::{Fields, Level, Value};
 pub use remote::{
-    RemoteConfig, RemoteReport, Stats as RemoteStats, SyncOptions, UndeliverableSession, sync,
+    RemoteConfig, RemoteReport, SYNC_DIR, SpooledRun, Stats as RemoteStats, SyncOptions,
+    UndeliverableSession, spool_run, sync,
 };

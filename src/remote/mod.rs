@@ -113,6 +113,7 @@
 mod auth;
 mod flight;
 mod http;
+mod local;
 mod sender;
 
 use std::any::Any;
@@ -138,6 +139,7 @@ pub use auth::{
     ENV_CONFIG_DIR, ENV_TOKEN, KEYRING_SERVICE, TOKEN_KEY, TokenLookup, TokenSource, config_dir,
     read_token_files, resolve_token,
 };
+pub use local::{SYNC_DIR, SpooledRun, spool_run};
 
 /// `ML_DASH_API_URL`: the server (default `https://api.dash.ml`).
 pub const ENV_API_URL: &str = "ML_DASH_API_URL";

@@ -8,7 +8,11 @@
 //!   atomically (temp file + rename; fsync first when `sync_on_flush` is set);
 //! - metric names with `/` work (nested folders); track topics whose folders
 //!   would collide (`a/b` and `a_b`) are refused instead of mixed;
-//! - the run status (and its end time) is recorded in `experiment.json`.
+//! - the run status (and its end time) is recorded in `experiment.json`,
+//!   with a liveness marker while it runs: `pid` and `host` of the writing
+//!   process and `heartbeat_at`, refreshed every [`HEARTBEAT_INTERVAL`] by
+//!   the collector, so a reader can tell a RUNNING run whose process died
+//!   (`ml_dash::read::Liveness`).
 //!
 //! Each file is guarded with `flock` on the same sibling `.<name>.lock` files as
 //! the Python SDK, and the next `index` / `sequenceNumber` is read from the
@@ -373,7 +377,7 @@ fn after_last_newline(f: &File, len: u64) -> std::io::Result<u64> {
 /// mid-append, so they were never acknowledged) off the data file at `path`
 /// of length `len`, after copying them to its [`torn_path`]. Returns the new
 /// length and the warning to give. Call it holding the file's lock.
-fn cut_torn_tail(data: &File, path: &Path, len: u64) -> Result<(u64, Option<String>)> {
+pub(crate) fn cut_torn_tail(data: &File, path: &Path, len: u64) -> Result<(u64, Option<String>)> {
     use std::os::unix::fs::FileExt;
     let keep = after_last_newline(data, len).map_err(|e| Error::io(path, e))?;
     if keep == len {
@@ -477,6 +481,14 @@ fn open_lock(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(path, e))
 }
 
+/// Opens `path` (created if missing) and takes an exclusive `flock` on it,
+/// waiting for it: held until the file is dropped.
+pub(crate) fn open_lock_exclusive(path: &Path) -> Result<File> {
+    let lock = open_lock(path)?;
+    lock.lock().map_err(|e| Error::io(path, e))?;
+    Ok(lock)
+}
+
 /// Holds an exclusive `flock` on a lock file for the guard's lifetime.
 pub(crate) fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let lock = open_lock(path)?;
@@ -497,6 +509,23 @@ pub(crate) struct LocalStore {
     /// What recovery repaired (torn tails, stale counters), for the
     /// collector to warn about.
     warnings: Vec<String>,
+}
+
+/// How often an open run refreshes `heartbeat_at` in its `experiment.json`.
+pub(crate) const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// This machine's host name (`""` when it has none), as `experiment.json`'s
+/// `host` records it.
+pub(crate) fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which
+    // lives here; the result is cut at the first NUL below.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return String::new();
+    }
+    let n = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 /// The folder of an experiment.
@@ -679,7 +708,22 @@ impl LocalStore {
             doc.insert("status".into(), json!(Status::Running.as_str()));
             doc.insert("started_at".into(), json!(now));
             doc.remove("ended_at");
+            doc.insert("pid".into(), json!(std::process::id()));
+            doc.insert("host".into(), json!(hostname()));
+            doc.insert("heartbeat_at".into(), json!(now));
             write_json_atomic(&path, &Json::Object(doc), self.sync).map(drop)
+        })
+    }
+
+    /// Refreshes `heartbeat_at` in `experiment.json` (see the module docs).
+    pub(crate) fn heartbeat(&mut self) -> Result<()> {
+        let path = self.dir.join("experiment.json");
+        with_lock(&self.dir.join(".experiment.lock"), || {
+            let Some(Json::Object(mut doc)) = read_json(&path)? else {
+                return Ok(()); // removed under us: nothing to mark
+            };
+            doc.insert("heartbeat_at".into(), json!(encode::iso_now()));
+            write_json_atomic(&path, &Json::Object(doc), false).map(drop)
         })
     }
 

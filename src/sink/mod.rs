@@ -56,6 +56,12 @@ pub(crate) trait Sink {
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Refreshes the run's liveness marker (`heartbeat_at` in the local
+    /// `experiment.json`); called every [`local::HEARTBEAT_INTERVAL`] while
+    /// the run is open.
+    fn heartbeat(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Last step of close, after `finish`: a remote sink drains its spool
     /// within its deadline and returns its report line.
     fn shutdown(&mut self) -> Option<String> {
@@ -109,6 +115,10 @@ impl Sink for local::LocalStore {
 
     fn take_warnings(&mut self) -> Vec<String> {
         local::LocalStore::take_warnings(self)
+    }
+
+    fn heartbeat(&mut self) -> Result<()> {
+        local::LocalStore::heartbeat(self)
     }
 }
 

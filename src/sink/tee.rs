@@ -295,6 +295,10 @@ impl Sink for Tee {
         }
     }
 
+    fn heartbeat(&mut self) -> Result<()> {
+        self.local.as_mut().map_or(Ok(()), LocalStore::heartbeat)
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         self.local
             .as_mut()

@@ -1,11 +1,46 @@
-//! Reading a local store back (for tests, tools and the coming command-line
-//! tool). JSON is parsed with simd-json.
+//! Reading a local store back: the public read API that the `ml-dash`
+//! command-line tool (and tests, and your own tools) use. Everything streams:
+//! append files are read through one buffer ([`LineReader`], [`Lines`],
+//! [`Tail`] for a live run), never loaded whole; JSON is parsed with
+//! simd-json, and [`scan_metric`] pulls numbers out of metric lines without
+//! building a JSON tree.
+//!
+//! ```text
+//!  runs(root) -> RunInfo { prefix, dir, experiment }   status, started_at, liveness()
+//!  metric_streams(dir) / track_topics(dir) -> StreamDir { name, dir }   data(), metadata()
+//!  logs_path(dir), params(dir), stored_files(dir)
+//!  Lines::open(path)            parsed lines, one at a time (a bad line is an Err, then on)
+//!  LineReader::range(path, r)   raw complete lines starting in a byte range (split a file)
+//!  scan_metric(reader, fields)  numbers of some fields per point (charts, summaries)
+//!  Tail::new(path).poll(f)      lines appended since the last poll (no inotify: NFS, Lustre)
+//!  verify_run(dir, repair) / verify_spool(dir) -> Vec<Problem>
+//! ```
 //!
 //! The store holds Python's non-finite tokens (`NaN`, `Infinity`,
 //! `-Infinity`), which JSON values cannot hold: these readers return them as
-//! the strings `"NaN"`, `"Infinity"` and `"-Infinity"`.
+//! the strings `"NaN"`, `"Infinity"` and `"-Infinity"` ([`scan_metric`] as
+//! the floats).
+//!
+//! Lines are only ever read up to the last newline: bytes after it are a
+//! line being written or one a killed writer tore ([`LineReader::torn`]).
 
 use std::path::Path;
+
+mod lines;
+mod scan;
+mod store;
+mod verify;
+
+pub use lines::{BUF, Line, LineReader, Lines, Tail, Torn};
+pub use scan::{ScanReport, member_bytes, number_of, scan_metric, without_member};
+pub use store::{
+    HEARTBEAT, Liveness, RunInfo, STALE_HEARTBEATS, StoredFile, StreamDir, logs_path,
+    metric_stream, metric_streams, params, parse_time, run, runs, stored_files, track_topic,
+    track_topics,
+};
+pub use verify::{
+    MAX_PER_FILE, Problem, hash_file, is_spool, spool_backlog, verify_run, verify_spool,
+};
 
 use serde_json::Value as Json;
 
@@ -135,34 +170,10 @@ pub fn parse_lenient(text: &[u8]) -> Result<Json> {
     })
 }
 
-/// Every line of a `.jsonl` file; a missing file is empty. A torn last line
-/// (no newline, does not parse) is skipped.
+/// Every line of a `.jsonl` file, parsed (use [`Lines`] to stream them);
+/// a missing file is empty. A torn last line (no newline) is left out.
 pub fn jsonl(path: &Path) -> Result<Vec<Json>> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let complete = text.ends_with(b"\n");
-    let lines: Vec<&[u8]> = text
-        .split(|&c| c == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let n = lines.len();
-    let mut out = Vec::with_capacity(n);
-    for (i, line) in lines.into_iter().enumerate() {
-        match parse_lenient(line) {
-            Ok(v) => out.push(v),
-            Err(_) if i + 1 == n && !complete => break,
-            Err(e) => {
-                return Err(Error::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: format!("line {}: {e}", i + 1),
-                });
-            }
-        }
-    }
-    Ok(out)
+    Lines::open(path)?.map(|l| l.map(|l| l.value)).collect()
 }
 
 /// The lines of a metric stream (`None`: the unnamed stream).

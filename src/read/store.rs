@@ -1,0 +1,380 @@
+//! The runs of a store and what each holds: discovery under a `.dash` root,
+//! the experiment document and its liveness, metric streams, track topics,
+//! parameters and stored files. Nothing here loads a data file whole.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, Result};
+use crate::files::FileInfo;
+use crate::sink::local::{HEARTBEAT_INTERVAL, hostname, read_json};
+
+/// How often an open run refreshes `heartbeat_at` in its `experiment.json`
+/// (the collector does, also while nothing is logged).
+pub const HEARTBEAT: Duration = HEARTBEAT_INTERVAL;
+
+/// A heartbeat older than this many [`HEARTBEAT`]s is stale.
+pub const STALE_HEARTBEATS: u32 = 4;
+
+/// One run (experiment folder) of a store.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// `owner/project/[folders/]name`.
+    pub prefix: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// `experiment.json` (`Null` when it does not parse; see
+    /// [`verify`](super::verify_run) for why).
+    pub experiment: Json,
+}
+
+/// Whether the process writing a RUNNING run is still there, from the marker
+/// this crate writes in `experiment.json` while a run is open: `pid`,
+/// `host` and `heartbeat_at` (refreshed every [`HEARTBEAT`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// The status is final (COMPLETED, FAILED, CANCELLED).
+    Final,
+    /// RUNNING, and its process is alive (same host: the pid exists and the
+    /// heartbeat is fresh; another host: the heartbeat is fresh).
+    Alive,
+    /// RUNNING, but its process (on this host) is gone: it died without
+    /// closing the run (`kill -9`, a crash, an out-of-memory kill).
+    Dead {
+        /// The pid it had.
+        pid: u32,
+    },
+    /// RUNNING, with a heartbeat older than [`STALE_HEARTBEATS`] ×
+    /// [`HEARTBEAT`]: its process is on another host and has likely died, or
+    /// is stopped.
+    Stale {
+        /// How old the heartbeat is.
+        age: Duration,
+    },
+    /// No status, or no marker (runs of the Python SDK, which writes neither).
+    Unknown,
+}
+
+impl Liveness {
+    /// A short word for listings: `final`, `alive`, `dead`, `stale`, `unknown`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Liveness::Final => "final",
+            Liveness::Alive => "alive",
+            Liveness::Dead { .. } => "dead",
+            Liveness::Stale { .. } => "stale",
+            Liveness::Unknown => "unknown",
+        }
+    }
+}
+
+impl RunInfo {
+    fn str_field(&self, key: &str) -> Option<&str> {
+        self.experiment.get(key).and_then(Json::as_str)
+    }
+
+    /// The status (`RUNNING`, `COMPLETED`, `FAILED`, `CANCELLED`), if recorded.
+    pub fn status(&self) -> Option<&str> {
+        self.str_field("status")
+    }
+
+    /// When the run (last) started: `started_at`, else `created_at`.
+    pub fn started_at(&self) -> Option<SystemTime> {
+        (self
+            .str_field("started_at")
+            .or_else(|| self.str_field("created_at")))
+        .and_then(parse_time)
+    }
+
+    /// When it ended (`ended_at`).
+    pub fn ended_at(&self) -> Option<SystemTime> {
+        self.str_field("ended_at").and_then(parse_time)
+    }
+
+    /// Whether its writer is alive (see [`Liveness`]), at `now`.
+    pub fn liveness(&self, now: SystemTime) -> Liveness {
+        match self.status() {
+            Some("RUNNING") => {}
+            Some(_) => return Liveness::Final,
+            None => return Liveness::Unknown,
+        }
+        let beat = self.str_field("heartbeat_at").and_then(parse_time);
+        let pid = self.experiment.get("pid").and_then(Json::as_u64);
+        let host = self.str_field("host");
+        let (Some(beat), Some(pid)) = (beat, pid.and_then(|p| u32::try_from(p).ok())) else {
+            return Liveness::Unknown;
+        };
+        let age = now.duration_since(beat).unwrap_or_default();
+        if host == Some(hostname().as_str()) && !process_exists(pid) {
+            return Liveness::Dead { pid };
+        }
+        if age > HEARTBEAT * STALE_HEARTBEATS {
+            return Liveness::Stale { age };
+        }
+        Liveness::Alive
+    }
+}
+
+/// Whether a process with this pid exists on this machine.
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// An RFC 3339 time as the store writes it (`2026-01-02T03:04:05.123456Z`).
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()
+}
+
+/// Every run under `root` (a folder holding `experiment.json`; folders
+/// whose names start with `.` are not searched), sorted by prefix. A
+/// missing root has none.
+pub fn runs(root: &Path) -> Result<Vec<RunInfo>> {
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<RunInfo>) -> Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut subdirs = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if e.file_type()
+            .map_err(|er| Error::io(e.path(), er))?
+            .is_dir()
+        {
+            subdirs.push(e.path());
+        }
+    }
+    if dir != root && dir.join("experiment.json").is_file() {
+        out.push(open_dir(root, dir));
+        return Ok(());
+    }
+    for d in subdirs {
+        walk(root, &d, out)?;
+    }
+    Ok(())
+}
+
+fn open_dir(root: &Path, dir: &Path) -> RunInfo {
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    let prefix: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    RunInfo {
+        prefix: prefix.join("/"),
+        dir: dir.to_path_buf(),
+        experiment: read_json(&dir.join("experiment.json"))
+            .ok()
+            .flatten()
+            .unwrap_or(Json::Null),
+    }
+}
+
+/// The run `prefix` under `root`; `None` when it has no `experiment.json`.
+pub fn run(root: &Path, prefix: &str) -> Option<RunInfo> {
+    let dir = root.join(prefix.trim_matches('/'));
+    dir.join("experiment.json")
+        .is_file()
+        .then(|| open_dir(root, &dir))
+}
+
+/// One metric stream of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDir {
+    /// Its name (`None`: the unnamed stream, folder `None`); track topics
+    /// are named as in their `metadata.json`.
+    pub name: Option<String>,
+    /// Its folder (holding `data.jsonl` and `metadata.json`).
+    pub dir: PathBuf,
+}
+
+impl StreamDir {
+    /// Its `data.jsonl`.
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data.jsonl")
+    }
+
+    /// Its `metadata.json`, if there is one that parses.
+    pub fn metadata(&self) -> Result<Option<Json>> {
+        read_json(&self.dir.join("metadata.json"))
+    }
+
+    /// The name to show: the stream's, or `None` for the unnamed one.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("None")
+    }
+}
+
+/// The metric streams of the run in `dir`, sorted by name (folders holding
+/// a `data.jsonl` or `metadata.json` under `metrics/`; names with `/` are
+/// nested folders).
+pub fn metric_streams(dir: &Path) -> Result<Vec<StreamDir>> {
+    let mut out = Vec::new();
+    streams_under(&dir.join("metrics"), "", &mut out)?;
+    for s in &mut out {
+        if s.name.as_deref() == Some("None") {
+            s.name = None;
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn streams_under(dir: &Path, rel: &str, out: &mut Vec<StreamDir>) -> Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for e in rd {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.path().is_dir() {
+            continue;
+        }
+        let rel = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let p = e.path();
+        if p.join("data.jsonl").exists() || p.join("metadata.json").exists() {
+            out.push(StreamDir {
+                name: Some(rel.clone()),
+                dir: p.clone(),
+            });
+        }
+        streams_under(&p, &rel, out)?;
+    }
+    Ok(())
+}
+
+/// The metric stream `name` of the run in `dir` (`None` or `"None"`: the
+/// unnamed stream), whether or not it has data yet.
+pub fn metric_stream(dir: &Path, name: Option<&str>) -> StreamDir {
+    let name = name.filter(|n| *n != "None");
+    StreamDir {
+        dir: dir.join("metrics").join(name.unwrap_or("None")),
+        name: name.map(String::from),
+    }
+}
+
+/// The track topics of the run in `dir`, sorted by topic (the topic as its
+/// `metadata.json` says, else the folder name).
+pub fn track_topics(dir: &Path) -> Result<Vec<StreamDir>> {
+    let tracks = dir.join("tracks");
+    let rd = match fs::read_dir(&tracks) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&tracks, e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| Error::io(&tracks, e))?;
+        let folder = e.file_name().to_string_lossy().into_owned();
+        if folder.starts_with('.') || !e.path().is_dir() {
+            continue;
+        }
+        let meta = read_json(&e.path().join("metadata.json")).ok().flatten();
+        let topic = meta
+            .as_ref()
+            .and_then(|m| m.get("topic"))
+            .and_then(Json::as_str)
+            .map_or(folder, String::from);
+        out.push(StreamDir {
+            name: Some(topic),
+            dir: e.path(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The track topic `topic` of the run in `dir`.
+pub fn track_topic(dir: &Path, topic: &str) -> StreamDir {
+    StreamDir {
+        name: Some(topic.to_string()),
+        dir: dir
+            .join("tracks")
+            .join(crate::sink::local::topic_folder(topic)),
+    }
+}
+
+/// The logs file of the run in `dir`.
+pub fn logs_path(dir: &Path) -> PathBuf {
+    dir.join("logs").join("logs.jsonl")
+}
+
+/// The run's parameters (`parameters.json`'s `data`, flat `a.b` keys as
+/// stored); empty when none were set.
+pub fn params(dir: &Path) -> Result<Map<String, Json>> {
+    Ok(match read_json(&dir.join("parameters.json"))? {
+        Some(Json::Object(mut m)) => match m.remove("data") {
+            Some(Json::Object(d)) => d,
+            _ => Map::new(),
+        },
+        _ => Map::new(),
+    })
+}
+
+/// A stored file and where its content is.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// Its entry in `files/.files_metadata.json`.
+    pub info: FileInfo,
+    /// `files/<path>/<id>/<filename>`.
+    pub content: PathBuf,
+}
+
+/// The run's stored files (deleted ones left out), in the store's order.
+pub fn stored_files(dir: &Path) -> Result<Vec<StoredFile>> {
+    let files = dir.join("files");
+    let meta = files.join(".files_metadata.json");
+    let entries = match read_json(&meta)? {
+        Some(Json::Object(mut m)) => match m.remove("files") {
+            Some(Json::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let info: FileInfo = serde_json::from_value(e).map_err(|e| Error::Corrupt {
+            path: meta.clone(),
+            reason: format!("an entry of \"files\" is not a file's metadata: {e}"),
+        })?;
+        if info.deleted_at.is_some() {
+            continue;
+        }
+        let rel = info.path.trim_start_matches('/');
+        let base = if rel.is_empty() {
+            files.clone()
+        } else {
+            files.join(rel)
+        };
+        out.push(StoredFile {
+            content: base.join(&info.id).join(&info.filename),
+            info,
+        });
+    }
+    Ok(out)
+}
