@@ -20,10 +20,11 @@ pytest.importorskip("ml_dash")
 PREFIX = "alice/parity/run-1"
 # Wall-clock and id fields: present in both, values differ by nature.
 VOLATILE = {"createdAt", "updatedAt", "uploadedAt", "created_at", "updated_at", "started_at",
-            "ended_at", "firstDataAt", "lastDataAt", "id"}
-# Deliberate: the engine records the run's status and times in experiment.json
-# (the SDK's local mode does not), for `ml-dash list` and crashed-run detection.
-EXTRA = {"experiment": {"status", "started_at", "ended_at"}}
+            "ended_at", "heartbeat_at", "pid", "host", "firstDataAt", "lastDataAt", "id"}
+# Deliberate: the engine records the run's status and times, and its writer's
+# liveness marker, in experiment.json (the SDK's local mode does not), for
+# `ml-dash list` and crashed-run detection.
+EXTRA = {"experiment": {"status", "started_at", "ended_at", "pid", "host", "heartbeat_at"}}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT")
 
 

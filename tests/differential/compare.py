@@ -238,7 +238,7 @@ def one_folder_node_per_folder(reqs, store):
 def run_status_in_experiment_json(reqs, store):
     for path, doc in store.items():
         if path.endswith("/experiment.json") and isinstance(doc, dict):
-            for k in ("status", "started_at", "ended_at"):
+            for k in ("status", "started_at", "ended_at", "pid", "host", "heartbeat_at"):
                 doc.pop(k, None)
 
 
@@ -287,9 +287,9 @@ DELIBERATE = [
         one_folder_node_per_folder,
     ),
     (
-        "status, started_at, ended_at in experiment.json",
-        "the local store records the run's status and times (README, improvements over the "
-        "Python store)",
+        "status, started_at, ended_at, pid, host, heartbeat_at in experiment.json",
+        "the local store records the run's status and times, and the writer's liveness marker "
+        "that `ml-dash list` reads (README, improvements over the Python store)",
         run_status_in_experiment_json,
     ),
     (
