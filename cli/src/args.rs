@@ -35,6 +35,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Send spools, or local runs that never had a server, to an ML-Dash server.
     Sync(SyncArgs),
+    /// A web dashboard of the store on http://127.0.0.1:8777/ (live charts, logs, files).
+    Serve(ServeArgs),
     /// Shell completions for bash, zsh, fish, elvish or powershell, on stdout.
     Completions {
         /// The shell.
@@ -222,4 +224,22 @@ pub struct SyncArgs {
     /// Plain progress lines on stderr even on a terminal.
     #[arg(long)]
     pub no_tty: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on; anything but loopback needs --token.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port (0: any free one; the URL printed says which).
+    #[arg(long, default_value_t = 8777)]
+    pub port: u16,
+    /// Every request must carry this token (`?token=`, which the page keeps
+    /// in a cookie, or `Authorization: Bearer`).
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
+    /// Open the URL in a browser (xdg-open).
+    #[arg(long)]
+    pub open: bool,
 }

@@ -26,54 +26,135 @@ pub fn min_max(xs: &[f64], ys: &[f64], x_range: (f64, f64), columns: usize) -> V
     if n <= 4 * columns.max(1) {
         return (0..n).filter(valid).collect();
     }
-    let (x0, x1) = x_range;
-    let span = x1 - x0;
-    let cols = columns.max(1);
-    let col_of = |x: f64| -> usize {
-        if span.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+    let mut m4 = M4::new(x_range, columns);
+    for i in (0..n).filter(valid) {
+        m4.push(i, xs[i], ys[i]);
+    }
+    m4.finish().into_iter().map(|(i, _, _)| i).collect()
+}
+
+/// [`min_max`] as a stream: points go in one at a time (in x order) and
+/// only the current pixel column's four candidates are held, so a server
+/// can downsample a stream of any length in `O(columns)` memory. Each point
+/// carries a key (its index) and its x and y.
+#[derive(Debug, Clone)]
+pub struct M4 {
+    x0: f64,
+    span: f64,
+    cols: usize,
+    /// The current column: first, min, max, last.
+    cur: Option<(usize, [(usize, f64, f64); 4])>,
+    out: Vec<(usize, f64, f64)>,
+}
+
+impl M4 {
+    /// Columns spanning `x_range`.
+    pub fn new(x_range: (f64, f64), columns: usize) -> M4 {
+        let cols = columns.max(1);
+        M4 {
+            x0: x_range.0,
+            span: x_range.1 - x_range.0,
+            cols,
+            cur: None,
+            out: Vec::with_capacity(4 * cols + 2),
+        }
+    }
+
+    fn col_of(&self, x: f64) -> usize {
+        if self.span.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return 0;
         }
-        (((x - x0) / span * cols as f64).floor().max(0.0) as usize).min(cols - 1)
-    };
-    let mut out = Vec::with_capacity(4 * cols + 2);
-    // The current column: its first, min, max and last point.
-    let mut cur: Option<(usize, [usize; 4])> = None;
-    let flush = |c: [usize; 4], out: &mut Vec<usize>| {
-        let mut v = c;
-        v.sort_unstable();
-        for i in v {
-            if out.last() != Some(&i) {
-                out.push(i);
-            }
+        (((x - self.x0) / self.span * self.cols as f64)
+            .floor()
+            .max(0.0) as usize)
+            .min(self.cols - 1)
+    }
+
+    /// The next point (NaN x or y: a gap, left out).
+    pub fn push(&mut self, key: usize, x: f64, y: f64) {
+        if x.is_nan() || y.is_nan() {
+            return;
         }
-    };
-    for i in 0..n {
-        if !valid(&i) {
-            continue;
-        }
-        let c = col_of(xs[i]);
-        match &mut cur {
+        let c = self.col_of(x);
+        let p = (key, x, y);
+        match &mut self.cur {
             Some((col, k)) if *col == c => {
-                if ys[i] < ys[k[1]] {
-                    k[1] = i;
+                if y < k[1].2 {
+                    k[1] = p;
                 }
-                if ys[i] > ys[k[2]] {
-                    k[2] = i;
+                if y > k[2].2 {
+                    k[2] = p;
                 }
-                k[3] = i;
+                k[3] = p;
             }
             _ => {
-                if let Some((_, k)) = cur.take() {
-                    flush(k, &mut out);
-                }
-                cur = Some((c, [i; 4]));
+                self.flush();
+                self.cur = Some((c, [p; 4]));
             }
         }
     }
-    if let Some((_, k)) = cur {
-        flush(k, &mut out);
+
+    fn flush(&mut self) {
+        if let Some((_, mut k)) = self.cur.take() {
+            k.sort_unstable_by_key(|p| p.0);
+            for p in k {
+                if self.out.last().map(|q| q.0) != Some(p.0) {
+                    self.out.push(p);
+                }
+            }
+        }
     }
-    out
+
+    /// Appends `next`, the points that followed this one's (the same
+    /// columns; a column split between the two is merged as if one stream
+    /// had seen it all).
+    pub fn append(&mut self, mut next: M4) {
+        if let (Some((ca, a)), Some((cb, _))) = (&mut self.cur, &next.cur)
+            && next.out.is_empty()
+            && ca == cb
+        {
+            let b = next.cur.take().map(|c| c.1).unwrap_or(*a);
+            if b[1].2 < a[1].2 {
+                a[1] = b[1];
+            }
+            if b[2].2 > a[2].2 {
+                a[2] = b[2];
+            }
+            a[3] = b[3];
+            return;
+        }
+        if let (Some((ca, a)), Some(first)) = (&mut self.cur, next.out.first().copied())
+            && *ca == next.col_of(first.1)
+        {
+            // `next` began in this column: merge its first column's points.
+            let n = next
+                .out
+                .iter()
+                .take_while(|p| next.col_of(p.1) == *ca)
+                .count();
+            for p in next.out.drain(..n) {
+                if p.2 < a[1].2 {
+                    a[1] = p;
+                }
+                if p.2 > a[2].2 {
+                    a[2] = p;
+                }
+                a[3] = p;
+            }
+        }
+        if next.out.is_empty() && next.cur.is_none() {
+            return;
+        }
+        self.flush();
+        self.out.append(&mut next.out);
+        self.cur = next.cur;
+    }
+
+    /// The points kept, in input order: `(key, x, y)`.
+    pub fn finish(mut self) -> Vec<(usize, f64, f64)> {
+        self.flush();
+        self.out
+    }
 }
 
 /// A trailing moving average over `window` points (NaN points are gaps:
@@ -119,6 +200,16 @@ mod tests {
         assert!(keep.len() <= 400 && keep.len() >= 200);
         assert_eq!((keep[0], *keep.last().unwrap()), (0, n - 1));
         assert!(keep.windows(2).all(|w| w[0] < w[1]));
+        // Split anywhere and appended: the same points.
+        for cut in [1, 999, 1000, 1001, 54_321, n - 1] {
+            let range = (0.0, (n - 1) as f64);
+            let (mut a, mut b) = (M4::new(range, 100), M4::new(range, 100));
+            (0..cut).for_each(|i| a.push(i, xs[i], ys[i]));
+            (cut..n).for_each(|i| b.push(i, xs[i], ys[i]));
+            a.append(b);
+            let got: Vec<usize> = a.finish().into_iter().map(|p| p.0).collect();
+            assert_eq!(got, keep, "cut at {cut}");
+        }
         // Each column's min and max are kept.
         for c in 0..100 {
             let (a, b) = (c * 1000, (c + 1) * 1000);

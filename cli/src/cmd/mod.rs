@@ -26,6 +26,7 @@ pub(crate) fn run(cli: Cli) -> Result {
         Command::Verify(a) => verify::run(root, &a),
         Command::Export(a) => export::run(root, &a),
         Command::Sync(a) => sync::run(root, &a),
+        Command::Serve(a) => crate::serve::run(root, &a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

@@ -4,6 +4,8 @@
 //! virtualenv `target/interop-venv`, made once under the same lock).
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
