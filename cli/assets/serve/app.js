@@ -326,7 +326,7 @@ async function runPage(prefix) {
     filesEl.append(row);
   }
   const section = (title, ...kids) => h("section", {}, h("h2", { text: title }), ...kids);
-  main.replaceChildren(
+  main.replaceChildren(...[
     h("div", { class: "controls" }, h("b", { text: prefix }), status, times),
     h("div", { class: "controls" }, xSel, h("label", {}, logy, " log y"), h("label", {}, "smoothing ", smooth), h("span", { text: "drag: zoom · double-click: reset" })),
     section("Metrics", chartsEl),
@@ -334,7 +334,7 @@ async function runPage(prefix) {
     section("Parameters", pf, h("table", { id: "params" }, pbody)),
     section("Logs", h("div", { class: "controls" }, level, search), logsEl, more),
     d.tracks.length ? section("Tracks", tracksEl) : null,
-    d.files.length ? section("Files", filesEl) : null);
+    d.files.length ? section("Files", filesEl) : null].filter(Boolean));
   charts.forEach(c => { c.logy = state.logy; });
   await Promise.all(charts.map(c => c.reload()));
   if (om.value) await showOverlay();
