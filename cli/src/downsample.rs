@@ -33,6 +33,9 @@ pub fn min_max(xs: &[f64], ys: &[f64], x_range: (f64, f64), columns: usize) -> V
     m4.finish().into_iter().map(|(i, _, _)| i).collect()
 }
 
+/// A point as [`M4`] holds it: `(key, x, y)`.
+pub type Point = (usize, f64, f64);
+
 /// [`min_max`] as a stream: points go in one at a time (in x order) and
 /// only the current pixel column's four candidates are held, so a server
 /// can downsample a stream of any length in `O(columns)` memory. Each point
@@ -43,8 +46,8 @@ pub struct M4 {
     span: f64,
     cols: usize,
     /// The current column: first, min, max, last.
-    cur: Option<(usize, [(usize, f64, f64); 4])>,
-    out: Vec<(usize, f64, f64)>,
+    cur: Option<(usize, [Point; 4])>,
+    out: Vec<Point>,
 }
 
 impl M4 {
@@ -151,7 +154,7 @@ impl M4 {
     }
 
     /// The points kept, in input order: `(key, x, y)`.
-    pub fn finish(mut self) -> Vec<(usize, f64, f64)> {
+    pub fn finish(mut self) -> Vec<Point> {
         self.flush();
         self.out
     }
