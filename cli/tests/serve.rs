@@ -351,6 +351,8 @@ fn events_follow_a_live_run_after_each_flush() {
     m.log(&point! {"loss" => 1.0, "step" => 0}).unwrap();
     run.flush().unwrap();
     let s = serve(&root, &[]);
+    let series = format!("{}/api/series?run=alice/live/run&metric=train", s.base);
+    assert_eq!(json_of(&series)["points"], 1);
     let resp = agent()
         .get(&format!("{}/api/events?run=alice/live/run", s.base))
         .call()
@@ -374,6 +376,8 @@ fn events_follow_a_live_run_after_each_flush() {
         (Some("train"), Some(1), Some(0.5))
     );
     until(&mut r, "log", |v| v["message"] == "one more");
+    // The series answer is not a stale cached one.
+    assert_eq!(json_of(&series)["points"], 2);
     // A new stream appears with its points.
     run.metrics("eval")
         .unwrap()

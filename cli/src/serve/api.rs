@@ -29,6 +29,9 @@ type R<T> = std::result::Result<T, Reply>;
 
 /// A file larger than this is scanned by several threads.
 const SPLIT_BYTES: u64 = 8 << 20;
+/// How many series answers are kept (each ~30 bytes per pixel column
+/// and field).
+const SERIES_CACHE: usize = 64;
 /// How far back from a file's end its last line is looked for.
 const TAIL_BYTES: u64 = 64 << 10;
 /// How often an event stream polls the run's files.
@@ -276,6 +279,20 @@ fn series(ctx: &Ctx, q: &Query) -> R<Reply> {
         (Some(a), Some(b)) if a < b => Some((a, b)),
         _ => None,
     };
+    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let key = format!(
+        "{path:?} {:?} {mtime:?} {} {width} {smooth} {zoom:?} {fields:?}",
+        size(&path),
+        q.get("x").unwrap_or("step")
+    );
+    if let Some(hit) = ctx
+        .series_cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).cloned())
+    {
+        return Ok(Reply::bytes(200, "application/json", hit));
+    }
     let mut keys: Vec<&str> = fields.iter().map(String::as_str).collect();
     keys.push(x_key.unwrap_or("_ts"));
     let xi = fields.len();
@@ -401,12 +418,20 @@ fn series(ctx: &Ctx, q: &Query) -> R<Reply> {
             })
         })
         .collect();
-    Ok(Reply::json(&json!({
+    let body = serde_json::to_vec(&json!({
         "run": run.prefix, "metric": metric, "x": q.get("x").unwrap_or("step"),
         "t0": t0, "range": [range.0, range.1], "width": width,
         "points": whole.points, "end": whole.end, "last_index": last_index,
         "series": series,
-    })))
+    }))
+    .unwrap_or_default();
+    if let Ok(mut c) = ctx.series_cache.lock() {
+        if c.len() >= SERIES_CACHE {
+            c.clear();
+        }
+        c.insert(key, body.clone());
+    }
+    Ok(Reply::bytes(200, "application/json", body))
 }
 
 const LEVELS: [&str; 5] = ["debug", "info", "warn", "error", "fatal"];

@@ -34,6 +34,9 @@ pub(crate) struct Ctx {
     /// The root, canonical.
     pub root: PathBuf,
     token: Option<String>,
+    /// The last series answers, by what they were computed from (the
+    /// file's length and mtime included, so a file that grew misses).
+    pub series_cache: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 pub(crate) fn run(root: &Path, a: &ServeArgs) -> Result {
@@ -78,6 +81,7 @@ pub(crate) fn run(root: &Path, a: &ServeArgs) -> Result {
     let ctx = Arc::new(Ctx {
         root: canon,
         token: a.token.clone(),
+        series_cache: Default::default(),
     });
     for req in server.incoming_requests() {
         let ctx = Arc::clone(&ctx);
