@@ -285,6 +285,52 @@ fn runs_list_and_a_live_run_page_in_chromium() {
     );
     assert_eq!(live, json!(["300,300", "yes"]));
     b.wait("document.querySelector('#logs').innerText.includes('late warning')");
+    // Drag to zoom (the server sends that x range), double-click to reset.
+    let train = "document.querySelector('#charts .chart[data-metric=\"train\"]')";
+    let r = b.wait(&format!(
+        "(r => [r.left + 58 + 492 * 0.25, r.left + 58 + 492 * 0.5, r.top + 100])({train}.querySelector('canvas').getBoundingClientRect())"
+    ));
+    let (x0, x1, y) = (
+        r[0].as_f64().unwrap(),
+        r[1].as_f64().unwrap(),
+        r[2].as_f64().unwrap(),
+    );
+    for (kind, x, clicks) in [
+        ("mousePressed", x0, 1),
+        ("mouseMoved", x1, 0),
+        ("mouseReleased", x1, 1),
+    ] {
+        b.page(
+            "Input.dispatchMouseEvent",
+            json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": clicks}),
+        );
+    }
+    let zoomed = b.wait(&format!(
+        "(c => c.dataset.view && c.dataset.points !== '301,301' && [c.dataset.view, c.dataset.points])({train})"
+    ));
+    let n: usize = zoomed[1]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((60..=90).contains(&n), "a quarter of 301 points: {zoomed}");
+    for (kind, clicks) in [
+        ("mousePressed", 1),
+        ("mouseReleased", 1),
+        ("mousePressed", 2),
+        ("mouseReleased", 2),
+    ] {
+        b.page(
+            "Input.dispatchMouseEvent",
+            json!({"type": kind, "x": x0, "y": y, "button": "left", "clickCount": clicks}),
+        );
+    }
+    b.wait(&format!(
+        "(c => c.dataset.view === '' && c.dataset.points === '301,301')({train})"
+    ));
     // The run ends: its status changes on the page.
     run.complete().unwrap();
     b.wait("document.querySelector('#status .status').dataset.status === 'COMPLETED'");

@@ -115,6 +115,7 @@ class Chart {
     this.el.dataset.series = this.series.map(s => s.label).join(",");
     this.el.dataset.points = this.series.map(s => s.x.length).join(",");
     this.el.dataset.last = this.series.map(s => s.x.length ? s.x[s.x.length - 1] : "").join(",");
+    this.el.dataset.view = this.view ? this.view.map(fmt).join(",") : "";
     const r = this.r = this.ranges();
     if (this.err || !r) {
       g.fillStyle = "#888"; g.fillText(this.err || "no points", p.l + 10, p.t + 20);
