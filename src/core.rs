@@ -24,6 +24,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::config::{Backpressure, BufferConfig};
 use crate::error::{Error, Result};
+use crate::ranks::Role;
 use crate::record::{self, Encoder, Fields, Head, kind};
 use crate::ring::{self, Fill, RingConsumer, RingProducer};
 use std::sync::{Arc, Mutex, Weak};
@@ -269,6 +270,8 @@ pub(crate) struct RunCore {
     fast_max: usize,
     /// The fork generation the run was opened in (see `crate::fork`).
     generation: u64,
+    /// What the run does in this process of a job (see `crate::ranks`).
+    pub(crate) role: Role,
 }
 
 /// A record's header before its timestamp is taken.
@@ -300,7 +303,17 @@ impl Meta {
 }
 
 impl RunCore {
+    #[cfg_attr(not(any(test, ml_dash_loom)), allow(dead_code))] // the models' door
     pub(crate) fn new(cfg: BufferConfig) -> (Arc<RunCore>, mpsc::Receiver<Control>) {
+        RunCore::with_role(cfg, Role::default())
+    }
+
+    /// A run with `role` (an inert one starts no collector: see
+    /// [`Role::inert`]).
+    pub(crate) fn with_role(
+        cfg: BufferConfig,
+        role: Role,
+    ) -> (Arc<RunCore>, mpsc::Receiver<Control>) {
         crate::sync::init_barriers();
         crate::fork::install();
         let (tx, rx) = mpsc::channel();
@@ -332,6 +345,7 @@ impl RunCore {
             wake_every,
             fast_max,
             generation: crate::fork::generation(),
+            role,
         };
         (Arc::new(core), rx)
     }
@@ -451,6 +465,10 @@ impl RunCore {
         // cleared HOT (see `crate::fork`).
         self.check_owner()?;
         let (len, inherits) = record::checked_len(msg, fields, self.cfg.max_record_bytes)?;
+        if self.role.inert {
+            // Never on the hot path's ring (it has none): checked, then nothing.
+            return self.noop_result();
+        }
         let head = meta.head();
         let mut fill = Encoder { head, msg, fields };
         with_producer(self, |p| {
@@ -473,12 +491,35 @@ impl RunCore {
         self.flush()
     }
 
-    /// Waits until everything logged before the call is in the store.
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.check_owner()?;
-        if self.closed.load(Ordering::Acquire) {
+    /// The answer of a call that does nothing here (an inert run, or a
+    /// shared-mode write that only rank 0 makes): `Closed` after close, else done.
+    #[cold]
+    pub(crate) fn noop_result(&self) -> Result<()> {
+        // Relaxed: nothing is written, so there is nothing to order.
+        if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
+        Ok(())
+    }
+
+    /// Waits until everything logged before the call is in the store.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.flush_within(Duration::MAX).unwrap_or(Ok(()))
+    }
+
+    /// [`flush`](Self::flush) that gives up after `limit` (`None`; the
+    /// flush then completes without a waiter).
+    pub(crate) fn flush_within(&self, limit: Duration) -> Option<Result<()>> {
+        if let Err(e) = self.check_owner() {
+            return Some(Err(e));
+        }
+        if self.role.inert {
+            return Some(self.noop_result());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Some(Err(Error::Closed));
+        }
+        let start = crate::sync::Instant::now();
         // SeqCst (an AcqRel RMW would do): pairs with the collector's Acquire load
         // of `requested` at the top of its loop, so every record pushed before
         // this call (by any thread that happens-before it) is drained for this epoch.
@@ -507,22 +548,28 @@ impl RunCore {
                 if self.epochs.completed.load(Ordering::Acquire) >= epoch {
                     break;
                 }
-                return Err(Error::Collector(
+                return Some(Err(Error::Collector(
                     "it stopped before this flush completed".into(),
-                ));
+                )));
+            }
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return None;
             }
             // The timeout is a safety net only (a collector that died in a
             // panic unparks nobody); the models run without it.
-            park_timeout(Duration::from_millis(100));
+            park_timeout(Duration::from_millis(100).min(left));
         }
         if self.epochs.failed.load(Ordering::Acquire) >= epoch {
             if let Some(why) = self.dead_thread.load_full() {
-                return Err(Error::Panicked(why.to_string()));
+                return Some(Err(Error::Panicked(why.to_string())));
             }
             let why = self.last_error.load_full();
-            return Err(Error::Sink(why.map_or_else(String::new, |s| s.to_string())));
+            return Some(Err(Error::Sink(
+                why.map_or_else(String::new, |s| s.to_string()),
+            )));
         }
-        Ok(())
+        Some(Ok(()))
     }
 
     /// Marks the run closed: from here every push returns `Closed`. The

@@ -53,10 +53,12 @@ mod encode;
 mod error;
 mod files;
 mod fork;
+pub mod ranks;
 pub mod read;
 mod record;
 mod remote;
 mod ring;
+mod signals;
 mod sink;
 mod spool;
 mod sync;
@@ -87,8 +89,12 @@ pub use config::{Backpressure, BufferConfig};
 pub use core::Status;
 pub use error::{Error, Result};
 pub use files::{FileInfo, Image};
+pub use ranks::{RankMode, Ranks};
 pub use record::{Fields, Level, Value};
 pub use remote::{
     RemoteConfig, RemoteReport, SYNC_DIR, SpooledRun, Stats as RemoteStats, SyncOptions,
     UndeliverableSession, spool_run, sync,
+};
+pub use signals::{
+    DEFAULT_SIGNAL_DEADLINE, ENV_HANDLE_SIGNALS, ENV_SIGNAL_DEADLINE, HandleSignals,
 };

@@ -341,6 +341,20 @@ struct Hashing<W> {
     size: u64,
 }
 
+/// The size and sha256 hex of `content`, written nowhere (a save that a
+/// rank skips still returns its `FileInfo`).
+pub(crate) fn hash_only(
+    content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(u64, String)> {
+    let mut out = Hashing {
+        inner: std::io::sink(),
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    content(&mut out).map_err(|e| Error::io("(a skipped save)", e))?;
+    Ok((out.size, hex(&out.hasher.finalize())))
+}
+
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -413,7 +427,9 @@ impl FileStore {
         let dir = self.pending_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(id);
-        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        // Never another's: two processes of one experiment may draw one id
+        // (the SDK's 12 random bits per millisecond); the caller draws again.
+        let f = File::create_new(&path).map_err(|e| Error::io(&path, e))?;
         let mut out = Hashing {
             inner: f,
             hasher: Sha256::new(),
