@@ -438,10 +438,18 @@ impl RunCore {
     /// registers across it).
     #[inline(always)]
     fn push_with(self: &Arc<Self>, meta: Meta, msg: &[u8], fields: &Fields<'_>) -> Result<()> {
-        if let Some(len) = record::encoded_len(msg, fields, self.fast_max)
-            && let Ok(hot) = HOT.try_with(Cell::get)
-            && hot.run == self.id
-        {
+        if let Some(len) = record::encoded_len(msg, fields, self.fast_max) {
+            let Ok(hot) = HOT.try_with(Cell::get) else {
+                return self.push_general(meta, msg, fields);
+            };
+            if hot.run != self.id {
+                if self.role.inert {
+                    // A valid record on a run that records nothing (it has
+                    // no ring, so this is its every call): done.
+                    return self.check_owner().and_then(|()| self.noop_result());
+                }
+                return self.push_general(meta, msg, fields);
+            }
             let head = meta.head();
             // SAFETY: `hot.ring` points at the ring of this thread's first slot
             // in SLOTS, which lives (unmoved: SLOTS is not borrowed here) until
@@ -493,7 +501,7 @@ impl RunCore {
 
     /// The answer of a call that does nothing here (an inert run, or a
     /// shared-mode write that only rank 0 makes): `Closed` after close, else done.
-    #[cold]
+    #[inline]
     pub(crate) fn noop_result(&self) -> Result<()> {
         // Relaxed: nothing is written, so there is nothing to order.
         if self.closed.load(Ordering::Relaxed) {
