@@ -712,6 +712,22 @@ mod tests {
         assert_eq!(content_type("x.unknownext"), "application/octet-stream");
     }
 
+    /// Two writers of one experiment (processes) that drew one id: the
+    /// second temp file is refused (the caller draws again), never the
+    /// first's content truncated.
+    #[test]
+    fn a_temp_file_is_never_anothers() {
+        let root = tempfile::tempdir().unwrap();
+        let fs_ = FileStore::new(&root.path().join("a/b"), "a/b", false, Copies::Local);
+        let (tmp, ..) = fs_.write_temp("7", &mut |f| f.write_all(b"first")).unwrap();
+        let again = fs_.write_temp("7", &mut |f| f.write_all(b"second"));
+        assert!(
+            matches!(&again, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{again:?}"
+        );
+        assert_eq!(fs::read_to_string(tmp).unwrap(), "first");
+    }
+
     #[test]
     fn store_replaces_and_hashes() {
         let root = tempfile::tempdir().unwrap();
