@@ -35,7 +35,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::config::{Range, parse_duration};
 use crate::core::Status;
 use crate::error::{Error, Result};
-use crate::sink::local::{read_json, write_json_atomic};
+use crate::sink::local::{hostname as host, read_json, write_json_atomic};
 
 /// `ML_DASH_RANKS`: `rank0`, `per_rank` or `shared`.
 pub const ENV_RANKS: &str = "ML_DASH_RANKS";
@@ -577,18 +577,6 @@ fn alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// This machine's host name (`""` when it has none).
-fn host() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which
-    // lives here; the result is cut at the first NUL below.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return String::new();
-    }
-    let n = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 #[cfg(test)]

@@ -664,22 +664,22 @@ fn shared_mode_four_ranks_write_one_experiment_and_rank_0_alone_the_status() {
     let dash = t.path().join("dash");
     let server = TestServer::start();
     let url = server.url();
-    let mut children: Vec<Child> = (0..4)
-        .map(|r| {
-            let mut env = torchrun(r, 4);
-            env.extend(env_of(&[("ML_DASH_RANKS", "shared"), ("T_URL", &url)]));
-            if r > 0 {
-                env.extend(env_of(&[("T_WAIT", "1")])); // they close when told
-            }
-            Child::spawn("log", t.path(), &env)
-        })
-        .collect();
-    for c in &mut children {
+    let spawn = |r| {
+        let mut env = torchrun(r, 4);
+        env.extend(env_of(&[("ML_DASH_RANKS", "shared"), ("T_URL", &url)]));
+        if r > 0 {
+            env.extend(env_of(&[("T_WAIT", "1")])); // they close when told
+        }
+        let mut c = Child::spawn("log", t.path(), &env);
         assert_eq!(
             c.expect("OPENED"),
             format!("recording=true prefix={PREFIX}")
         );
-    }
+        c
+    };
+    // Rank 0 opens first: the others, opening after it, leave its marker.
+    let mut children = vec![spawn(0)];
+    children.extend((1..4).map(spawn));
     for c in &mut children {
         c.expect("LOGGED");
     }
@@ -741,6 +741,11 @@ fn shared_mode_four_ranks_write_one_experiment_and_rank_0_alone_the_status() {
     );
     let exp = doc(&dash, PREFIX, "experiment.json");
     assert_eq!(exp["status"], "COMPLETED");
+    let rank0_pid = doc(&dash, PREFIX, ".ranks/0.json")["pid"].clone();
+    assert_eq!(
+        exp["pid"], rank0_pid,
+        "the liveness marker is rank 0's process"
+    );
     let ended = exp["ended_at"].as_str().unwrap();
     for r in 1..4 {
         let entry = doc(&dash, PREFIX, &format!(".ranks/{r}.json"));
@@ -984,16 +989,26 @@ fn sigterm_runs_the_programs_own_handler_after_the_drain() {
     assert_acknowledged_points_stored(&dash, acked);
 }
 
+/// The liveness of the run `PREFIX` as a reader (`ml-dash list`) sees it.
+fn liveness(dash: &Path) -> read::Liveness {
+    let runs = read::runs(dash).unwrap();
+    let run = runs.iter().find(|r| r.prefix == PREFIX).unwrap();
+    run.liveness(std::time::SystemTime::now())
+}
+
 #[test]
-fn kill9_then_reopen_appends_and_continues_the_indices() {
+fn kill9_marks_the_run_dead_and_a_reopen_appends_and_continues_the_indices() {
     let t = tempfile::tempdir().unwrap();
     let dash = t.path().join("dash");
     let mut c = Child::spawn("kill9", t.path(), &[]);
     c.expect("ACKED");
     let acked: u64 = c.expect("ACKED").parse().unwrap();
+    let pid = c.proc.id();
     // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-    unsafe { libc::kill(c.proc.id() as i32, libc::SIGKILL) };
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let _ = c.wait();
+    // Marked: RUNNING, but its process is gone (the CLI's `list` says "dead").
+    assert_eq!(liveness(&dash), read::Liveness::Dead { pid });
     let killed = points(&dash, PREFIX, "train").len() as u64;
     assert!(killed >= acked, "{killed} stored, {acked} acknowledged");
     let run = Experiment::new(PREFIX)
@@ -1001,12 +1016,14 @@ fn kill9_then_reopen_appends_and_continues_the_indices() {
         .buffer_config(quiet())
         .run()
         .unwrap();
+    assert_eq!(liveness(&dash), read::Liveness::Alive);
     let train = run.metrics("train").unwrap();
     for i in 0..500u64 {
         train.log(&point! {"again" => i}).unwrap();
         run.log("again").unwrap();
     }
     run.complete().unwrap();
+    assert_eq!(liveness(&dash), read::Liveness::Final);
     let all = points(&dash, PREFIX, "train");
     assert_eq!(all.len() as u64, killed + 500);
     assert_contiguous(

@@ -252,6 +252,7 @@ impl Experiment {
             description: self.readme,
             tags: self.tags,
             metadata,
+            unmarked: joined.member.as_ref().is_some_and(|m| !m.records_status()),
         };
         let local = match &self.dash_root {
             Some(root) => Some(LocalStore::open(root, &info, cfg.sync_on_flush)?),

@@ -310,6 +310,9 @@ impl Sink for Tee {
     }
 
     fn heartbeat(&mut self) -> Result<()> {
+        if self.member.as_ref().is_some_and(|m| !m.records_status()) {
+            return Ok(()); // shared mode: rank 0's process holds the marker
+        }
         self.local.as_mut().map_or(Ok(()), LocalStore::heartbeat)
     }
 
