@@ -479,14 +479,18 @@ impl RunCore {
         }
         let head = meta.head();
         let mut fill = Encoder { head, msg, fields };
-        with_producer(self, |p| {
+        let r = with_producer(self, |p| {
             // The SDK's rule: a metric `_ts = -1` needs a previous timestamp in
             // this thread (a track row without one takes the clock).
             if inherits && meta.kind == kind::METRIC && !p.stamped {
                 return Err(record::no_previous_ts());
             }
             p.push(self, len, meta.stamps(), &mut fill)
-        })?;
+        });
+        if let Err(Error::Closed) = r {
+            crate::signals::wait_out(); // a signal closed it: the process is ending
+        }
+        r?;
         if !self.cfg.buffer_enabled {
             return self.flush_unbuffered();
         }
@@ -525,6 +529,7 @@ impl RunCore {
             return Some(self.noop_result());
         }
         if self.closed.load(Ordering::Acquire) {
+            crate::signals::wait_out(); // a signal closed it: the process is ending
             return Some(Err(Error::Closed));
         }
         let start = crate::sync::Instant::now();

@@ -33,6 +33,10 @@
 //! - **Fork**: a run belongs to the process that opened it; in the child of a
 //!   `fork()` its calls return [`Error::Forked`] at once (no hang) and dropping
 //!   it is silent. The child may open runs of its own.
+//! - **Many processes**: a rank of a torchrun / SLURM job records as
+//!   [`RankMode`] says (only rank 0 by default; a run per rank; or one shared
+//!   experiment whose points carry their rank); [`Experiment::handle_signals`]
+//!   closes runs on SIGTERM / SIGINT before the signal takes its course.
 //! - **Errors**: bad input is a typed [`Error`]; nothing already accepted is lost
 //!   by it. No panic crosses the API; the collector survives store errors and
 //!   retries them.

@@ -58,8 +58,9 @@ pub enum RankMode {
     /// One experiment that every rank writes: each metric point, track row
     /// and log line carries the field `rank`; rank 0 alone writes parameters
     /// and files marked [`shared`](crate::Files::shared), and records the
-    /// final status once every other rank has closed (or
-    /// `ML_DASH_CLOSE_TIMEOUT` has passed); other ranks never send a status.
+    /// final status once every other rank whose run is open when rank 0
+    /// closes has closed (or `ML_DASH_CLOSE_TIMEOUT` has passed); other
+    /// ranks never send a status.
     Shared,
 }
 

@@ -115,35 +115,8 @@ pub(crate) fn deadline_from_env() -> Result<Duration> {
     }
 }
 
-/// The signals handled, in `PREV` order.
-const SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
-
-// Every static below is read by the handler or written before it can run;
-// each is an atomic, so the handler reads whole values. Relaxed throughout:
-// the install writes them all before `sigaction` makes the handler live
-// (a system call, which orders them for a handler in any thread), and the
-// watcher writes them while holding INSTALL (whose CAS is AcqRel).
-
-/// Write end of the wake-up pipe (-1: none).
-static PIPE_W: AtomicI32 = AtomicI32::new(-1);
-/// Read end, the watcher's.
-static PIPE_R: AtomicI32 = AtomicI32::new(-1);
-/// The process whose watcher reads the pipe (a fork's child is not it).
-static OWNER: AtomicU32 = AtomicU32::new(0);
-/// The disposition each of `SIGNALS` had before ours (a leaked box;
-/// null: ours is not installed for it).
-static PREV: [AtomicPtr<libc::sigaction>; 2] = [
-    AtomicPtr::new(std::ptr::null_mut()),
-    AtomicPtr::new(std::ptr::null_mut()),
-];
 /// The signal being handled (0: none so far).
 static FIRED: AtomicI32 = AtomicI32::new(0);
-/// Milliseconds a signal waits for the drain (the longest any run asked).
-static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
-/// The install section: 0, or the pid of the process whose thread holds it.
-static INSTALL: AtomicU32 = AtomicU32::new(0);
-/// The runs to close, with the process that registered them.
-static RUNS: ArcSwapOption<(u32, Vec<Weak<RunCore>>)> = ArcSwapOption::const_empty();
 
 /// Whether a termination signal is closing this process's runs.
 pub(crate) fn fired() -> bool {
@@ -151,40 +124,21 @@ pub(crate) fn fired() -> bool {
     FIRED.load(Ordering::Relaxed) != 0
 }
 
-fn pid() -> u32 {
-    std::process::id()
-}
-
-/// Runs `f` in the install section (a spin lock a fork's child takes over:
-/// its holder is then a thread of the parent, which the child does not have).
-fn installing<R>(f: impl FnOnce() -> R) -> R {
-    let me = pid();
-    loop {
-        // Acquire on success: pairs with the Release store that ended the
-        // previous section, so its writes are seen here.
-        match INSTALL.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => break,
-            Err(holder) if holder != me => {
-                // A parent's thread held it at the fork: take it over.
-                if INSTALL
-                    .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    break;
-                }
-            }
-            Err(_) => std::thread::yield_now(),
-        }
+/// Called where a call finds its run closed: while a signal is closing
+/// this process's runs, the caller waits (at most the deadline and a
+/// second) instead of getting `Closed` at once, so a training loop does not
+/// end the process (an error, a normal exit) before the signal does. When
+/// the process survives the signal (its own handler), the call returns.
+pub(crate) fn wait_out() {
+    #[cfg(target_os = "linux")]
+    if fired() && std::thread::current().name() != Some("ml-dash-signals") {
+        linux::wait_out();
     }
-    let r = f();
-    // Release: pairs with the Acquire above in the next holder.
-    INSTALL.store(0, Ordering::Release);
-    r
 }
 
 /// Closes `core` on the signals of `which` (from here until it closes),
 /// installing the handler and starting the watcher on first use in this
-/// process.
+/// process. Off on other systems than Linux.
 ///
 /// # Errors
 /// [`Error::Io`] when the pipe or the watcher thread cannot be made.
@@ -192,229 +146,325 @@ pub(crate) fn watch(core: &Arc<RunCore>, which: HandleSignals, deadline: Duratio
     if which == HandleSignals::Off {
         return Ok(());
     }
-    installing(|| {
-        let me = pid();
-        // Relaxed: see the statics' comment.
-        if OWNER.load(Ordering::Relaxed) != me {
-            start_watcher()?;
-        }
-        for &sig in which.signals() {
-            install(sig)?;
-        }
-        let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
-        DEADLINE_MS.fetch_max(ms, Ordering::Relaxed);
-        let mut runs: Vec<Weak<RunCore>> = match RUNS.load_full() {
-            Some(r) if r.0 == me => {
-                r.1.iter()
-                    .filter(|w| w.strong_count() > 0)
-                    .cloned()
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        runs.push(Arc::downgrade(core));
-        RUNS.store(Some(Arc::new((me, runs))));
+    #[cfg(target_os = "linux")]
+    return linux::watch(core, which, deadline);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (core, deadline);
         Ok(())
-    })
-}
-
-/// A new pipe and its watcher thread, for this process.
-fn start_watcher() -> Result<()> {
-    let mut fds = [-1; 2];
-    // SAFETY: pipe2 writes two descriptors into `fds`, which lives here.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return Err(Error::io("signal pipe", std::io::Error::last_os_error()));
-    }
-    let (r, w) = (fds[0], fds[1]);
-    std::thread::Builder::new()
-        .name("ml-dash-signals".into())
-        .spawn(move || watcher(r))
-        .map_err(|e| {
-            // SAFETY: closing the two descriptors made above, used by no one.
-            unsafe {
-                libc::close(r);
-                libc::close(w);
-            }
-            Error::io("signal watcher thread", e)
-        })?;
-    // Relaxed: see the statics' comment. A fork's child leaves the parent's
-    // (inherited) ends open: closing them could close a descriptor that
-    // another of its threads reused meanwhile... it has none, but the cost
-    // of two descriptors is smaller than the risk.
-    PIPE_R.store(r, Ordering::Relaxed);
-    PIPE_W.store(w, Ordering::Relaxed);
-    OWNER.store(pid(), Ordering::Relaxed);
-    Ok(())
-}
-
-/// Installs the handler for `sig` unless it is installed or ignored.
-fn install(sig: libc::c_int) -> Result<()> {
-    let slot = &PREV[SIGNALS
-        .iter()
-        .position(|&s| s == sig)
-        .expect("a handled signal")];
-    // Relaxed: see the statics' comment.
-    if !slot.load(Ordering::Relaxed).is_null() {
-        return Ok(());
-    }
-    // SAFETY: a zeroed sigaction is a valid value to be overwritten.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: querying the disposition into `old`, which lives here.
-    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-        return Err(Error::io("sigaction", std::io::Error::last_os_error()));
-    }
-    if old.sa_sigaction == libc::SIG_IGN {
-        return Ok(());
-    }
-    // SAFETY: as above.
-    let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
-    ours.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    ours.sa_flags = libc::SA_RESTART;
-    // SAFETY: `sa_mask` lives in `ours`; sigemptyset only writes it.
-    unsafe { libc::sigemptyset(&mut ours.sa_mask) };
-    // Published before the handler can run (it reads it in a fork's child).
-    slot.store(Box::into_raw(Box::new(old)), Ordering::Relaxed);
-    // SAFETY: `ours` is a complete sigaction whose handler is
-    // async-signal-safe (`on_signal`).
-    if unsafe { libc::sigaction(sig, &ours, std::ptr::null_mut()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        let p = slot.swap(std::ptr::null_mut(), Ordering::Relaxed);
-        // SAFETY: `p` came from Box::into_raw just above and is no longer shared.
-        drop(unsafe { Box::from_raw(p) });
-        return Err(Error::io("sigaction", e));
-    }
-    Ok(())
-}
-
-/// Puts back the disposition `sig` had before ours (async-signal-safe:
-/// atomic loads and `sigaction`). The saved box stays allocated: a handler
-/// in another thread may still read it.
-fn restore(sig: libc::c_int) {
-    let Some(i) = SIGNALS.iter().position(|&s| s == sig) else {
-        return;
-    };
-    // Relaxed: see the statics' comment.
-    let prev = PREV[i].swap(std::ptr::null_mut(), Ordering::Relaxed);
-    if !prev.is_null() {
-        // SAFETY: `prev` points at a sigaction that is never freed.
-        unsafe { libc::sigaction(sig, prev, std::ptr::null_mut()) };
     }
 }
 
-/// The handler: wakes the watcher, nothing else (async-signal-safe: atomic
-/// loads, getpid, write; errno is kept).
-extern "C" fn on_signal(sig: libc::c_int) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    let errno = unsafe { *libc::__errno_location() };
-    // Relaxed: see the statics' comment.
-    let fd = PIPE_W.load(Ordering::Relaxed);
-    if fd >= 0 && pid() == OWNER.load(Ordering::Relaxed) {
-        let b = sig as u8;
-        // SAFETY: writing one byte from a local to our pipe; a full pipe
-        // (EAGAIN) already holds a wake-up.
-        unsafe { libc::write(fd, (&raw const b).cast(), 1) };
-    } else {
-        // A fork's child: no watcher here. Behave as if never installed.
-        restore(sig);
-        // SAFETY: raise is async-signal-safe; the signal is blocked while
-        // this handler runs and is delivered when it returns.
-        unsafe { libc::raise(sig) };
-    }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
-}
+/// The handler, the watcher and their state (`libc::pipe2` and
+/// `__errno_location` are Linux's).
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::*;
 
-/// Waits up to `timeout` for a byte on the pipe; the signal it names.
-fn next_signal(fd: libc::c_int, timeout: Option<Duration>) -> Option<libc::c_int> {
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polling one pollfd that lives here.
-    if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
-        return None;
-    }
-    let mut b = 0u8;
-    // SAFETY: reading one byte into a local.
-    let n = unsafe { libc::read(fd, (&raw mut b).cast(), 1) };
-    (n == 1).then_some(libc::c_int::from(b))
-}
-
-fn watcher(fd: libc::c_int) {
-    loop {
-        let Some(sig) = next_signal(fd, None) else {
-            continue;
-        };
-        if pid() != OWNER.load(Ordering::Relaxed) {
-            return; // (a fork's child never runs this thread; defensive)
-        }
-        FIRED.store(sig, Ordering::Relaxed);
-        let deadline = Duration::from_millis(DEADLINE_MS.load(Ordering::Relaxed));
-        let start = Instant::now();
-        let runs: Vec<Arc<RunCore>> = match RUNS.load_full() {
-            Some(r) if r.0 == pid() => r.1.iter().filter_map(Weak::upgrade).collect(),
-            _ => Vec::new(),
-        };
-        let open: Vec<Arc<RunCore>> = runs
-            .into_iter()
-            .filter(|c| c.check_owner().is_ok() && c.alive())
-            .collect();
-        let name = if sig == libc::SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        };
-        for core in &open {
-            note(core, name);
-        }
-        // Flush first (logging goes on meanwhile: the loop is not cut off
-        // mid-step), then close: the close drains only what came since.
-        let mut hurried = false;
-        for core in &open {
-            let left = deadline.saturating_sub(start.elapsed());
-            if core.flush_within(left).is_none() {
-                hurried = true; // the deadline passed
-                break;
-            }
-        }
-        for core in &open {
-            if core.mark_closed() {
-                core.send(Control::Close {
-                    status: Status::Cancelled,
-                });
-                core.wake_collector();
-            }
-        }
-        while !hurried && open.iter().any(|c| c.alive()) {
-            let left = deadline.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            // A second signal: do not wait any longer.
-            if next_signal(fd, Some(left.min(Duration::from_millis(20)))).is_some() {
-                break;
-            }
-        }
+    /// Closes `core` on the signals of `which` (from here until it closes),
+    /// installing the handler and starting the watcher on first use in this
+    /// process.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the pipe or the watcher thread cannot be made.
+    pub(super) fn watch(
+        core: &Arc<RunCore>,
+        which: HandleSignals,
+        deadline: Duration,
+    ) -> Result<()> {
         installing(|| {
-            for s in SIGNALS {
-                restore(s);
+            let me = pid();
+            // Relaxed: see the statics' comment.
+            if OWNER.load(Ordering::Relaxed) != me {
+                start_watcher()?;
             }
-        });
-        // SAFETY: kill(2) on our own process; the previous disposition runs.
-        unsafe { libc::kill(libc::getpid(), sig) };
+            for &sig in which.signals() {
+                install(sig)?;
+            }
+            let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+            DEADLINE_MS.fetch_max(ms, Ordering::Relaxed);
+            let mut runs: Vec<Weak<RunCore>> = match RUNS.load_full() {
+                Some(r) if r.0 == me => {
+                    r.1.iter()
+                        .filter(|w| w.strong_count() > 0)
+                        .cloned()
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            runs.push(Arc::downgrade(core));
+            RUNS.store(Some(Arc::new((me, runs))));
+            Ok(())
+        })
     }
-}
 
-/// The marker: a warn log line saying which signal closed the run.
-fn note(core: &Arc<RunCore>, name: &str) {
-    let message = format!("{name}: closing the run as CANCELLED");
-    let head = Head {
-        kind: kind::LOG,
-        aux: Level::Warn.to_u8(),
-        stream: 0,
-        ts: crate::encode::now_nanos(),
-    };
-    let _ = core.push(head, message.as_bytes(), &[("signal", name.into())]);
+    pub(super) fn wait_out() {
+        let limit = Duration::from_millis(DEADLINE_MS.load(Ordering::Relaxed))
+            .saturating_add(Duration::from_secs(1));
+        let start = Instant::now();
+        // Relaxed: the watcher clears FIRED once the signal took its course.
+        while FIRED.load(Ordering::Relaxed) != 0 && start.elapsed() < limit {
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+    }
+
+    /// The signals handled, in `PREV` order.
+    const SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
+
+    // Every static below is read by the handler or written before it can run;
+    // each is an atomic, so the handler reads whole values. Relaxed throughout:
+    // the install writes them all before `sigaction` makes the handler live
+    // (a system call, which orders them for a handler in any thread), and the
+    // watcher writes them while holding INSTALL (taken with Acquire,
+    // left with Release).
+
+    /// Write end of the wake-up pipe (-1: none).
+    static PIPE_W: AtomicI32 = AtomicI32::new(-1);
+    /// The process whose watcher reads the pipe (a fork's child is not it).
+    static OWNER: AtomicU32 = AtomicU32::new(0);
+    /// The disposition each of `SIGNALS` had before ours (a leaked box;
+    /// null: ours is not installed for it).
+    static PREV: [AtomicPtr<libc::sigaction>; 2] = [
+        AtomicPtr::new(std::ptr::null_mut()),
+        AtomicPtr::new(std::ptr::null_mut()),
+    ];
+    /// Milliseconds a signal waits for the drain (the longest any run asked).
+    static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
+    /// The install section: 0, or the pid of the process whose thread holds it.
+    static INSTALL: AtomicU32 = AtomicU32::new(0);
+    /// The runs to close, with the process that registered them.
+    static RUNS: ArcSwapOption<(u32, Vec<Weak<RunCore>>)> = ArcSwapOption::const_empty();
+
+    #[cfg(target_os = "linux")]
+    fn pid() -> u32 {
+        std::process::id()
+    }
+
+    #[cfg(target_os = "linux")]
+    /// Runs `f` in the install section (a spin lock a fork's child takes over:
+    /// its holder is then a thread of the parent, which the child does not have).
+    fn installing<R>(f: impl FnOnce() -> R) -> R {
+        let me = pid();
+        loop {
+            // Acquire on success: pairs with the Release store that ended the
+            // previous section, so its writes are seen here.
+            match INSTALL.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(holder) if holder != me => {
+                    // A parent's thread held it at the fork: take it over.
+                    if INSTALL
+                        .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                }
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+        let r = f();
+        // Release: pairs with the Acquire above in the next holder.
+        INSTALL.store(0, Ordering::Release);
+        r
+    }
+
+    /// A new pipe and its watcher thread, for this process.
+    fn start_watcher() -> Result<()> {
+        let mut fds = [-1; 2];
+        // SAFETY: pipe2 writes two descriptors into `fds`, which lives here.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(Error::io("signal pipe", std::io::Error::last_os_error()));
+        }
+        let (r, w) = (fds[0], fds[1]);
+        std::thread::Builder::new()
+            .name("ml-dash-signals".into())
+            .spawn(move || watcher(r))
+            .map_err(|e| {
+                // SAFETY: closing the two descriptors made above, used by no one.
+                unsafe {
+                    libc::close(r);
+                    libc::close(w);
+                }
+                Error::io("signal watcher thread", e)
+            })?;
+        // Relaxed: see the statics' comment. (A fork's child that gets here
+        // keeps the parent's two inherited ends open, unused.)
+        PIPE_W.store(w, Ordering::Relaxed);
+        OWNER.store(pid(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Installs the handler for `sig` unless it is installed or ignored.
+    fn install(sig: libc::c_int) -> Result<()> {
+        let slot = &PREV[SIGNALS
+            .iter()
+            .position(|&s| s == sig)
+            .expect("a handled signal")];
+        // Relaxed: see the statics' comment.
+        if !slot.load(Ordering::Relaxed).is_null() {
+            return Ok(());
+        }
+        // SAFETY: a zeroed sigaction is a valid value to be overwritten.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: querying the disposition into `old`, which lives here.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            return Err(Error::io("sigaction", std::io::Error::last_os_error()));
+        }
+        if old.sa_sigaction == libc::SIG_IGN {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
+        ours.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        ours.sa_flags = libc::SA_RESTART;
+        // SAFETY: `sa_mask` lives in `ours`; sigemptyset only writes it.
+        unsafe { libc::sigemptyset(&mut ours.sa_mask) };
+        // Published before the handler can run (it reads it in a fork's child).
+        slot.store(Box::into_raw(Box::new(old)), Ordering::Relaxed);
+        // SAFETY: `ours` is a complete sigaction whose handler is
+        // async-signal-safe (`on_signal`).
+        if unsafe { libc::sigaction(sig, &ours, std::ptr::null_mut()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let p = slot.swap(std::ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: `p` came from Box::into_raw just above and is no longer shared.
+            drop(unsafe { Box::from_raw(p) });
+            return Err(Error::io("sigaction", e));
+        }
+        Ok(())
+    }
+
+    /// Puts back the disposition `sig` had before ours (async-signal-safe:
+    /// atomic loads and `sigaction`). The saved box stays allocated: a handler
+    /// in another thread may still read it.
+    fn restore(sig: libc::c_int) {
+        let Some(i) = SIGNALS.iter().position(|&s| s == sig) else {
+            return;
+        };
+        // Relaxed: see the statics' comment.
+        let prev = PREV[i].swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if !prev.is_null() {
+            // SAFETY: `prev` points at a sigaction that is never freed.
+            unsafe { libc::sigaction(sig, prev, std::ptr::null_mut()) };
+        }
+    }
+
+    /// The handler: wakes the watcher, nothing else (async-signal-safe: atomic
+    /// loads, getpid, write; errno is kept).
+    extern "C" fn on_signal(sig: libc::c_int) {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        let errno = unsafe { *libc::__errno_location() };
+        // Relaxed: see the statics' comment.
+        let fd = PIPE_W.load(Ordering::Relaxed);
+        if fd >= 0 && pid() == OWNER.load(Ordering::Relaxed) {
+            let b = sig as u8;
+            // SAFETY: writing one byte from a local to our pipe; a full pipe
+            // (EAGAIN) already holds a wake-up.
+            unsafe { libc::write(fd, (&raw const b).cast(), 1) };
+        } else {
+            // A fork's child: no watcher here. Behave as if never installed.
+            restore(sig);
+            // SAFETY: raise is async-signal-safe; the signal is blocked while
+            // this handler runs and is delivered when it returns.
+            unsafe { libc::raise(sig) };
+        }
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+    }
+
+    /// Waits up to `timeout` for a byte on the pipe; the signal it names.
+    fn next_signal(fd: libc::c_int, timeout: Option<Duration>) -> Option<libc::c_int> {
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polling one pollfd that lives here.
+        if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
+            return None;
+        }
+        let mut b = 0u8;
+        // SAFETY: reading one byte into a local.
+        let n = unsafe { libc::read(fd, (&raw mut b).cast(), 1) };
+        (n == 1).then_some(libc::c_int::from(b))
+    }
+
+    fn watcher(fd: libc::c_int) {
+        loop {
+            let Some(sig) = next_signal(fd, None) else {
+                continue;
+            };
+            if pid() != OWNER.load(Ordering::Relaxed) {
+                return; // (a fork's child never runs this thread; defensive)
+            }
+            FIRED.store(sig, Ordering::Relaxed);
+            let deadline = Duration::from_millis(DEADLINE_MS.load(Ordering::Relaxed));
+            let start = Instant::now();
+            let runs: Vec<Arc<RunCore>> = match RUNS.load_full() {
+                Some(r) if r.0 == pid() => r.1.iter().filter_map(Weak::upgrade).collect(),
+                _ => Vec::new(),
+            };
+            let open: Vec<Arc<RunCore>> = runs
+                .into_iter()
+                .filter(|c| c.check_owner().is_ok() && c.alive())
+                .collect();
+            let name = if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            for core in &open {
+                note(core, name);
+            }
+            // Flush first (logging goes on meanwhile: the loop is not cut off
+            // mid-step), then close: the close drains only what came since.
+            let mut hurried = false;
+            for core in &open {
+                let left = deadline.saturating_sub(start.elapsed());
+                if core.flush_within(left).is_none() {
+                    hurried = true; // the deadline passed
+                    break;
+                }
+            }
+            for core in &open {
+                if core.mark_closed() {
+                    core.send(Control::Close {
+                        status: Status::Cancelled,
+                    });
+                    core.wake_collector();
+                }
+            }
+            while !hurried && open.iter().any(|c| c.alive()) {
+                let left = deadline.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                // A second signal: do not wait any longer.
+                if next_signal(fd, Some(left.min(Duration::from_millis(20)))).is_some() {
+                    break;
+                }
+            }
+            installing(|| {
+                for s in SIGNALS {
+                    restore(s);
+                }
+            });
+            // SAFETY: kill(2) on our own process; the previous disposition runs.
+            unsafe { libc::kill(libc::getpid(), sig) };
+            // A program whose own handler lets it go on has no run closing now.
+            FIRED.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The marker: a warn log line saying which signal closed the run.
+    fn note(core: &Arc<RunCore>, name: &str) {
+        let message = format!("{name}: closing the run as CANCELLED");
+        let head = Head {
+            kind: kind::LOG,
+            aux: Level::Warn.to_u8(),
+            stream: 0,
+            ts: crate::encode::now_nanos(),
+        };
+        let _ = core.push(head, message.as_bytes(), &[("signal", name.into())]);
+    }
 }

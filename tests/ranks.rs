@@ -667,9 +667,7 @@ fn shared_mode_four_ranks_write_one_experiment_and_rank_0_alone_the_status() {
     let spawn = |r| {
         let mut env = torchrun(r, 4);
         env.extend(env_of(&[("ML_DASH_RANKS", "shared"), ("T_URL", &url)]));
-        if r > 0 {
-            env.extend(env_of(&[("T_WAIT", "1")])); // they close when told
-        }
+        env.extend(env_of(&[("T_WAIT", "1")])); // each closes when told
         let mut c = Child::spawn("log", t.path(), &env);
         assert_eq!(
             c.expect("OPENED"),
@@ -683,9 +681,10 @@ fn shared_mode_four_ranks_write_one_experiment_and_rank_0_alone_the_status() {
     for c in &mut children {
         c.expect("LOGGED");
     }
-    // Rank 0 is closing now, before the others: it waits for them.
+    // Rank 0 closes first, while the others are open: it waits for them.
     let mut children = children.into_iter();
-    let rank0 = children.next().unwrap();
+    let mut rank0 = children.next().unwrap();
+    rank0.say("close");
     for mut c in children {
         c.say("close");
         c.finish();
@@ -1245,7 +1244,8 @@ fn child_pace() {
 
 /// What N ranks logging at 1 kHz cost the test server, on loopback
 /// (docs/SCALE.md). `ML_DASH_SCALE_RANKS` (default `1,8,32`) and
-/// `ML_DASH_SCALE_SECS` (10). Prints one line per N; asserts nothing.
+/// `ML_DASH_SCALE_SECS` (10). Prints one line per N; asserts only that every
+/// point arrived.
 #[test]
 #[ignore = "a measurement: cargo test --release --test ranks -- --ignored scale_simulation --nocapture"]
 fn scale_simulation() {
