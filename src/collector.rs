@@ -1039,6 +1039,7 @@ impl<S: Sink> Collector<S> {
             pool.shutdown();
         }
         let finished = self.store.finish(self.status).map_err(|e| e.to_string());
+        self.store_warnings();
         if let Some(line) = self.store.shutdown()
             && !quiet
         {
@@ -1232,16 +1233,29 @@ impl<S: Sink> Decoder<'_, S> {
         // `_ts` goes last, as a float; the caller's value wins over the clock's.
         let mut given = Given::Clock;
         let mut first = true;
+        let mut rank = self.core.role.rank_field;
         for (name, v) in r.fields() {
             if name == "_ts" {
                 given = Given::of(v);
                 continue;
+            }
+            if name == "rank" {
+                rank = None; // the caller's own wins
             }
             if !first {
                 out.push(b',');
             }
             first = false;
             encode::member(out, name, v);
+        }
+        if let Some(rank) = rank {
+            // Shared mode: which rank logged it (see `crate::ranks`).
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(b"\"rank\":");
+            encode::u64(out, u64::from(rank));
         }
         if !first {
             out.push(b',');
@@ -1280,13 +1294,24 @@ impl<S: Sink> Decoder<'_, S> {
         out.extend_from_slice(b"\",\"message\":");
         encode::str(out, std::str::from_utf8(r.msg).unwrap_or(""));
         let mut fields = r.fields().peekable();
-        if fields.peek().is_some() {
+        let mut rank = self.core.role.rank_field;
+        if fields.peek().is_some() || rank.is_some() {
             out.extend_from_slice(b",\"metadata\":{");
             for (i, (name, v)) in fields.enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
+                if name == "rank" {
+                    rank = None;
+                }
                 encode::member(out, name, v);
+            }
+            if let Some(rank) = rank {
+                if out.last() != Some(&b'{') {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"rank\":");
+                encode::u64(out, u64::from(rank));
             }
             out.push(b'}');
         }
@@ -1326,6 +1351,11 @@ impl<S: Sink> Decoder<'_, S> {
             encode::value(self.scratch, v);
             let text = String::from_utf8_lossy(self.scratch).into_owned();
             fields.push((name.to_string(), text));
+        }
+        if let Some(rank) = self.core.role.rank_field
+            && !fields.iter().any(|(k, _)| k == "rank")
+        {
+            fields.push(("rank".into(), rank.to_string()));
         }
         // Same timestamp in one flush window: merge, later fields win.
         match t.by_ts.get(&ts.to_bits()) {

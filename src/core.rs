@@ -24,6 +24,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::config::{Backpressure, BufferConfig};
 use crate::error::{Error, Result};
+use crate::ranks::Role;
 use crate::record::{self, Encoder, Fields, Head, kind};
 use crate::ring::{self, Fill, RingConsumer, RingProducer};
 use std::sync::{Arc, Mutex, Weak};
@@ -269,6 +270,8 @@ pub(crate) struct RunCore {
     fast_max: usize,
     /// The fork generation the run was opened in (see `crate::fork`).
     generation: u64,
+    /// What the run does in this process of a job (see `crate::ranks`).
+    pub(crate) role: Role,
 }
 
 /// A record's header before its timestamp is taken.
@@ -300,7 +303,17 @@ impl Meta {
 }
 
 impl RunCore {
+    #[cfg_attr(not(any(test, ml_dash_loom)), allow(dead_code))] // the models' door
     pub(crate) fn new(cfg: BufferConfig) -> (Arc<RunCore>, mpsc::Receiver<Control>) {
+        RunCore::with_role(cfg, Role::default())
+    }
+
+    /// A run with `role` (an inert one starts no collector: see
+    /// [`Role::inert`]).
+    pub(crate) fn with_role(
+        cfg: BufferConfig,
+        role: Role,
+    ) -> (Arc<RunCore>, mpsc::Receiver<Control>) {
         crate::sync::init_barriers();
         crate::fork::install();
         let (tx, rx) = mpsc::channel();
@@ -332,6 +345,7 @@ impl RunCore {
             wake_every,
             fast_max,
             generation: crate::fork::generation(),
+            role,
         };
         (Arc::new(core), rx)
     }
@@ -424,10 +438,18 @@ impl RunCore {
     /// registers across it).
     #[inline(always)]
     fn push_with(self: &Arc<Self>, meta: Meta, msg: &[u8], fields: &Fields<'_>) -> Result<()> {
-        if let Some(len) = record::encoded_len(msg, fields, self.fast_max)
-            && let Ok(hot) = HOT.try_with(Cell::get)
-            && hot.run == self.id
-        {
+        if let Some(len) = record::encoded_len(msg, fields, self.fast_max) {
+            let Ok(hot) = HOT.try_with(Cell::get) else {
+                return self.push_general(meta, msg, fields);
+            };
+            if hot.run != self.id {
+                if self.role.inert {
+                    // A valid record on a run that records nothing (it has
+                    // no ring, so this is its every call): done.
+                    return self.check_owner().and_then(|()| self.noop_result());
+                }
+                return self.push_general(meta, msg, fields);
+            }
             let head = meta.head();
             // SAFETY: `hot.ring` points at the ring of this thread's first slot
             // in SLOTS, which lives (unmoved: SLOTS is not borrowed here) until
@@ -451,16 +473,24 @@ impl RunCore {
         // cleared HOT (see `crate::fork`).
         self.check_owner()?;
         let (len, inherits) = record::checked_len(msg, fields, self.cfg.max_record_bytes)?;
+        if self.role.inert {
+            // Never on the hot path's ring (it has none): checked, then nothing.
+            return self.noop_result();
+        }
         let head = meta.head();
         let mut fill = Encoder { head, msg, fields };
-        with_producer(self, |p| {
+        let r = with_producer(self, |p| {
             // The SDK's rule: a metric `_ts = -1` needs a previous timestamp in
             // this thread (a track row without one takes the clock).
             if inherits && meta.kind == kind::METRIC && !p.stamped {
                 return Err(record::no_previous_ts());
             }
             p.push(self, len, meta.stamps(), &mut fill)
-        })?;
+        });
+        if let Err(Error::Closed) = r {
+            crate::signals::wait_out(); // a signal closed it: the process is ending
+        }
+        r?;
         if !self.cfg.buffer_enabled {
             return self.flush_unbuffered();
         }
@@ -473,12 +503,36 @@ impl RunCore {
         self.flush()
     }
 
-    /// Waits until everything logged before the call is in the store.
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.check_owner()?;
-        if self.closed.load(Ordering::Acquire) {
+    /// The answer of a call that does nothing here (an inert run, or a
+    /// shared-mode write that only rank 0 makes): `Closed` after close, else done.
+    #[inline]
+    pub(crate) fn noop_result(&self) -> Result<()> {
+        // Relaxed: nothing is written, so there is nothing to order.
+        if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
+        Ok(())
+    }
+
+    /// Waits until everything logged before the call is in the store.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.flush_within(Duration::MAX).unwrap_or(Ok(()))
+    }
+
+    /// [`flush`](Self::flush) that gives up after `limit` (`None`; the
+    /// flush then completes without a waiter).
+    pub(crate) fn flush_within(&self, limit: Duration) -> Option<Result<()>> {
+        if let Err(e) = self.check_owner() {
+            return Some(Err(e));
+        }
+        if self.role.inert {
+            return Some(self.noop_result());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            crate::signals::wait_out(); // a signal closed it: the process is ending
+            return Some(Err(Error::Closed));
+        }
+        let start = crate::sync::Instant::now();
         // SeqCst (an AcqRel RMW would do): pairs with the collector's Acquire load
         // of `requested` at the top of its loop, so every record pushed before
         // this call (by any thread that happens-before it) is drained for this epoch.
@@ -507,22 +561,28 @@ impl RunCore {
                 if self.epochs.completed.load(Ordering::Acquire) >= epoch {
                     break;
                 }
-                return Err(Error::Collector(
+                return Some(Err(Error::Collector(
                     "it stopped before this flush completed".into(),
-                ));
+                )));
+            }
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return None;
             }
             // The timeout is a safety net only (a collector that died in a
             // panic unparks nobody); the models run without it.
-            park_timeout(Duration::from_millis(100));
+            park_timeout(Duration::from_millis(100).min(left));
         }
         if self.epochs.failed.load(Ordering::Acquire) >= epoch {
             if let Some(why) = self.dead_thread.load_full() {
-                return Err(Error::Panicked(why.to_string()));
+                return Some(Err(Error::Panicked(why.to_string())));
             }
             let why = self.last_error.load_full();
-            return Err(Error::Sink(why.map_or_else(String::new, |s| s.to_string())));
+            return Some(Err(Error::Sink(
+                why.map_or_else(String::new, |s| s.to_string()),
+            )));
         }
-        Ok(())
+        Some(Ok(()))
     }
 
     /// Marks the run closed: from here every push returns `Closed`. The

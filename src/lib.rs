@@ -33,6 +33,10 @@
 //! - **Fork**: a run belongs to the process that opened it; in the child of a
 //!   `fork()` its calls return [`Error::Forked`] at once (no hang) and dropping
 //!   it is silent. The child may open runs of its own.
+//! - **Many processes**: a rank of a torchrun / SLURM job records as
+//!   [`RankMode`] says (only rank 0 by default; a run per rank; or one shared
+//!   experiment whose points carry their rank); [`Experiment::handle_signals`]
+//!   closes runs on SIGTERM / SIGINT before the signal takes its course.
 //! - **Errors**: bad input is a typed [`Error`]; nothing already accepted is lost
 //!   by it. No panic crosses the API; the collector survives store errors and
 //!   retries them.
@@ -53,10 +57,12 @@ mod encode;
 mod error;
 mod files;
 mod fork;
+pub mod ranks;
 pub mod read;
 mod record;
 mod remote;
 mod ring;
+mod signals;
 mod sink;
 mod spool;
 mod sync;
@@ -87,8 +93,12 @@ pub use config::{Backpressure, BufferConfig};
 pub use core::Status;
 pub use error::{Error, Result};
 pub use files::{FileInfo, Image};
+pub use ranks::{RankMode, Ranks};
 pub use record::{Fields, Level, Value};
 pub use remote::{
     RemoteConfig, RemoteReport, SYNC_DIR, SpooledRun, Stats as RemoteStats, SyncOptions,
     UndeliverableSession, spool_run, sync,
+};
+pub use signals::{
+    DEFAULT_SIGNAL_DEADLINE, ENV_HANDLE_SIGNALS, ENV_SIGNAL_DEADLINE, HandleSignals,
 };

@@ -127,6 +127,11 @@ class Experiment:
             tags=self.tags,
             metadata=self.metadata,
             buffer=config._fields(),
+            # SIGTERM (scancel, preemption, torchrun, multiprocessing's
+            # terminate) would end Python without atexit: the engine closes
+            # the run first (CANCELLED), then the signal takes its course.
+            # SIGINT stays Python's KeyboardInterrupt.
+            handle_signals=os.environ.get("ML_DASH_HANDLE_SIGNALS", "term"),
         )
         # Plain attributes, not properties: `exp.metrics("train")` is the
         # SDK's per-step style, and an attribute load is the cheapest lookup.

@@ -64,9 +64,11 @@ impl Run {
 #[pymethods]
 impl Run {
     /// Opens (or reopens) the experiment `prefix`. `dash_root=None` with a
-    /// `dash_url` is remote-only; `buffer` is a dict of `BufferConfig` fields.
+    /// `dash_url` is remote-only; `buffer` is a dict of `BufferConfig` fields;
+    /// `handle_signals` is `ML_DASH_HANDLE_SIGNALS`'s syntax (`"term"`,
+    /// `"1"`, `"0"`; `None`: the variable, else off).
     #[new]
-    #[pyo3(signature = (prefix, dash_root=None, dash_url=None, token=None, readme=None, tags=None, metadata=None, buffer=None))]
+    #[pyo3(signature = (prefix, dash_root=None, dash_url=None, token=None, readme=None, tags=None, metadata=None, buffer=None, handle_signals=None))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -78,8 +80,12 @@ impl Run {
         tags: Option<Vec<String>>,
         metadata: Option<&Bound<'_, PyAny>>,
         buffer: Option<&Bound<'_, PyDict>>,
+        handle_signals: Option<&str>,
     ) -> PyResult<Run> {
         let mut e = Experiment::new(prefix);
+        if let Some(s) = handle_signals {
+            e = e.handle_signals(s.parse().map_err(py_err)?);
+        }
         match &dash_root {
             Some(root) => e = e.dash_root(root),
             None => e = e.remote_only(),

@@ -61,9 +61,21 @@ pub struct Files {
     pub(crate) description: Option<String>,
     pub(crate) tags: Vec<String>,
     pub(crate) metadata: Option<Json>,
+    /// Written by rank 0 alone in [`RankMode::Shared`](crate::RankMode::Shared).
+    pub(crate) shared: bool,
 }
 
 impl Files {
+    /// Marks the files saved through this handle as the job's, not this
+    /// rank's: in [`RankMode::Shared`](crate::RankMode::Shared) only rank 0
+    /// stores them (a config, the final checkpoint); on the other ranks a
+    /// save returns the [`FileInfo`] it would have stored and stores
+    /// nothing. No effect in other modes.
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
     /// A description for the files saved through this handle (default none).
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = Some(text.into());
@@ -266,6 +278,13 @@ impl Files {
         Ok(copies)
     }
 
+    /// Whether this handle's saves and deletes do nothing in this process:
+    /// an inert run (rank0 mode, other ranks), or a shared file on a rank
+    /// other than 0.
+    fn skips(&self) -> bool {
+        self.core.role.inert || (self.shared && !self.core.role.writes_shared)
+    }
+
     /// Deletes the file `name` of this folder as the SDK does (a soft
     /// delete: its entry gets `deletedAt`, under the SDK's lock, and its
     /// content stays on disk); returns the entry as it now is.
@@ -275,6 +294,9 @@ impl Files {
     /// server (`dash_url`): it would delete the local copy only, and a
     /// remote-only run has none; [`Error::Closed`]; as [`exists`](Self::exists).
     pub fn delete(&self, name: &str) -> Result<FileInfo> {
+        if self.skips() {
+            return self.find(name);
+        }
         self.check_deletable()?;
         let (path, filename) = logical_path(&self.dir, name)?;
         self.settle()?;
@@ -290,6 +312,13 @@ impl Files {
     /// # Errors
     /// [`Error::FileNotFound`] when nothing matches; as [`delete`](Self::delete).
     pub fn delete_matching(&self, pattern: &str) -> Result<Vec<FileInfo>> {
+        if self.skips() {
+            let found = self.list_matching(pattern)?;
+            if found.is_empty() {
+                return Err(Error::FileNotFound(self.display(pattern)));
+            }
+            return Ok(found);
+        }
         self.check_deletable()?;
         let folder = self.folder()?;
         self.settle()?;
@@ -389,6 +418,10 @@ impl Files {
             .to_str()
             .ok_or_else(|| bad("its path is not valid UTF-8"))?;
         let entry = self.entry(name)?;
+        if self.skips() {
+            self.core.noop_result()?;
+            return Ok(entry.info(self.store.experiment_id(), meta.len(), None));
+        }
         self.send(entry, source.to_string(), meta.len(), None)
     }
 
@@ -398,11 +431,26 @@ impl Files {
         content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<FileInfo> {
         self.core.check_owner()?;
-        let entry = self.entry(name)?;
+        let mut entry = self.entry(name)?;
         if self.core.closed.load(crate::sync::Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        let (tmp, size, checksum) = self.store.write_temp(&entry.id, content)?;
+        if self.skips() {
+            // What the save would return, with nothing written.
+            let (size, checksum) = crate::files::hash_only(content)?;
+            return Ok(entry.info(self.store.experiment_id(), size, Some(checksum)));
+        }
+        let (tmp, size, checksum) = loop {
+            match self.store.write_temp(&entry.id, content) {
+                // Another writer of the experiment has this id in flight.
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    entry.id = new_id();
+                }
+                r => break r?,
+            }
+        };
         let source = tmp.to_string_lossy().into_owned();
         self.send(entry, source, size, Some(checksum))
             .inspect_err(|_| {

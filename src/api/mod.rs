@@ -21,8 +21,10 @@ use crate::config::BufferConfig;
 use crate::core::{Control, RunCore, Status, StreamInfo, StreamKind};
 use crate::error::{Error, Result};
 use crate::files::{Copies, FileStore, Pool};
+use crate::ranks::{DEFAULT_RANK_MODE, RankMode, Ranks};
 use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, TRACK_PREVIOUS_TS, Value, kind};
 use crate::remote::{RemoteConfig, RemoteSink};
+use crate::signals::HandleSignals;
 use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
 use crate::sink::tee::Tee;
 use crate::sync::{Ordering, thread};
@@ -59,6 +61,10 @@ pub struct Experiment {
     dash_root: Option<PathBuf>,
     dash_url: Option<String>,
     token: Option<String>,
+    /// `(rank, world size)` set in code; `None`: from the environment.
+    rank: Option<(u32, u32)>,
+    rank_mode: Option<RankMode>,
+    signals: Option<HandleSignals>,
 }
 
 impl Experiment {
@@ -73,7 +79,39 @@ impl Experiment {
             dash_root: Some(PathBuf::from(DEFAULT_DASH_ROOT)),
             dash_url: None,
             token: None,
+            rank: None,
+            rank_mode: None,
+            signals: None,
         }
+    }
+
+    /// This process is rank `rank` of `world_size` (default: from the
+    /// environment, [`Ranks::from_env`]: torchrun's `RANK` / `WORLD_SIZE`,
+    /// else SLURM's `SLURM_PROCID` / `SLURM_NTASKS`). A world size of 1 is a
+    /// single process.
+    pub fn rank(mut self, rank: u32, world_size: u32) -> Self {
+        self.rank = Some((rank, world_size));
+        self
+    }
+
+    /// How the ranks of a distributed job record (default: `ML_DASH_RANKS`,
+    /// else [`RankMode::Rank0`]: only rank 0 records). See [`RankMode`].
+    pub fn rank_mode(mut self, mode: RankMode) -> Self {
+        self.rank_mode = Some(mode);
+        self
+    }
+
+    /// Close the run on termination signals before they take their course
+    /// (default: `ML_DASH_HANDLE_SIGNALS`, else [`HandleSignals::Off`]).
+    /// On the signal the run drains within `ML_DASH_SIGNAL_DEADLINE` (10 s),
+    /// logs a warn line `"SIGTERM: closing the run as CANCELLED"` (metadata
+    /// `{"signal": "SIGTERM"}`), records CANCELLED, and then the signal's
+    /// previous disposition runs: the program's own handler, or the default
+    /// action (the process ends by the signal). Linux only (elsewhere it is
+    /// off). See the README, "Many processes".
+    pub fn handle_signals(mut self, which: HandleSignals) -> Self {
+        self.signals = Some(which);
+        self
     }
 
     /// Root of the local store (default `.dash`, relative to the working
@@ -156,24 +194,29 @@ impl Experiment {
             None => BufferConfig::from_env()?,
         };
         cfg.validate()?;
+        let ranks = match self.rank {
+            Some((r, w)) => Some(Ranks::new(r, w)?),
+            None => Ranks::from_env()?,
+        };
+        let mode = match self.rank_mode {
+            Some(m) => m,
+            None => RankMode::from_env()?.unwrap_or(DEFAULT_RANK_MODE),
+        };
+        let signals = match self.signals {
+            Some(s) => s,
+            None => HandleSignals::from_env()?.unwrap_or_default(),
+        };
+        let deadline = crate::signals::deadline_from_env()?;
         let metadata = match self.metadata {
             Some(Ok(v)) => Some(v),
             Some(Err(e)) => return Err(Error::InvalidValue(format!("metadata: {e}"))),
             None => None,
         };
-        let info = ExperimentInfo {
-            prefix: prefix.clone(),
-            description: self.readme,
-            tags: self.tags,
-            metadata,
-        };
-        let (dir, local) = match (&self.dash_root, &self.dash_url) {
-            (Some(root), _) => (
-                crate::sink::local::experiment_dir(root, &prefix),
-                Some(LocalStore::open(root, &info, cfg.sync_on_flush)?),
-            ),
-            (None, Some(_)) => (remote_work_dir(&prefix), None),
-            (None, None) => {
+        let copies = match (self.dash_root.is_some(), self.dash_url.is_some()) {
+            (true, false) => Copies::Local,
+            (true, true) => Copies::Hybrid,
+            (false, true) => Copies::RemoteOnly,
+            (false, false) => {
                 return Err(Error::Config {
                     name: "remote_only",
                     value: "true".into(),
@@ -181,6 +224,39 @@ impl Experiment {
                              or drop .remote_only() to write to the local store",
                 });
             }
+        };
+        let joined = crate::ranks::join(self.dash_root.as_deref(), &prefix, ranks, mode)?;
+        let prefix = joined.prefix;
+        validate_prefix(&prefix)?;
+        let ranks = ranks.filter(|r| r.world_size > 1);
+        let dir = match &self.dash_root {
+            Some(root) => crate::sink::local::experiment_dir(root, &prefix),
+            None => remote_work_dir(&prefix),
+        };
+        if joined.role.inert {
+            // Nothing on disk, no thread: the handles check their input and
+            // return (see `RankMode::Rank0`).
+            let files = Arc::new(FileStore::new(&dir, &prefix, false, copies));
+            let (core, _) = RunCore::with_role(cfg, joined.role);
+            return Ok(Run {
+                core,
+                collector: None,
+                dir,
+                prefix,
+                files,
+                ranks,
+            });
+        }
+        let info = ExperimentInfo {
+            prefix: prefix.clone(),
+            description: self.readme,
+            tags: self.tags,
+            metadata,
+            unmarked: joined.member.as_ref().is_some_and(|m| !m.records_status()),
+        };
+        let local = match &self.dash_root {
+            Some(root) => Some(LocalStore::open(root, &info, cfg.sync_on_flush)?),
+            None => None,
         };
         let (remote, close_timeout) = match &self.dash_url {
             Some(url) => {
@@ -205,15 +281,11 @@ impl Experiment {
         } else {
             dir.join(".spool")
         };
-        let copies = match (&local, &remote) {
-            (_, None) => Copies::Local,
-            (Some(_), Some(_)) => Copies::Hybrid,
-            (None, Some(_)) => Copies::RemoteOnly,
-        };
-        let store = Tee::new(local, remote, location, close_timeout);
+        let mut store = Tee::new(local, remote, location, close_timeout);
+        store.member = joined.member;
         let files = Arc::new(FileStore::new(&dir, &prefix, cfg.sync_on_flush, copies));
         let cfg_workers = cfg.file_upload_workers;
-        let (core, rx) = RunCore::new(cfg);
+        let (core, rx) = RunCore::with_role(cfg, joined.role);
         let pool = Pool::new(FileStore::clone(&files), cfg_workers);
         let collector = Collector::new(core.clone(), rx, store).with_files(pool);
         let done = core.clone();
@@ -225,12 +297,14 @@ impl Experiment {
             })
             .map_err(|e| Error::Collector(format!("could not start it: {e}")))?;
         let _ = core.collector.set(handle.thread().clone());
+        crate::signals::watch(&core, signals, deadline)?;
         Ok(Run {
             core,
             collector: Some(handle),
             dir,
             prefix,
             files,
+            ranks,
         })
     }
 }
@@ -288,6 +362,8 @@ pub struct Run {
     dir: PathBuf,
     prefix: String,
     files: Arc<FileStore>,
+    /// This process's rank in a distributed job (world size > 1).
+    ranks: Option<Ranks>,
 }
 
 impl Run {
@@ -301,6 +377,7 @@ impl Run {
             description: None,
             tags: Vec::new(),
             metadata: None,
+            shared: false,
         }
     }
 
@@ -447,9 +524,21 @@ impl Run {
         &self.dir
     }
 
-    /// The experiment prefix.
+    /// The experiment prefix (in [`RankMode::PerRank`], `<prefix>/rank-<r>`).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// This process's rank, when it is one of a distributed job (world size
+    /// above 1).
+    pub fn ranks(&self) -> Option<Ranks> {
+        self.ranks
+    }
+
+    /// Whether this run records anything: false on the ranks other than 0
+    /// in [`RankMode::Rank0`], whose calls succeed and do nothing.
+    pub fn is_recording(&self) -> bool {
+        !self.core.role.inert
     }
 
     /// Closes the run as COMPLETED after draining everything.
@@ -480,6 +569,13 @@ impl Run {
     }
 
     fn close(&mut self, status: Status) -> Result<CloseReport> {
+        if self.core.role.inert {
+            self.core.check_owner()?;
+            return match self.core.mark_closed() {
+                true => Ok(CloseReport::default()),
+                false => Err(Error::Closed),
+            };
+        }
         let Some(handle) = self.collector.take() else {
             return Err(Error::Closed);
         };
@@ -856,6 +952,11 @@ impl Params {
         };
         let mut flat = Map::new();
         flatten("", m, &mut flat);
+        if !self.core.role.writes_shared {
+            // Shared mode: rank 0 alone writes the parameters.
+            self.core.check_owner()?;
+            return self.core.noop_result();
+        }
         if flat.is_empty() {
             return Ok(());
         }

@@ -341,6 +341,20 @@ struct Hashing<W> {
     size: u64,
 }
 
+/// The size and sha256 hex of `content`, written nowhere (a save that a
+/// rank skips still returns its `FileInfo`).
+pub(crate) fn hash_only(
+    content: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(u64, String)> {
+    let mut out = Hashing {
+        inner: std::io::sink(),
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    content(&mut out).map_err(|e| Error::io("(a skipped save)", e))?;
+    Ok((out.size, hex(&out.hasher.finalize())))
+}
+
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -413,7 +427,9 @@ impl FileStore {
         let dir = self.pending_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(id);
-        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        // Never another's: two processes of one experiment may draw one id
+        // (the SDK's 12 random bits per millisecond); the caller draws again.
+        let f = File::create_new(&path).map_err(|e| Error::io(&path, e))?;
         let mut out = Hashing {
             inner: f,
             hasher: Sha256::new(),
@@ -694,6 +710,22 @@ mod tests {
         assert_eq!(content_type("c.json"), "application/json");
         assert_eq!(content_type("i.png"), "image/png");
         assert_eq!(content_type("x.unknownext"), "application/octet-stream");
+    }
+
+    /// Two writers of one experiment (processes) that drew one id: the
+    /// second temp file is refused (the caller draws again), never the
+    /// first's content truncated.
+    #[test]
+    fn a_temp_file_is_never_anothers() {
+        let root = tempfile::tempdir().unwrap();
+        let fs_ = FileStore::new(&root.path().join("a/b"), "a/b", false, Copies::Local);
+        let (tmp, ..) = fs_.write_temp("7", &mut |f| f.write_all(b"first")).unwrap();
+        let again = fs_.write_temp("7", &mut |f| f.write_all(b"second"));
+        assert!(
+            matches!(&again, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{again:?}"
+        );
+        assert_eq!(fs::read_to_string(tmp).unwrap(), "first");
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub(crate) struct ExperimentInfo {
     pub(crate) description: Option<String>,
     pub(crate) tags: Option<Vec<String>>,
     pub(crate) metadata: Option<Json>,
+    /// Another process of the job holds the liveness marker (a shared-mode
+    /// rank other than 0, or a worker): `pid` / `host` / `heartbeat_at` are
+    /// left as they are.
+    pub(crate) unmarked: bool,
 }
 
 /// A data file and its lock file, while open.
@@ -708,9 +712,11 @@ impl LocalStore {
             doc.insert("status".into(), json!(Status::Running.as_str()));
             doc.insert("started_at".into(), json!(now));
             doc.remove("ended_at");
-            doc.insert("pid".into(), json!(std::process::id()));
-            doc.insert("host".into(), json!(hostname()));
-            doc.insert("heartbeat_at".into(), json!(now));
+            if !info.unmarked {
+                doc.insert("pid".into(), json!(std::process::id()));
+                doc.insert("host".into(), json!(hostname()));
+                doc.insert("heartbeat_at".into(), json!(now));
+            }
             write_json_atomic(&path, &Json::Object(doc), self.sync).map(drop)
         })
     }

@@ -52,6 +52,9 @@ pub(crate) struct Tee {
     spooled_params: bool,
     /// The remote sender panicked (kept from its close report).
     sender_panic: Option<String>,
+    /// This process's rank of a job: it decides whether `finish` records
+    /// the status (and when), and closes the rank's entry.
+    pub(crate) member: Option<crate::ranks::Member>,
 }
 
 impl Tee {
@@ -74,6 +77,7 @@ impl Tee {
             spooled_tracks: Vec::new(),
             spooled_params: false,
             sender_panic: None,
+            member: None,
         }
     }
 }
@@ -265,6 +269,15 @@ impl Sink for Tee {
     }
 
     fn finish(&mut self, status: Status) -> Result<()> {
+        if let Some(m) = &mut self.member {
+            if !m.records_status() {
+                // A non-zero rank (or a worker) of shared mode: no status,
+                // locally or on the server; its entry says it closed.
+                let synced = self.local.as_mut().map_or(Ok(()), LocalStore::sync_all);
+                return synced.and(m.close(status));
+            }
+            m.wait_for_ranks();
+        }
         let remote = match &mut self.remote {
             Some(r) => r.finish(status),
             None => Ok(()),
@@ -273,7 +286,8 @@ impl Sink for Tee {
             Some(l) => l.finish(status),
             None => Ok(()),
         };
-        remote.and(local)
+        let entry = self.member.as_mut().map_or(Ok(()), |m| m.close(status));
+        remote.and(local).and(entry)
     }
 
     fn file_stored(&mut self, entry: &FileEntry, content: &Path, checksum: &str) -> Result<()> {
@@ -296,13 +310,18 @@ impl Sink for Tee {
     }
 
     fn heartbeat(&mut self) -> Result<()> {
+        if self.member.as_ref().is_some_and(|m| !m.records_status()) {
+            return Ok(()); // shared mode: rank 0's process holds the marker
+        }
         self.local.as_mut().map_or(Ok(()), LocalStore::heartbeat)
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
-        self.local
-            .as_mut()
-            .map_or_else(Vec::new, LocalStore::take_warnings)
+        let mut w = (self.local.as_mut()).map_or_else(Vec::new, LocalStore::take_warnings);
+        if let Some(m) = &mut self.member {
+            w.extend(m.take_warnings());
+        }
+        w
     }
 
     fn shutdown(&mut self) -> Option<String> {

@@ -140,6 +140,8 @@ pub struct State {
     rng: Option<fastrand::Rng>,
     /// Requests received (also in counting mode, where `requests` stays empty).
     pub request_count: u64,
+    /// Their body bytes (also in counting mode).
+    pub body_bytes: u64,
     /// Requests answered from the record by their repeated idempotency key.
     pub duplicate_count: u64,
     /// Connections closed because the client sent nothing for the idle timeout.
@@ -248,6 +250,7 @@ impl State {
 
     fn push_request(&mut self, mut req: Request) {
         self.request_count += 1;
+        self.body_bytes += req.body.len() as u64;
         if req.duplicate {
             self.duplicate_count += 1;
         }
