@@ -101,13 +101,17 @@ impl Batcher<Sample, Batch> for ToBatch {
 /// splitmix64.
 struct Rng(u64);
 
+/// splitmix64's finaliser: neighbouring inputs give unrelated outputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
     /// Standard normal (Box-Muller).
@@ -120,11 +124,11 @@ impl Rng {
 
 /// `n` samples of the blobs of `seed` (the centres depend on the seed only).
 pub fn samples(seed: u64, stream: u64, n: usize) -> Vec<Sample> {
-    let mut centres = Rng(seed);
+    let mut centres = Rng(mix(seed));
     let c: Vec<[f32; FEATURES]> = (0..CLASSES)
-        .map(|_| std::array::from_fn(|_| 0.6 * centres.normal()))
+        .map(|_| std::array::from_fn(|_| centres.normal()))
         .collect();
-    let mut r = Rng(seed ^ stream.wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut r = Rng(mix(mix(seed) ^ mix(stream.wrapping_add(1))));
     (0..n)
         .map(|i| {
             let y = i % CLASSES;

@@ -120,19 +120,23 @@ struct Batch {
 /// splitmix64: small, fast, good enough for synthetic data.
 struct Rng(u64);
 
+/// splitmix64's finaliser: neighbouring inputs give unrelated outputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl Rng {
+    /// Stream `stream` of `seed`: the states of two streams do not overlap
+    /// (each starts at a hashed point, not one step after the other).
     fn new(seed: u64, stream: u64) -> Rng {
-        let mut r = Rng(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next();
-        r
+        Rng(mix(mix(seed) ^ mix(stream.wrapping_add(1))))
     }
 
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
     /// Uniform in (0, 1].
