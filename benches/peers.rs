@@ -19,7 +19,15 @@
 //!   written by `tracing-appender` non_blocking to a file in a tempdir (its
 //!   worker thread is the consumer);
 //! - `ml_dash log`: `metrics("train").log(&point!{"loss" => x})` with the run's
-//!   collector running.
+//!   collector running;
+//! - with `--features tracing` (issue 17's bridge), three more:
+//!   `ml_dash logger.log`, the engine's log call with a target and a field
+//!   (`logger.log(Info, "", &point!{"target" => "train", "loss" => x})`);
+//!   `tracing -> ml_dash log`, the same event as the appender's
+//!   (`tracing::info!(target: "train", loss = x)`) through the registry and
+//!   `ml_dash::tracing::Layer`, which stores that log; and
+//!   `tracing -> ml_dash metric`, `info!(metric.loss = x)` through it (a point in
+//!   `train`).
 //!
 //! First at 1 producer thread, then at 2 (each producer its own histogram,
 //! `2p/t0` and `2p/t1`). With 2 producers on a 2-core machine the consumer
@@ -31,7 +39,8 @@
 //! percentile (the same line format as `common::report`), then the spread
 //! (min-max over rounds) of p50 and p99.
 //!
-//! `cargo bench --bench peers` (`-- --quick` for a smoke pass of a few seconds).
+//! `cargo bench --bench peers` (`-- --quick` for a smoke pass of a few seconds;
+//! `--features tracing` for the bridge's cases).
 
 mod common;
 
@@ -361,17 +370,116 @@ fn case_ml_dash(producers: usize, batches: usize, rate: f64) -> Outcome {
     }
 }
 
+/// With `--features tracing`: the engine behind `tracing`, beside the
+/// appender. What an event costs through `ml_dash::tracing::Layer` (on the
+/// registry, as the appender's fmt layer is) against the engine's own call
+/// with the same fields.
+#[cfg(feature = "tracing")]
+mod bridge {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// How the producers call: `Some(layer)` through `tracing`, else the
+    /// engine's `Logger::log` directly.
+    fn case(producers: usize, batches: usize, rate: f64, how: How) -> Outcome {
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = BufferConfig::default();
+        cfg.quiet = true;
+        let run = Experiment::new(format!("bench/peers/bridge-p{producers}"))
+            .dash_root(root.path())
+            .buffer_config(cfg)
+            .run()
+            .unwrap();
+        let layer = ml_dash::tracing::Layer::new(&run)
+            .metrics_stream("train")
+            .unwrap();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let work: Vec<Producer<'_>> = (0..producers)
+            .map(|_| -> Producer<'_> {
+                let (d, logger) = (dispatch.clone(), run.logger());
+                Box::new(move |b: &Barrier| {
+                    let _scope = tracing::dispatcher::set_default(&d);
+                    b.wait();
+                    let (mut i, mut dropped) = (0u64, 0u64);
+                    let h = paced(batches, rate, || {
+                        i += 1;
+                        let x = i as f64;
+                        match how {
+                            How::Logger => {
+                                let meta = point! {"target" => "train", "loss" => x};
+                                if logger.log(ml_dash::Level::Info, "", &meta).is_err() {
+                                    dropped += 1;
+                                }
+                            }
+                            How::LayerLog => tracing::info!(target: "train", loss = x),
+                            How::LayerMetric => tracing::info!(metric.loss = x),
+                        }
+                    });
+                    (h, dropped)
+                })
+            })
+            .collect();
+        let (hists, failed) = run_producers(work);
+        drop(dispatch);
+        let report = run.complete().unwrap();
+        Outcome {
+            hists,
+            dropped: failed + report.dropped,
+            received: Some(report.stored.logs + report.stored.metrics),
+            sent: calls(batches) * producers as u64,
+            gap: None,
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    enum How {
+        Logger,
+        LayerLog,
+        LayerMetric,
+    }
+
+    pub(super) fn logger(p: usize, b: usize, r: f64) -> Outcome {
+        case(p, b, r, How::Logger)
+    }
+
+    pub(super) fn layer_log(p: usize, b: usize, r: f64) -> Outcome {
+        case(p, b, r, How::LayerLog)
+    }
+
+    pub(super) fn layer_metric(p: usize, b: usize, r: f64) -> Outcome {
+        case(p, b, r, How::LayerMetric)
+    }
+}
+
 type Case = fn(usize, usize, f64) -> Outcome;
 
 /// name, function, batches in quick and full mode (tracing is ~500x slower
 /// per call, so it gets fewer batches).
-const CASES: [(&str, Case, usize, usize); 5] = [
-    ("rtrb push (floor)", case_rtrb, 2_000, 100_000),
-    ("crossbeam try_send", case_crossbeam, 2_000, 100_000),
-    ("std sync_channel", case_std, 2_000, 100_000),
-    ("tracing json appender", case_tracing, 300, 15_000),
-    ("ml_dash log", case_ml_dash, 2_000, 100_000),
-];
+fn cases() -> Vec<(&'static str, Case, usize, usize)> {
+    let cases: Vec<(&str, Case, usize, usize)> = vec![
+        ("rtrb push (floor)", case_rtrb, 2_000, 100_000),
+        ("crossbeam try_send", case_crossbeam, 2_000, 100_000),
+        ("std sync_channel", case_std, 2_000, 100_000),
+        ("tracing json appender", case_tracing, 300, 15_000),
+        ("ml_dash log", case_ml_dash, 2_000, 100_000),
+    ];
+    #[cfg(feature = "tracing")]
+    let cases = [
+        cases,
+        vec![
+            ("ml_dash logger.log", bridge::logger as Case, 2_000, 100_000),
+            ("tracing -> ml_dash log", bridge::layer_log, 2_000, 100_000),
+            (
+                "tracing -> ml_dash metric",
+                bridge::layer_metric,
+                2_000,
+                100_000,
+            ),
+        ],
+    ]
+    .concat();
+    cases
+}
 
 fn median(mut v: Vec<u64>) -> u64 {
     v.sort_unstable();
@@ -410,6 +518,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
     let rounds = if quick { 1 } else { 5 };
     let rate = tick_rate();
+    let cases = cases();
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "# peers: {rounds} round(s), tick rate {rate:.3} ticks/ns, {cores} cores, consumer drains every {DRAIN_EVERY:?}"
@@ -422,9 +531,9 @@ fn main() {
         }
         // per case: per producer: one histogram per round
         let mut results: Vec<Vec<Vec<Histogram<u64>>>> =
-            vec![vec![Vec::new(); producers]; CASES.len()];
+            vec![vec![Vec::new(); producers]; cases.len()];
         for _ in 0..rounds {
-            for (k, &(name, case, quick_batches, full_batches)) in CASES.iter().enumerate() {
+            for (k, &(name, case, quick_batches, full_batches)) in cases.iter().enumerate() {
                 let batches = if quick { quick_batches } else { full_batches };
                 let out = case(producers, batches, rate);
                 for (t, h) in out.hists.into_iter().enumerate() {
@@ -446,7 +555,7 @@ fn main() {
                 }
             }
         }
-        for (k, &(name, ..)) in CASES.iter().enumerate() {
+        for (k, &(name, ..)) in cases.iter().enumerate() {
             for (t, hs) in results[k].iter().enumerate() {
                 let label = if producers == 1 {
                     format!("1p {name}")

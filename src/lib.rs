@@ -67,6 +67,12 @@ mod sink;
 mod spool;
 mod sync;
 
+// The bridges (README "Bridges").
+#[cfg(feature = "log")]
+pub mod log;
+#[cfg(feature = "tracing")]
+pub mod tracing;
+
 /// The remote sink's pieces for `tests/sink_remote_*` (not a public API).
 #[doc(hidden)]
 pub use remote::testing as __remote_testing;

@@ -341,6 +341,17 @@ pub fn remote_work_dir(prefix: &str) -> PathBuf {
     crate::sink::local::experiment_dir(&root, prefix)
 }
 
+/// The handle of metric stream `name` of the run of `core` ([`Run::metrics`]).
+fn metrics_of(core: &Arc<RunCore>, name: &str) -> Result<Metrics> {
+    // Before the stream registry: its lock may be held by a parent's thread.
+    core.check_owner()?;
+    names::validate_name(name, names::What::Metric)?;
+    Ok(Metrics {
+        id: core.streams.id(StreamKind::Metric, name),
+        core: core.clone(),
+    })
+}
+
 /// Marks the collector gone however its thread ends (a panic included), so no
 /// waiter hangs.
 struct ExitGuard(Arc<RunCore>);
@@ -391,13 +402,7 @@ impl Run {
     /// `metadata.json` (the store's own files in a stream folder);
     /// [`Error::Forked`].
     pub fn metrics(&self, name: &str) -> Result<Metrics> {
-        // Before the stream registry: its lock may be held by a parent's thread.
-        self.core.check_owner()?;
-        names::validate_name(name, names::What::Metric)?;
-        Ok(Metrics {
-            id: self.core.streams.id(StreamKind::Metric, name),
-            core: self.core.clone(),
-        })
+        metrics_of(&self.core, name)
     }
 
     /// As [`metrics`](Run::metrics), with the stream's description, tags and
@@ -893,6 +898,13 @@ impl Logger {
     /// [`Error::Closed`] after close; [`Error::RecordTooLarge`].
     pub fn log(&self, level: Level, message: &str, metadata: &Fields<'_>) -> Result<()> {
         Self::push(&self.core, level, message, metadata)
+    }
+
+    /// [`Run::metrics`] for code that holds only a logger (the `tracing`
+    /// bridge names a stream per event).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn metrics(&self, name: &str) -> Result<Metrics> {
+        metrics_of(&self.core, name)
     }
 
     /// [`Run::flush`] from any thread.
