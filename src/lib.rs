@@ -103,7 +103,7 @@ pub use ranks::{RankMode, Ranks};
 pub use record::{Fields, Level, Value};
 pub use remote::{
     RemoteConfig, RemoteReport, SYNC_DIR, SpooledRun, Stats as RemoteStats, SyncOptions,
-    UndeliverableSession, spool_run, sync,
+    UndeliverableSession, spool_run, spool_run_part, sync,
 };
 pub use signals::{
     DEFAULT_SIGNAL_DEADLINE, ENV_HANDLE_SIGNALS, ENV_SIGNAL_DEADLINE, HandleSignals,

@@ -44,6 +44,9 @@ pub struct SpooledRun {
     /// The run's status is final and was spooled (now or before): nothing
     /// more will come.
     pub finished: bool,
+    /// It stopped at the most items asked for ([`spool_run_part`]): call
+    /// again for the rest.
+    pub more: bool,
 }
 
 /// The export cursor.
@@ -117,6 +120,44 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// must name the server). Safe against a concurrent call (a lock) and a kill
 /// at any point; returns what it added.
 pub fn spool_run(run_dir: &Path, prefix: &str, dash_url: Option<&str>) -> Result<SpooledRun> {
+    spool_run_part(run_dir, prefix, dash_url, u64::MAX)
+}
+
+/// [`spool_run`], stopping once a session holds `max_items` points, log
+/// lines and track rows ([`SpooledRun::more`] then says so; the status
+/// comes with the last part). A caller sends each part while it spools the
+/// next, as `ml-dash sync` does.
+///
+/// ```
+/// # fn main() -> ml_dash::Result<()> {
+/// let root = tempfile::tempdir().unwrap();
+/// let mut cfg = ml_dash::BufferConfig::default();
+/// cfg.quiet = true;
+/// let run = ml_dash::Experiment::new("me/p/r").dash_root(root.path()).buffer_config(cfg).run()?;
+/// for step in 0..2500u64 {
+///     run.metrics("train")?.log(&ml_dash::point! {"step" => step})?;
+/// }
+/// run.complete()?;
+/// let dir = root.path().join("me/p/r");
+/// let mut parts = 0;
+/// loop {
+///     let part = ml_dash::spool_run_part(&dir, "me/p/r", Some("http://127.0.0.1:1"), 1000)?;
+///     parts += 1;
+///     if !part.more {
+///         assert!(part.finished);
+///         break;
+///     }
+/// }
+/// assert_eq!(parts, 3);
+/// # Ok(()) }
+/// ```
+pub fn spool_run_part(
+    run_dir: &Path,
+    prefix: &str,
+    dash_url: Option<&str>,
+    max_items: u64,
+) -> Result<SpooledRun> {
+    let mut budget = max_items;
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| Error::io(&p, e)
@@ -234,6 +275,7 @@ pub fn spool_run(run_dir: &Path, prefix: &str, dash_url: Option<&str>) -> Result
         let end = export_lines(
             &path,
             from,
+            &mut budget,
             |batch| {
                 let r = add(
                     &mut w,
@@ -256,6 +298,7 @@ pub fn spool_run(run_dir: &Path, prefix: &str, dash_url: Option<&str>) -> Result
     let end = export_lines(
         &logs,
         from,
+        &mut budget,
         |b| add(&mut w, Kind::Logs, None, None, b),
         |line| read::without_member(line, "sequenceNumber"),
     )?;
@@ -269,6 +312,7 @@ pub fn spool_run(run_dir: &Path, prefix: &str, dash_url: Option<&str>) -> Result
         let end = export_lines(
             &path,
             from,
+            &mut budget,
             |b| add(&mut w, Kind::Tracks, Some(&topic), None, b),
             |l| Some(l.to_vec()),
         )?;
@@ -316,7 +360,8 @@ pub fn spool_run(run_dir: &Path, prefix: &str, dash_url: Option<&str>) -> Result
         add(&mut w, Kind::File, None, None, &[bytes])?;
         next.files.push(f.info.id.clone());
     }
-    if let Some(s) = &status {
+    out.more = budget == 0;
+    if let Some(s) = status.as_ref().filter(|_| !out.more) {
         add(&mut w, Kind::Status, None, None, &[s.as_bytes().to_vec()])?;
         next.status = Some(s.clone());
         out.finished = true;
@@ -350,22 +395,27 @@ pub fn spool_run(run_dir: &Path, prefix: &str, dash_url: Option<&str>) -> Result
 }
 
 /// Sends the complete lines of `path` from byte `from` through `item` into
-/// batches of [`RECORD_ITEMS`] given to `flush`; returns the offset reached.
+/// batches of [`RECORD_ITEMS`] given to `flush`, at most `budget` items
+/// (less what it took); returns the offset reached.
 fn export_lines(
     path: &Path,
     from: u64,
+    budget: &mut u64,
     mut flush: impl FnMut(&[Vec<u8>]) -> Result<()>,
     item: impl Fn(&[u8]) -> Option<Vec<u8>>,
 ) -> Result<u64> {
     let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if len <= from {
-        return Ok(from.min(len).max(from));
+    if len <= from || *budget == 0 {
+        return Ok(from);
     }
     let mut r = LineReader::range(path, from..u64::MAX)?;
     let mut batch = Vec::with_capacity(RECORD_ITEMS);
-    while let Some((_, line)) = r.next_line()? {
+    while *budget > 0
+        && let Some((_, line)) = r.next_line()?
+    {
         if let Some(i) = item(line) {
             batch.push(i);
+            *budget -= 1;
         }
         if batch.len() == RECORD_ITEMS {
             flush(&batch)?;

@@ -139,7 +139,7 @@ pub use auth::{
     ENV_CONFIG_DIR, ENV_TOKEN, KEYRING_SERVICE, TOKEN_KEY, TokenLookup, TokenSource, config_dir,
     read_token_files, resolve_token,
 };
-pub use local::{SYNC_DIR, SpooledRun, spool_run};
+pub use local::{SYNC_DIR, SpooledRun, spool_run, spool_run_part};
 
 /// `ML_DASH_API_URL`: the server (default `https://api.dash.ml`).
 pub const ENV_API_URL: &str = "ML_DASH_API_URL";

@@ -1,7 +1,8 @@
 //! `ml-dash sync`: spools (what a hybrid or remote run left) and local runs
 //! that never had a server, to an ML-Dash server, several at once. A local
-//! run is first spooled by `ml_dash::spool_run` (only what an earlier sync
-//! did not spool), then every spool is sent by `ml_dash::sync`: in order,
+//! run is spooled by `ml_dash::spool_run_part` (only what an earlier sync
+//! did not spool) in parts of 100 000 items, each sent by `ml_dash::sync`
+//! while the next is spooled; every spool is sent in order,
 //! each batch under its idempotency key, resumable after a kill (the ack
 //! cursor), so a second sync sends nothing new. One progress bar per run and
 //! a total (indicatif), or plain lines when stderr is not a terminal.
@@ -77,19 +78,15 @@ pub(crate) fn run(root: &Path, a: &SyncArgs) -> Result {
                 std::thread::sleep(Duration::from_millis(200));
                 let act = active.lock().unwrap_or_else(|p| p.into_inner());
                 let (mut sum_total, mut sum_left) = (0, 0);
-                for (name, dir, total, bar) in act.iter() {
+                for (name, dir, base, total, bar) in act.iter() {
                     let left = read::spool_backlog(dir).min(*total);
                     sum_total += total;
                     sum_left += left;
+                    let done = base + total - left;
                     if let Some(b) = bar {
-                        b.set_position(total - left);
+                        b.set_position(done);
                     } else if last_plain.elapsed() >= Duration::from_secs(2) {
-                        eprintln!(
-                            "sync {name}: {}% ({} of {})",
-                            (total - left) * 100 / (*total).max(1),
-                            out::bytes(total - left),
-                            out::bytes(*total)
-                        );
+                        eprintln!("sync {name}: {} sent", out::bytes(done));
                     }
                 }
                 if last_plain.elapsed() >= Duration::from_secs(2) {
@@ -157,8 +154,9 @@ fn style(t: &str) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-/// The jobs being sent: name, spool, backlog at the start, its bar.
-type Active = Mutex<Vec<(String, PathBuf, u64, Option<ProgressBar>)>>;
+/// The jobs being sent: name, spool, bytes sent by earlier passes, backlog
+/// at the start of this one, its bar.
+type Active = Mutex<Vec<(String, PathBuf, u64, u64, Option<ProgressBar>)>>;
 
 /// Runs one job to its end (with `--follow`, until the run is final and sent).
 fn one(
@@ -175,53 +173,71 @@ fn one(
         b.set_prefix(short(&job.name));
         b
     });
+    // Bytes sent by earlier passes (a bar spans them all).
+    let mut base = 0;
     loop {
-        let mut finished = true;
-        if let Some(dir) = &job.local {
-            match ml_dash::spool_run(dir, &job.name, a.dash_url.as_deref()) {
-                Ok(s) => finished = s.finished,
-                Err(e) => {
-                    d.error = Some(e.to_string());
+        let mut finished = job.local.is_some();
+        // A local run is spooled in parts, each sent while the next is
+        // spooled (the export and the sending overlap).
+        let (parts_tx, parts) = std::sync::mpsc::channel::<()>();
+        let exported = std::thread::scope(|s| {
+            let exporter = match &job.local {
+                None => {
+                    drop(parts_tx);
+                    None
+                }
+                Some(dir) => Some(s.spawn(move || -> std::result::Result<bool, String> {
+                    loop {
+                        let part =
+                            ml_dash::spool_run_part(dir, &job.name, a.dash_url.as_deref(), PART)
+                                .map_err(|e| e.to_string())?;
+                        if parts_tx.send(()).is_err() {
+                            return Ok(false); // the sending failed: stop
+                        }
+                        if !part.more {
+                            return Ok(part.finished);
+                        }
+                    }
+                })),
+            };
+            let mut sent: std::result::Result<bool, String> = Ok(true);
+            loop {
+                // Wait for a part (or the end of the export); then send
+                // everything spooled so far.
+                let more = parts.recv().is_ok();
+                while parts.try_recv().is_ok() {}
+                let r = send(job, opts, bar.as_ref(), active, &mut base, &mut d);
+                match r {
+                    Ok(locked) => {
+                        if job.local.is_none() {
+                            finished = !locked;
+                        }
+                    }
+                    Err(e) => {
+                        sent = Err(e);
+                        break;
+                    }
+                }
+                if !more {
                     break;
                 }
             }
-        }
-        let total = read::spool_backlog(&job.spool);
-        if let Some(b) = &bar {
-            b.set_length(total);
-            b.set_position(0);
-        }
-        {
-            let mut act = active.lock().unwrap_or_else(|p| p.into_inner());
-            act.push((job.name.clone(), job.spool.clone(), total, bar.clone()));
-        }
-        let r = ml_dash::sync(&job.spool, opts);
-        active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|x| x.1 != job.spool);
-        match r {
-            Ok(rep) => {
-                let st = &rep.stats;
-                d.items += st.sent_items;
-                d.requests += st.requests;
-                d.retries += st.retries;
-                d.left = st.pending_records;
-                if job.local.is_none() {
-                    finished = st.locked_sessions == 0;
-                }
-                if let Some(e) = st.undeliverable.first() {
-                    d.error = Some(format!("{}: {}", e.session_dir.display(), e.reason));
-                    break;
-                }
-                if !a.follow || (finished && rep.is_drained()) {
-                    break;
-                }
-            }
+            drop(parts);
+            let exported = exporter.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the export panicked".into()))
+            });
+            sent.and(exported.unwrap_or(Ok(true)))
+        });
+        match exported {
+            Ok(f) => finished &= f || job.local.is_none(),
             Err(e) => {
-                d.error = Some(e.to_string());
+                d.error.get_or_insert(e);
                 break;
             }
+        }
+        if !a.follow || (finished && d.left == 0) {
+            break;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -233,6 +249,49 @@ fn one(
         });
     }
     d
+}
+
+/// Points, log lines and rows per spooled part of a local run.
+const PART: u64 = 100_000;
+
+/// One `ml_dash::sync` of the job's spool, its bar spanning `base` bytes sent
+/// before; `Ok(true)` when a writer still holds a session.
+fn send(
+    job: &Job,
+    opts: &ml_dash::SyncOptions,
+    bar: Option<&ProgressBar>,
+    active: &Active,
+    base: &mut u64,
+    d: &mut Done,
+) -> std::result::Result<bool, String> {
+    let total = read::spool_backlog(&job.spool);
+    if let Some(b) = bar {
+        b.set_length(*base + total);
+        b.set_position(*base);
+    }
+    active.lock().unwrap_or_else(|p| p.into_inner()).push((
+        job.name.clone(),
+        job.spool.clone(),
+        *base,
+        total,
+        bar.cloned(),
+    ));
+    let r = ml_dash::sync(&job.spool, opts);
+    active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|x| x.1 != job.spool);
+    *base += total.saturating_sub(read::spool_backlog(&job.spool));
+    let rep = r.map_err(|e| e.to_string())?;
+    let st = &rep.stats;
+    d.items += st.sent_items;
+    d.requests += st.requests;
+    d.retries += st.retries;
+    d.left = st.pending_records;
+    if let Some(e) = st.undeliverable.first() {
+        return Err(format!("{}: {}", e.session_dir.display(), e.reason));
+    }
+    Ok(st.locked_sessions > 0)
 }
 
 fn short(name: &str) -> String {
