@@ -12,13 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use ml_dash::{BufferConfig, Experiment, point};
+use ml_dash::{Experiment, point};
 
-fn quiet() -> BufferConfig {
-    let mut cfg = BufferConfig::default();
-    cfg.quiet = true;
-    cfg
-}
+mod common;
+use common::quiet;
 
 /// `ml-dash serve` on `root`: the child and its base URL.
 fn serve(root: &Path) -> (std::process::Child, String) {
@@ -67,50 +64,42 @@ fn time_get(url: &str, n: usize) -> (f64, Vec<f64>, usize) {
 }
 
 fn main() {
-    let n: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
+    let n = common::points_arg();
     // The same store as the plot bench.
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("plot-bench-{n}"));
-    let prefix = "bench/plot/run";
-    let data = root.join(prefix).join("metrics/train/data.jsonl");
-    if !data.exists() {
-        let t = Instant::now();
-        let run = Experiment::new(prefix)
-            .dash_root(&root)
-            .buffer_config(quiet())
-            .run()
-            .unwrap();
-        let m = run.metrics("train").unwrap();
-        for step in 0..n {
-            let loss = 1.0 / (1.0 + step as f64 * 1e-4) + (step % 97) as f64 * 1e-4;
-            m.log(&point! {"loss" => loss, "step" => step}).unwrap();
-        }
-        run.complete().unwrap();
-        eprintln!("wrote {n} points in {:.1} s", t.elapsed().as_secs_f64());
-    }
-    let size = std::fs::metadata(&data).unwrap().len();
-    println!(
-        "stream: {n} points, {:.0} MiB",
-        size as f64 / (1 << 20) as f64
-    );
+    let (root, data) = common::store(n);
+    let prefix = common::PREFIX;
+    // Without the stream's block summary (the server's warm-up or this
+    // request builds it), then a new server: three with it (widths differ:
+    // no cached answer), then a cached one.
+    common::drop_summary(&data);
     let (mut child, base) = serve(&root);
     let before = vm_hwm_mib(child.id());
-    // Three scans (widths differ: no cached answer), then a cached one.
+    let get = |w: usize| {
+        let url = format!("{base}/api/series?run={prefix}&metric=train&width={w}");
+        time_get(&url, 1)
+    };
+    let (cold, _, _) = get(999);
+    let cold_rss = vm_hwm_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    // A new server: its first request reads the stored summary.
+    let (mut child, base) = serve(&root);
+    let get = |w: usize| {
+        let url = format!("{base}/api/series?run={prefix}&metric=train&width={w}");
+        time_get(&url, 1)
+    };
     let mut scans = Vec::new();
     let mut len = 0;
     for w in [1000, 1001, 1002] {
-        let url = format!("{base}/api/series?run={prefix}&metric=train&width={w}");
-        let (t, _, l) = time_get(&url, 1);
+        let (t, _, l) = get(w);
         scans.push(t);
         len = l;
     }
     let scan_rss = vm_hwm_mib(child.id());
-    let url = format!("{base}/api/series?run={prefix}&metric=train&width=1000");
-    let (cached, _, _) = time_get(&url, 1);
+    let (cached, _, _) = get(1000);
     println!(
-        "series of {n} points to 1000 px: scans {scans:.2?} s, cached {cached:.4} s, {len} bytes; \
+        "series of {n} points to 1000 px: building the summary {cold:.2} s (peak RSS {cold_rss:.1} MiB); \
+         a new server, summary stored: {scans:.3?} s, cached {cached:.4} s, {len} bytes; \
          server peak RSS {scan_rss:.1} MiB (at start {before:.1} MiB)"
     );
     let _ = child.kill();

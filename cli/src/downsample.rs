@@ -63,6 +63,11 @@ impl M4 {
         }
     }
 
+    /// The pixel column of `x` (clamped to the first and last).
+    pub fn column(&self, x: f64) -> usize {
+        self.col_of(x)
+    }
+
     fn col_of(&self, x: f64) -> usize {
         if self.span.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return 0;
@@ -108,76 +113,10 @@ impl M4 {
         }
     }
 
-    /// Appends `next`, the points that followed this one's (the same
-    /// columns; a column split between the two is merged as if one stream
-    /// had seen it all).
-    pub fn append(&mut self, mut next: M4) {
-        if let (Some((ca, a)), Some((cb, _))) = (&mut self.cur, &next.cur)
-            && next.out.is_empty()
-            && ca == cb
-        {
-            let b = next.cur.take().map(|c| c.1).unwrap_or(*a);
-            if b[1].2 < a[1].2 {
-                a[1] = b[1];
-            }
-            if b[2].2 > a[2].2 {
-                a[2] = b[2];
-            }
-            a[3] = b[3];
-            return;
-        }
-        if let (Some((ca, a)), Some(first)) = (&mut self.cur, next.out.first().copied())
-            && *ca == next.col_of(first.1)
-        {
-            // `next` began in this column: merge its first column's points.
-            let n = next
-                .out
-                .iter()
-                .take_while(|p| next.col_of(p.1) == *ca)
-                .count();
-            for p in next.out.drain(..n) {
-                if p.2 < a[1].2 {
-                    a[1] = p;
-                }
-                if p.2 > a[2].2 {
-                    a[2] = p;
-                }
-                a[3] = p;
-            }
-        }
-        if next.out.is_empty() && next.cur.is_none() {
-            return;
-        }
-        self.flush();
-        self.out.append(&mut next.out);
-        self.cur = next.cur;
-    }
-
     /// The points kept, in input order: `(key, x, y)`.
     pub fn finish(mut self) -> Vec<Point> {
         self.flush();
         self.out
-    }
-}
-
-/// A trailing moving average over `window` points (NaN points are gaps:
-/// left as they are and not counted).
-pub fn smooth(ys: &mut [f64], window: usize) {
-    if window <= 1 {
-        return;
-    }
-    let mut ring = std::collections::VecDeque::with_capacity(window);
-    let mut sum = 0.0;
-    for y in ys.iter_mut() {
-        if y.is_nan() {
-            continue;
-        }
-        ring.push_back(*y);
-        sum += *y;
-        if ring.len() > window {
-            sum -= ring.pop_front().unwrap_or(0.0);
-        }
-        *y = sum / ring.len() as f64;
     }
 }
 
@@ -203,16 +142,6 @@ mod tests {
         assert!(keep.len() <= 400 && keep.len() >= 200);
         assert_eq!((keep[0], *keep.last().unwrap()), (0, n - 1));
         assert!(keep.windows(2).all(|w| w[0] < w[1]));
-        // Split anywhere and appended: the same points.
-        for cut in [1, 999, 1000, 1001, 54_321, n - 1] {
-            let range = (0.0, (n - 1) as f64);
-            let (mut a, mut b) = (M4::new(range, 100), M4::new(range, 100));
-            (0..cut).for_each(|i| a.push(i, xs[i], ys[i]));
-            (cut..n).for_each(|i| b.push(i, xs[i], ys[i]));
-            a.append(b);
-            let got: Vec<usize> = a.finish().into_iter().map(|p| p.0).collect();
-            assert_eq!(got, keep, "cut at {cut}");
-        }
         // Each column's min and max are kept.
         for c in 0..100 {
             let (a, b) = (c * 1000, (c + 1) * 1000);
@@ -223,14 +152,9 @@ mod tests {
     }
 
     #[test]
-    fn gaps_and_smoothing() {
+    fn gaps() {
         let xs = [0.0, 1.0, 2.0, 3.0];
         let ys = [1.0, f64::NAN, 3.0, 5.0];
         assert_eq!(min_max(&xs, &ys, (0.0, 3.0), 10), [0, 2, 3]);
-        let mut s = [1.0, 3.0, f64::NAN, 5.0, 7.0];
-        smooth(&mut s, 2);
-        assert_eq!(s[..2], [1.0, 2.0]);
-        assert!(s[2].is_nan());
-        assert_eq!(s[3..], [4.0, 6.0]);
     }
 }

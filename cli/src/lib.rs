@@ -13,6 +13,7 @@ pub mod chart;
 mod cmd;
 pub mod downsample;
 pub mod out;
+pub mod series;
 mod serve;
 
 use clap::Parser;

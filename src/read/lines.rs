@@ -79,7 +79,15 @@ impl LineReader {
         let mut r = LineReader {
             path,
             file,
-            buf: vec![0; BUF],
+            // A short range (a block of lines) needs no 1 MiB buffer.
+            buf: vec![
+                0;
+                range
+                    .end
+                    .saturating_sub(range.start)
+                    .saturating_add(1)
+                    .clamp(4096, BUF as u64) as usize
+            ],
             start: 0,
             end: 0,
             offset: range.start,

@@ -12,6 +12,7 @@
 //!  Lines::open(path)            parsed lines, one at a time (a bad line is an Err, then on)
 //!  LineReader::range(path, r)   raw complete lines starting in a byte range (split a file)
 //!  scan_metric(reader, fields)  numbers of some fields per point (charts, summaries)
+//!  Summary::open(data)         per block of lines: each field's first/min/max/last (charts)
 //!  Tail::new(path).poll(f)      lines appended since the last poll (no inotify: NFS, Lustre)
 //!  verify_run(dir, repair) / verify_spool(dir) -> Vec<Problem>
 //! ```
@@ -29,6 +30,7 @@ use std::path::Path;
 mod lines;
 mod scan;
 mod store;
+mod summary;
 mod verify;
 
 pub use lines::{BUF, Line, LineReader, Lines, Tail, Torn};
@@ -38,6 +40,7 @@ pub use store::{
     metric_stream, metric_streams, params, parse_time, run, runs, stored_files, track_topic,
     track_topics,
 };
+pub use summary::{Agg, BLOCK_LINES, Block, Pt, Summary, summary_path};
 pub use verify::{
     MAX_PER_FILE, Problem, hash_file, is_spool, spool_backlog, verify_run, verify_spool,
 };

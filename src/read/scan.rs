@@ -348,6 +348,60 @@ fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
     Some(Fast::Done(index))
 }
 
+/// Every number among the top-level members of a metric line's `data`
+/// (`true` / `false` as 1 / 0, the stored non-finite tokens as those
+/// values; strings, `null` and NaN are no number), as `f(key, value)` in
+/// stored order. Returns the line's `index` (`Some(None)`: it has none) and
+/// whether `data` holds nested values; `None` when the line is not a metric
+/// point. A line with a backslash (an escape) is parsed whole.
+pub(crate) fn data_numbers(
+    line: &[u8],
+    mut f: impl FnMut(&[u8], f64),
+) -> Option<(Option<u64>, bool)> {
+    if line.contains(&b'\\') {
+        let v = super::parse_lenient(line).ok()?;
+        let data = v.get("data")?.as_object()?;
+        let mut nested = false;
+        for (k, v) in data {
+            nested |= v.is_object() || v.is_array();
+            let n = number_of(v);
+            if !n.is_nan() {
+                f(k.as_bytes(), n);
+            }
+        }
+        return Some((v.get("index").and_then(Json::as_u64), nested));
+    }
+    let mut p = P { b: line, i: 0 };
+    let (mut index, mut nested, mut have_data) = (None, false, false);
+    p.members(|key, _, p| {
+        match key {
+            b"index" => {
+                p.ws();
+                let t = p.span();
+                index = (!t.is_empty() && t.len() < 20 && t.iter().all(u8::is_ascii_digit))
+                    .then(|| t.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0')));
+                if t.is_empty() {
+                    p.skip()?;
+                }
+            }
+            b"data" => {
+                have_data = true;
+                p.members(|k, _, p| {
+                    let (v, n) = p.number()?;
+                    nested |= n;
+                    if !v.is_nan() {
+                        f(k, v);
+                    }
+                    Some(())
+                })?;
+            }
+            _ => p.skip()?,
+        }
+        Some(())
+    })?;
+    have_data.then_some((index, nested))
+}
+
 /// The whole-parse path: top-level fields of `data`, then dotted paths into
 /// its nested objects. Returns the index (`Some(None)`: no index), `None`
 /// when the line is not a metric point.

@@ -1,32 +1,22 @@
 //! `ml-dash plot`: a metric stream of one or more runs as a Braille chart in
 //! the terminal or a PNG (plotters, bitmap backend, the bundled DejaVu Sans
-//! Mono through ab_glyph: no system font library). Points are read with
-//! `ml_dash::read::scan_metric`, a large file split over the cores, and
-//! downsampled per pixel column ([`crate::downsample::min_max`]).
+//! Mono through ab_glyph: no system font library). Points are read and
+//! downsampled per pixel column by [`crate::series`], the code `ml-dash
+//! serve` uses.
 
 use std::io::{IsTerminal, Write};
-use std::ops::Range;
 use std::path::Path;
 
 use ml_dash::read::{self, RunInfo};
 
 use crate::args::{PlotArgs, XAxis};
 use crate::chart::{self, Series};
-use crate::downsample;
 use crate::out::number;
+use crate::series::{Query, Stream, X};
 use crate::{Fail, Result};
 
 /// The bundled font (Bitstream Vera licence: `cli/assets/DejaVuSansMono.LICENSE`).
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
-
-/// A file larger than this is read by several threads.
-const SPLIT_BYTES: u64 = 8 << 20;
-
-/// One run's points: x and one y column per field, sorted by x.
-struct Points {
-    xs: Vec<f64>,
-    ys: Vec<Vec<f64>>,
-}
 
 pub(crate) fn run(root: &Path, a: &PlotArgs) -> Result {
     let runs = super::matching_runs(root, &a.prefixes)?;
@@ -62,48 +52,49 @@ pub(crate) fn run(root: &Path, a: &PlotArgs) -> Result {
         2 * width
     };
 
-    let mut labels = Vec::new();
-    let mut all = Vec::new();
-    for r in &runs {
-        let stream = read::metric_stream(&r.dir, Some(a.metric.as_str()));
-        let mut p = load(&stream.data(), x_key, &fields)?;
-        for (f, ys) in fields.iter().zip(&mut p.ys) {
-            if let Some(n) = a.smooth {
-                downsample::smooth(ys, n);
-            }
-            if a.log_y {
-                ys.iter_mut()
-                    .for_each(|y| *y = if *y > 0.0 { y.log10() } else { f64::NAN });
-            }
-            labels.push(match (runs.len(), fields.len()) {
-                (1, _) => f.clone(),
-                (_, 1) => r.prefix.clone(),
-                _ => format!("{} {f}", r.prefix),
-            });
-        }
-        all.push(p);
-    }
-    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
-    for p in &all {
-        if let (Some(&a), Some(&b)) = (p.xs.first(), p.xs.last()) {
-            x0 = x0.min(a);
-            x1 = x1.max(b);
-        }
-    }
+    let x = match a.x {
+        XAxis::Step => X::Step,
+        XAxis::Index => X::Index,
+        XAxis::Time => X::Time,
+    };
+    let streams = runs
+        .iter()
+        .map(|r| {
+            Stream::open(
+                &read::metric_stream(&r.dir, Some(a.metric.as_str())).data(),
+                x,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     // One x range for all runs: the pixel columns line up.
+    let range = streams
+        .iter()
+        .filter_map(Stream::bounds)
+        .reduce(|p, q| (p.0.min(q.0), p.1.max(q.1)));
     let mut drawn = Vec::new();
-    let mut labels = labels.into_iter();
-    for p in &all {
-        for ys in &p.ys {
-            let keep = downsample::min_max(&p.xs, ys, (x0, x1), columns.max(1));
+    let mut total = 0;
+    for (r, s) in runs.iter().zip(&streams) {
+        let got = s.series(&Query {
+            x,
+            fields: &fields,
+            columns: columns.max(1),
+            range,
+            smooth: a.smooth.unwrap_or(1),
+            log_y: a.log_y,
+        })?;
+        for (f, kept) in fields.iter().zip(got.fields) {
+            total += kept.len();
             drawn.push(Series {
-                label: labels.next().unwrap_or_default(),
-                xs: keep.iter().map(|&i| p.xs[i]).collect(),
-                ys: keep.iter().map(|&i| ys[i]).collect(),
+                label: match (runs.len(), fields.len()) {
+                    (1, _) => f.clone(),
+                    (_, 1) => r.prefix.clone(),
+                    _ => format!("{} {f}", r.prefix),
+                },
+                xs: kept.iter().map(|p| p.1).collect(),
+                ys: kept.iter().map(|p| p.2).collect(),
             });
         }
     }
-    let total: usize = all.iter().map(|p| p.xs.len()).sum();
     if total == 0 {
         return Err(Fail::Usage(format!(
             "metric stream {:?} has no points in {}",
@@ -172,89 +163,6 @@ fn default_fields(runs: &[RunInfo], metric: &str, x_key: Option<&str>) -> Result
         }
     }
     Ok(out)
-}
-
-/// The points of one stream: x (`x_key`, else the index; for `_ts`,
-/// seconds since the first point) and the fields, sorted by x.
-fn load(path: &Path, x_key: Option<&str>, fields: &[String]) -> Result<Points> {
-    let mut keys: Vec<&str> = fields.iter().map(String::as_str).collect();
-    if let Some(k) = x_key {
-        keys.push(k);
-    }
-    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let threads = if len > SPLIT_BYTES {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8)
-    } else {
-        1
-    };
-    let ranges: Vec<Range<u64>> = (0..threads as u64)
-        .map(|i| len * i / threads as u64..len * (i + 1) / threads as u64)
-        .map(|r| if r.end == len { r.start..u64::MAX } else { r })
-        .collect();
-    let parts: Vec<Result<Points>> = std::thread::scope(|s| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|r| {
-                let keys = &keys;
-                let r = r.clone();
-                s.spawn(move || scan_range(path, r, keys, fields.len(), x_key.is_some()))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Fail::Problem("a reader thread panicked".into())))
-            })
-            .collect()
-    });
-    let mut p = Points {
-        xs: Vec::new(),
-        ys: vec![Vec::new(); fields.len()],
-    };
-    for part in parts {
-        let part = part?;
-        p.xs.extend_from_slice(&part.xs);
-        for (a, b) in p.ys.iter_mut().zip(&part.ys) {
-            a.extend_from_slice(b);
-        }
-    }
-    if x_key == Some("_ts")
-        && let Some(t0) = p.xs.iter().copied().find(|x| x.is_finite())
-    {
-        p.xs.iter_mut().for_each(|x| *x -= t0);
-    }
-    if p.xs.windows(2).any(|w| w[1] < w[0]) {
-        let mut order: Vec<usize> = (0..p.xs.len()).collect();
-        order.sort_by(|&i, &j| p.xs[i].total_cmp(&p.xs[j]));
-        p.xs = order.iter().map(|&i| p.xs[i]).collect();
-        for ys in &mut p.ys {
-            *ys = order.iter().map(|&i| ys[i]).collect();
-        }
-    }
-    Ok(p)
-}
-
-fn scan_range(path: &Path, r: Range<u64>, keys: &[&str], n: usize, has_x: bool) -> Result<Points> {
-    let mut reader = read::LineReader::range(path, r)?;
-    let mut p = Points {
-        xs: Vec::new(),
-        ys: vec![Vec::new(); n],
-    };
-    read::scan_metric(&mut reader, keys, |index, v| {
-        let x = if has_x && !v[n].is_nan() {
-            v[n]
-        } else {
-            index as f64
-        };
-        p.xs.push(x);
-        for (col, y) in p.ys.iter_mut().zip(v) {
-            col.push(*y);
-        }
-    })?;
-    Ok(p)
 }
 
 /// Colours of the series in a PNG, in turn.

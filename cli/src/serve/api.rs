@@ -15,7 +15,6 @@
 //! ```
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -23,12 +22,10 @@ use ml_dash::read::{self, LineReader, RunInfo, Tail};
 use serde_json::{Map, Value as Json, json};
 
 use super::{Body, Ctx, Query, Reply};
-use crate::downsample::M4;
+use crate::series::{self as chart_series, Stream, X};
 
 type R<T> = std::result::Result<T, Reply>;
 
-/// A file larger than this is scanned by several threads.
-const SPLIT_BYTES: u64 = 8 << 20;
 /// How many series answers are kept (each ~30 bytes per pixel column
 /// and field).
 const SERIES_CACHE: usize = 64;
@@ -226,21 +223,6 @@ fn detail(r: &RunInfo) -> Reply {
     Reply::json(&s)
 }
 
-/// Which x a chart uses.
-#[derive(Clone, Copy, PartialEq)]
-enum X {
-    Step,
-    Index,
-    Time,
-}
-
-/// One reader's share of a series: a downsampler per field.
-struct Part {
-    m4: Vec<M4>,
-    points: u64,
-    end: u64,
-}
-
 fn series(ctx: &Ctx, q: &Query) -> R<Reply> {
     let run = run_param(ctx, q)?;
     let metric = q.get("metric").unwrap_or("None");
@@ -293,124 +275,36 @@ fn series(ctx: &Ctx, q: &Query) -> R<Reply> {
     {
         return Ok(Reply::bytes(200, "application/json", hit));
     }
-    let mut keys: Vec<&str> = fields.iter().map(String::as_str).collect();
-    keys.push(x_key.unwrap_or("_ts"));
-    let xi = fields.len();
-    // The x of a scanned point (time: before subtracting the first `_ts`).
-    let x_of = |index: u64, v: &[f64]| match x {
-        X::Index => index as f64,
-        _ if v[xi].is_nan() && x == X::Step => index as f64,
-        _ => v[xi],
-    };
-    let one = |range: Range<u64>| -> Option<f64> {
-        let mut r = LineReader::range(&path, range).ok()?;
-        let mut got = None;
-        read::scan_metric(&mut r, &keys, |i, v| {
-            if got.is_none() {
-                got = Some(x_of(i, v));
-            }
-        })
-        .ok()?;
-        got
-    };
-    let len = size(&path);
-    let first = one(0..1);
-    let t0 = if x == X::Time {
-        first.unwrap_or(0.0)
-    } else {
-        0.0
-    };
-    let range = zoom.unwrap_or_else(|| {
-        let last = last_line(&path).and_then(|(at, _)| one(at..at + 1));
-        (
-            first.unwrap_or(0.0) - t0,
-            last.or(first).unwrap_or(0.0) - t0,
+    let fail = |e: crate::Fail| {
+        Reply::error(
+            500,
+            match e {
+                crate::Fail::Usage(m) | crate::Fail::Problem(m) => m,
+                crate::Fail::Reported => "cannot read the stream".into(),
+            },
         )
-    });
-    let threads = if len > SPLIT_BYTES && smooth <= 1 {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8)
-    } else {
-        1
     };
-    let ranges: Vec<Range<u64>> = (0..threads as u64)
-        .map(|i| len * i / threads as u64..len * (i + 1) / threads as u64)
-        .collect();
-    let scan = |r: Range<u64>| -> std::result::Result<Part, String> {
-        let mut part = Part {
-            m4: (0..fields.len()).map(|_| M4::new(range, width)).collect(),
-            points: 0,
-            end: r.start,
-        };
-        let mut reader = LineReader::range(&path, r).map_err(|e| e.to_string())?;
-        let mut rings: Vec<(std::collections::VecDeque<f64>, f64)> =
-            vec![(Default::default(), 0.0); fields.len()];
-        read::scan_metric(&mut reader, &keys, |i, v| {
-            part.points += 1;
-            let px = x_of(i, v) - t0;
-            if zoom.is_some_and(|(a, b)| px < a || px > b) {
-                return;
-            }
-            for (j, m4) in part.m4.iter_mut().enumerate() {
-                let mut y = v[j];
-                if smooth > 1 && !y.is_nan() {
-                    let (ring, sum) = &mut rings[j];
-                    ring.push_back(y);
-                    *sum += y;
-                    if ring.len() > smooth {
-                        *sum -= ring.pop_front().unwrap_or(0.0);
-                    }
-                    y = *sum / ring.len() as f64;
-                }
-                m4.push(i as usize, px, y);
-            }
+    let stream = Stream::open(&path, x).map_err(fail)?;
+    let got = stream
+        .series(&chart_series::Query {
+            x,
+            fields: &fields,
+            columns: width,
+            range: zoom,
+            smooth,
+            log_y: false,
         })
-        .map_err(|e| e.to_string())?;
-        part.end = reader.offset();
-        Ok(part)
-    };
-    let parts: Vec<std::result::Result<Part, String>> = std::thread::scope(|s| {
-        let hs: Vec<_> = ranges
-            .into_iter()
-            .map(|r| s.spawn(move || scan(r)))
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a reader thread panicked".into()))
-            })
-            .collect()
-    });
-    let mut whole: Option<Part> = None;
-    for p in parts {
-        let p = p.map_err(|e| Reply::error(500, e))?;
-        whole = Some(match whole {
-            None => p,
-            Some(mut w) => {
-                for (a, b) in w.m4.iter_mut().zip(p.m4) {
-                    a.append(b);
-                }
-                w.points += p.points;
-                w.end = p.end;
-                w
-            }
-        });
-    }
-    let whole = whole.unwrap_or(Part {
-        m4: Vec::new(),
-        points: 0,
-        end: 0,
-    });
-    let mut last_index = Json::Null;
+        .map_err(fail)?;
+    let (t0, range) = (got.t0, got.range);
+    let last_index = got
+        .fields
+        .iter()
+        .filter_map(|kept| kept.iter().map(|p| p.0).max())
+        .max();
     let series: Vec<Json> = fields
         .iter()
-        .zip(whole.m4)
-        .map(|(f, m4)| {
-            let kept = m4.finish();
-            if let Some(p) = kept.last() {
-                last_index = last_index.as_u64().max(Some(p.0 as u64)).into();
-            }
+        .zip(&got.fields)
+        .map(|(f, kept)| {
             json!({
                 "field": f,
                 "x": kept.iter().map(|p| p.1).collect::<Vec<_>>(),
@@ -421,7 +315,7 @@ fn series(ctx: &Ctx, q: &Query) -> R<Reply> {
     let body = serde_json::to_vec(&json!({
         "run": run.prefix, "metric": metric, "x": q.get("x").unwrap_or("step"),
         "t0": t0, "range": [range.0, range.1], "width": width,
-        "points": whole.points, "end": whole.end, "last_index": last_index,
+        "points": got.points, "end": got.end, "last_index": last_index,
         "series": series,
     }))
     .unwrap_or_default();

@@ -83,11 +83,29 @@ pub(crate) fn run(root: &Path, a: &ServeArgs) -> Result {
         token: a.token.clone(),
         series_cache: Default::default(),
     });
+    // Charts of long streams fold block summaries: build the missing ones
+    // now, in the background, the latest runs first (a stream's first
+    // chart then needs no full read).
+    let warm = ctx.root.clone();
+    std::thread::spawn(move || summarise(&warm));
     for req in server.incoming_requests() {
         let ctx = Arc::clone(&ctx);
         std::thread::spawn(move || handle(&ctx, req));
     }
     Ok(())
+}
+
+/// Brings the block summary of every metric stream under `root` up to date.
+fn summarise(root: &Path) {
+    let Ok(mut runs) = ml_dash::read::runs(root) else {
+        return;
+    };
+    runs.sort_by_key(|r| std::cmp::Reverse(r.started_at()));
+    for r in runs {
+        for s in ml_dash::read::metric_streams(&r.dir).unwrap_or_default() {
+            let _ = ml_dash::read::Summary::open(&s.data());
+        }
+    }
 }
 
 /// A response: status, content type, extra headers, body.
