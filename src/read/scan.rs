@@ -217,11 +217,15 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// A JSON number token as the nearest f64: Clinger's fast path (at most 15
-/// significant digits and a power of ten up to 22, one correctly rounded
-/// operation on exact values), else the standard library's parser.
+/// A JSON number token as the nearest f64: Clinger's fast path (a mantissa
+/// of at most 19 digits that is exact in an f64, at most 2^53, and a power of
+/// ten up to 22: one correctly rounded operation on exact values), else the
+/// standard library's parser.
 #[inline]
 fn decimal(t: &[u8]) -> Option<f64> {
+    if t.len() > 21 {
+        return slow_decimal(t); // past 19 digits, or an exponent
+    }
     let (neg, digits) = match t.first() {
         Some(b'-') => (true, &t[1..]),
         _ => (false, t),
@@ -233,9 +237,8 @@ fn decimal(t: &[u8]) -> Option<f64> {
     let mut i = 0;
     while i < digits.len() {
         match digits[i] {
-            // Up to 15 significant digits (leading zeros aside); a 16th
-            // is past the fast path.
-            c @ b'0'..=b'9' if n < 15 || (m == 0 && c == b'0') => {
+            // Up to 19 significant digits (leading zeros aside): a u64.
+            c @ b'0'..=b'9' if n < 19 || (m == 0 && c == b'0') => {
                 m = m * 10 + u64::from(c - b'0');
                 if m != 0 {
                     n += 1;
@@ -262,7 +265,7 @@ fn decimal(t: &[u8]) -> Option<f64> {
             .ok()?;
         exp = exp.checked_add(e)?;
     }
-    if n > 15 || m > (1 << 53) || exp.unsigned_abs() > 22 {
+    if m > (1 << 53) || exp.unsigned_abs() > 22 {
         return slow_decimal(t);
     }
     let v = m as f64;
@@ -353,27 +356,53 @@ fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
 /// values; strings, `null` and NaN are no number), as `f(key, value)` in
 /// stored order. Returns the line's `index` (`Some(None)`: it has none) and
 /// whether `data` holds nested values; `None` when the line is not a metric
-/// point. A line with a backslash (an escape) is parsed whole.
-pub(crate) fn data_numbers(
-    line: &[u8],
-    mut f: impl FnMut(&[u8], f64),
-) -> Option<(Option<u64>, bool)> {
-    if line.contains(&b'\\') {
-        let v = super::parse_lenient(line).ok()?;
-        let data = v.get("data")?.as_object()?;
-        let mut nested = false;
-        for (k, v) in data {
-            nested |= v.is_object() || v.is_array();
-            let n = number_of(v);
-            if !n.is_nan() {
-                f(k.as_bytes(), n);
-            }
-        }
-        return Some((v.get("index").and_then(Json::as_u64), nested));
+/// point. As [`scan_metric`]'s fast path, the line is read up to where it
+/// has both `index` and `data`. A line with an escaped key or nested values
+/// is parsed whole: `f` is then told to forget what it saw
+/// ([`Member::Again`]) and sees every member from the start.
+pub(crate) fn data_numbers(line: &[u8], mut f: impl FnMut(Member)) -> Option<(Option<u64>, bool)> {
+    let mut g = |k: &[u8], v: f64| f(Member::Number(k, v));
+    match data_numbers_fast(line, &mut g) {
+        Some(Fast::Done(index)) => return Some((index, false)),
+        Some(Fast::Slow) => f(Member::Again),
+        None => return None,
     }
+    let v = super::parse_lenient(line).ok()?;
+    let data = v.get("data")?.as_object()?;
+    let mut nested = false;
+    for (k, v) in data {
+        nested |= v.is_object() || v.is_array();
+        let n = number_of(v);
+        if !n.is_nan() {
+            f(Member::Number(k.as_bytes(), n));
+        }
+    }
+    Some((v.get("index").and_then(Json::as_u64), nested))
+}
+
+/// What [`data_numbers`] reports.
+pub(crate) enum Member<'a> {
+    /// A member with a number: key (as stored, unescaped), value.
+    Number(&'a [u8], f64),
+    /// Forget the members reported so far: they come again.
+    Again,
+}
+
+/// [`data_numbers`] without escapes (`Fast::Slow`: one was met) and
+/// without nested values (also `Fast::Slow`, for the whole parse to say so).
+fn data_numbers_fast(line: &[u8], f: &mut impl FnMut(&[u8], f64)) -> Option<Fast> {
     let mut p = P { b: line, i: 0 };
-    let (mut index, mut nested, mut have_data) = (None, false, false);
-    p.members(|key, _, p| {
+    let (mut index, mut have_index, mut have_data) = (None, false, false);
+    p.eat(b'{')?;
+    if p.eat(b'}').is_some() {
+        return None;
+    }
+    loop {
+        let (key, escaped) = p.string()?;
+        if escaped {
+            return Some(Fast::Slow);
+        }
+        p.eat(b':')?;
         match key {
             b"index" => {
                 p.ws();
@@ -383,23 +412,42 @@ pub(crate) fn data_numbers(
                 if t.is_empty() {
                     p.skip()?;
                 }
+                have_index = true;
             }
             b"data" => {
                 have_data = true;
-                p.members(|k, _, p| {
-                    let (v, n) = p.number()?;
-                    nested |= n;
-                    if !v.is_nan() {
-                        f(k, v);
+                p.eat(b'{')?;
+                if p.eat(b'}').is_none() {
+                    loop {
+                        let (k, esc) = p.string()?;
+                        if esc {
+                            return Some(Fast::Slow);
+                        }
+                        p.eat(b':')?;
+                        let (v, nested) = p.number()?;
+                        if nested {
+                            return Some(Fast::Slow);
+                        }
+                        if !v.is_nan() {
+                            f(k, v);
+                        }
+                        if p.eat(b',').is_none() {
+                            p.eat(b'}')?;
+                            break;
+                        }
                     }
-                    Some(())
-                })?;
+                }
             }
             _ => p.skip()?,
         }
-        Some(())
-    })?;
-    have_data.then_some((index, nested))
+        if have_index && have_data {
+            return Some(Fast::Done(index));
+        }
+        if p.eat(b',').is_none() {
+            p.eat(b'}')?;
+            return have_data.then_some(Fast::Done(index));
+        }
+    }
 }
 
 /// The whole-parse path: top-level fields of `data`, then dotted paths into
@@ -528,6 +576,22 @@ mod tests {
             "10.0",
             "1.5e+2",
         ] {
+            let want: f64 = t.parse().unwrap();
+            let got = decimal(t.as_bytes()).unwrap();
+            assert!(got.to_bits() == want.to_bits(), "{t}: {got} vs {want}");
+        }
+        // Mantissas of 15 to 19 digits around 2^53, the dot anywhere.
+        let mut rng = 7u64;
+        for _ in 0..20_000 {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let digits = 15 + (rng >> 60) % 5;
+            let m = (rng >> 3) % 10u64.pow(digits as u32);
+            let s = m.to_string();
+            let dot = (rng >> 40) as usize % (s.len() + 1);
+            let t = match dot {
+                0 => s.clone(),
+                d => format!("{}.{}", &s[..d], &s[d..]),
+            };
             let want: f64 = t.parse().unwrap();
             let got = decimal(t.as_bytes()).unwrap();
             assert!(got.to_bits() == want.to_bits(), "{t}: {got} vs {want}");

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::lines::LineReader;
-use super::scan::data_numbers;
+use super::scan::{Member, data_numbers};
 use crate::error::{Error, Result};
 
 /// Lines per block: small enough that the blocks straddling the edges of
@@ -549,7 +549,15 @@ impl Builder {
             ordinal += 1;
             vals.clear();
             let mut j = 0;
-            let Some((index, nested)) = data_numbers(line, |k, v| {
+            let Some((index, nested)) = data_numbers(line, |m| {
+                let (k, v) = match m {
+                    Member::Number(k, v) => (k, v),
+                    Member::Again => {
+                        vals.clear();
+                        j = 0;
+                        return;
+                    }
+                };
                 let id = match last_keys.get(j) {
                     Some((key, id)) if key == k => *id,
                     _ => {
@@ -659,8 +667,11 @@ mod tests {
         let mut out = Vec::new();
         while let Some((_, line)) = r.next_line().unwrap() {
             let mut v = Vec::new();
-            let (i, _) =
-                data_numbers(line, |k, x| v.push((String::from_utf8_lossy(k).into(), x))).unwrap();
+            let (i, _) = data_numbers(line, |m| match m {
+                Member::Number(k, x) => v.push((String::from_utf8_lossy(k).into(), x)),
+                Member::Again => v.clear(),
+            })
+            .unwrap();
             out.push((i.unwrap(), v));
         }
         out
