@@ -615,11 +615,9 @@ fn rank0_mode_four_ranks_make_one_run_and_the_others_touch_nothing() {
     assert_eq!(doc(&dash, PREFIX, "experiment.json")["status"], "COMPLETED");
 }
 
-#[test]
-fn per_rank_mode_makes_one_run_per_rank_under_the_prefix() {
-    let t = tempfile::tempdir().unwrap();
-    let dash = t.path().join("dash");
-    let mut children = ranks("log", t.path(), 4, &[("ML_DASH_RANKS", "per_rank")]);
+/// Each child (rank r, in order) said it records `<PREFIX>/rank-r`; then
+/// each ends.
+fn each_opens_its_rank_run(mut children: Vec<Child>) {
     for (r, c) in children.iter_mut().enumerate() {
         assert_eq!(
             c.expect("OPENED"),
@@ -629,6 +627,14 @@ fn per_rank_mode_makes_one_run_per_rank_under_the_prefix() {
     for c in children {
         c.finish();
     }
+}
+
+#[test]
+fn per_rank_mode_makes_one_run_per_rank_under_the_prefix() {
+    let t = tempfile::tempdir().unwrap();
+    let dash = t.path().join("dash");
+    let children = ranks("log", t.path(), 4, &[("ML_DASH_RANKS", "per_rank")]);
+    each_opens_its_rank_run(children);
     assert_eq!(
         dir_names(&dash.join(PREFIX)),
         [".ranks", "rank-0", "rank-1", "rank-2", "rank-3"]
@@ -830,7 +836,7 @@ fn mismatched_configurations_across_ranks_are_clear_errors() {
 fn slurm_variables_place_the_ranks_too() {
     let t = tempfile::tempdir().unwrap();
     let dash = t.path().join("dash");
-    let mut children: Vec<Child> = (0..2)
+    let children: Vec<Child> = (0..2)
         .map(|r: u32| {
             let env = env_of(&[
                 ("SLURM_PROCID", &r.to_string()),
@@ -841,15 +847,7 @@ fn slurm_variables_place_the_ranks_too() {
             Child::spawn("log", t.path(), &env)
         })
         .collect();
-    for (r, c) in children.iter_mut().enumerate() {
-        assert_eq!(
-            c.expect("OPENED"),
-            format!("recording=true prefix={PREFIX}/rank-{r}")
-        );
-    }
-    for c in children {
-        c.finish();
-    }
+    each_opens_its_rank_run(children);
     assert_eq!(
         dir_names(&dash.join(PREFIX)),
         [".ranks", "rank-0", "rank-1"]

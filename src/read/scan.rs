@@ -128,6 +128,21 @@ impl<'a> P<'a> {
         &self.b[start..self.i]
     }
 
+    /// The value of an `index` member: a point's index when it is a whole
+    /// number of at most 19 digits, else `None` (the value skipped).
+    #[inline]
+    fn index(&mut self) -> Option<Option<u64>> {
+        self.ws();
+        let t = self.span();
+        if t.is_empty() {
+            self.skip()?;
+        }
+        Some(
+            (!t.is_empty() && t.len() < 20 && t.iter().all(u8::is_ascii_digit))
+                .then(|| t.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'))),
+        )
+    }
+
     /// A value as a number (NaN when it is not one); nested values skipped
     /// (the flag says one was).
     #[inline]
@@ -298,10 +313,7 @@ fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
         p.eat(b':')?;
         match key {
             b"index" => {
-                p.ws();
-                let t = p.span();
-                index = (!t.is_empty() && t.len() < 20 && t.iter().all(u8::is_ascii_digit))
-                    .then(|| t.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0')));
+                index = p.index()?;
                 have_index = true;
             }
             b"data" => {
@@ -405,13 +417,7 @@ fn data_numbers_fast(line: &[u8], f: &mut impl FnMut(&[u8], f64)) -> Option<Fast
         p.eat(b':')?;
         match key {
             b"index" => {
-                p.ws();
-                let t = p.span();
-                index = (!t.is_empty() && t.len() < 20 && t.iter().all(u8::is_ascii_digit))
-                    .then(|| t.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0')));
-                if t.is_empty() {
-                    p.skip()?;
-                }
+                index = p.index()?;
                 have_index = true;
             }
             b"data" => {
@@ -583,7 +589,9 @@ mod tests {
         // Mantissas of 15 to 19 digits around 2^53, the dot anywhere.
         let mut rng = 7u64;
         for _ in 0..20_000 {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let digits = 15 + (rng >> 60) % 5;
             let m = (rng >> 3) % 10u64.pow(digits as u32);
             let s = m.to_string();
