@@ -13,6 +13,26 @@
 //!                                        decode -> JSON objects per stream -> .dash/<prefix>/...
 //! ```
 //!
+//! ## Quickstart
+//!
+//! ```
+//! use ml_dash::{Experiment, point};
+//! # let dir = tempfile::tempdir().unwrap();
+//! // A run in the local store (`.dash/` unless told otherwise; here a temp dir).
+//! let run = Experiment::new("alice/mnist/quickstart").dash_root(dir.path()).run()?;
+//! run.params().set(serde_json::json!({"lr": 0.001, "batch_size": 64}))?;
+//! let train = run.metrics("train")?;
+//! for step in 0..100u64 {
+//!     train.log(&point! {"loss" => 1.0 / (1 + step) as f64, "step" => step})?;
+//! }
+//! run.log("done")?;
+//! run.flush()?; // everything above is in the store now
+//! let stream = ml_dash::read::metric_stream(run.dir(), Some("train"));
+//! assert_eq!(ml_dash::read::Lines::open(stream.data())?.count(), 100);
+//! run.complete()?;
+//! # Ok::<(), ml_dash::Error>(())
+//! ```
+//!
 //! ## Guarantees
 //! - **Hot path**: no lock, no allocation, no system call after a thread's first
 //!   call into a run. A record is the raw values (and field names) copied into

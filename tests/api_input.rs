@@ -56,7 +56,7 @@ fn bad_names_levels_and_values_are_typed_errors_and_lose_nothing() {
             "{topic:?}"
         );
     }
-    run.tracks("a/b").unwrap();
+    let _ = run.tracks("a/b").unwrap();
     assert!(
         matches!(run.tracks("a_b"), Err(Error::InvalidName { .. })),
         "folder collision"

@@ -54,6 +54,7 @@ static SAVE_SEQ: AtomicU64 = AtomicU64::new(1);
 /// # Ok::<(), ml_dash::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a files handle does nothing until a file is saved or read through it"]
 pub struct Files {
     pub(crate) core: Arc<RunCore>,
     pub(crate) store: Arc<FileStore>,

@@ -378,6 +378,36 @@ pub struct Run {
 }
 
 impl Run {
+    /// A run that records nothing: every call checks its input as a real
+    /// run's does and returns, with nothing written and no thread started
+    /// (what the ranks other than 0 get in [`RankMode::Rank0`]). For code
+    /// that logs unconditionally where no run is wanted (a test, a dry run).
+    ///
+    /// ```
+    /// let run = ml_dash::Run::noop();
+    /// run.metrics("train")?.log(&ml_dash::point! {"loss" => 0.5})?;
+    /// assert!(!run.is_recording());
+    /// assert!(run.metrics("bad/..").is_err()); // input is still checked
+    /// run.complete()?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
+    pub fn noop() -> Run {
+        let role = crate::ranks::Role {
+            inert: true,
+            ..Default::default()
+        };
+        let (core, _) = RunCore::with_role(BufferConfig::default(), role);
+        let dir = PathBuf::new();
+        Run {
+            core,
+            collector: None,
+            files: Arc::new(FileStore::new(&dir, "", false, Copies::Local)),
+            dir,
+            prefix: String::new(),
+            ranks: None,
+        }
+    }
+
     /// The files of folder `dir` of the run (`""` is the root). The folder is
     /// checked when a file is saved.
     pub fn files(&self, dir: &str) -> Files {
@@ -541,7 +571,8 @@ impl Run {
     }
 
     /// Whether this run records anything: false on the ranks other than 0
-    /// in [`RankMode::Rank0`], whose calls succeed and do nothing.
+    /// in [`RankMode::Rank0`] and for [`Run::noop`], whose calls succeed and
+    /// do nothing.
     pub fn is_recording(&self) -> bool {
         !self.core.role.inert
     }
@@ -668,6 +699,7 @@ impl MetricInfo {
 
 /// A metric stream. Cheap to clone; `Send + Sync`.
 #[derive(Debug, Clone)]
+#[must_use = "a metric stream's handle does nothing until its `log` is called"]
 pub struct Metrics {
     core: Arc<RunCore>,
     id: u32,
@@ -800,6 +832,7 @@ fn with_merged<R>(scalars: &Fields<'_>, group: &Fields<'_>, f: impl FnOnce(&Fiel
 
 /// A track topic. Cheap to clone; `Send + Sync`.
 #[derive(Debug, Clone)]
+#[must_use = "a track's handle does nothing until its `append` is called"]
 pub struct Track {
     core: Arc<RunCore>,
     id: u32,
@@ -877,6 +910,7 @@ macro_rules! level_methods {
 
 /// Logs of a run, for any thread. Cheap to clone.
 #[derive(Debug, Clone)]
+#[must_use = "a logger does nothing until it logs"]
 pub struct Logger {
     core: Arc<RunCore>,
 }
@@ -934,6 +968,7 @@ impl Logger {
 
 /// The run's parameters. Cheap to clone.
 #[derive(Debug, Clone)]
+#[must_use = "a params handle does nothing until its `set` is called"]
 pub struct Params {
     core: Arc<RunCore>,
 }
