@@ -145,7 +145,9 @@ say "cargo build --release --example stress"
 cargo build --release --example stress >>"$LOG" 2>&1 || die "build failed"
 # Run this very binary (what `cargo run --release --example stress` runs), so a
 # source tree edited meanwhile cannot change the engine between runs.
-cp target/release/examples/stress "$WORK/stress"
+# (CARGO_TARGET_DIR, relative to here when relative, is where cargo put it.)
+target=${CARGO_TARGET_DIR:-target}
+cp "$target/release/examples/stress" "$WORK/stress" || die "no $target/release/examples/stress"
 
 # ---- 2. the Python virtualenv --------------------------------------------------
 export ML_DASH_NO_VERSION_CHECK=1

@@ -105,7 +105,11 @@ pub struct BufferConfig {
     pub track_batch_size: usize,
     /// File upload threads (default 4; 1 to [`MAX_FILE_UPLOAD_WORKERS`]).
     pub file_upload_workers: usize,
-    /// Retries of a failed remote request (default 3).
+    /// Once the run closes, how many times one request to the server is
+    /// retried before close stops sending and leaves the rest in the spool,
+    /// where the next run or [`sync`](crate::sync) sends it (default 3, as
+    /// the SDK's final flush; `close_timeout` bounds close too). Nothing is
+    /// dropped: during the run requests are retried without limit.
     pub max_retries: u32,
     /// First retry delay, doubling (default 1 s; 1 ms to [`MAX_DURATION`]).
     pub retry_base_delay: Duration,

@@ -182,3 +182,43 @@ fn metric_info_reaches_metadata_json_and_the_server() {
         assert_eq!(keys, ["dataPoints"], "{b}");
     }
 }
+
+/// `BufferConfig::max_retries` bounds close against a server that is down:
+/// each request gets that many retries once close began, then close stops
+/// sending and the rest stays in the spool (nothing is dropped: a sync later
+/// sends it all).
+#[test]
+fn close_gives_up_after_max_retries_and_keeps_the_rest_spooled() {
+    let server = TestServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let prefix = "alice/proj/exp-down";
+    let mut c = cfg();
+    c.max_retries = 2;
+    c.retry_base_delay = Duration::from_millis(1);
+    c.retry_max_delay = Duration::from_millis(50);
+    let run = Experiment::new(prefix)
+        .dash_root(root.path())
+        .dash_url(server.url())
+        .token("test-token")
+        .buffer_config(c)
+        .run()
+        .unwrap();
+    server.faults(|f| f.down = true);
+    let m = run.metrics("m").unwrap();
+    for i in 0..100i64 {
+        m.log(&point! {"i" => i}).unwrap();
+    }
+    run.flush().unwrap();
+    let before = server.requests().len();
+    let report = run.complete();
+    let during_close = server.requests().len() - before;
+    // Without the limit close would retry every 50 ms for its whole
+    // close_timeout (30 s: ~600 requests). A few requests were in flight.
+    assert!(during_close <= 20, "{during_close} requests during close");
+    assert!(report.is_ok(), "{report:?}");
+    server.faults(|f| f.down = false);
+    let spool = root.path().join(prefix).join(".spool");
+    let sent = ml_dash::sync(&spool, &support::sync_options(&server.url())).unwrap();
+    assert!(sent.is_drained(), "{sent:?}");
+    assert_eq!(server.state().points("exp-down", "m").len(), 100);
+}

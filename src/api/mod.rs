@@ -270,6 +270,7 @@ impl Experiment {
                 rc.metadata = info.metadata.clone();
                 rc.retry_base_delay = cfg.retry_base_delay;
                 rc.retry_max_delay = cfg.retry_max_delay;
+                rc.max_close_retries = Some(cfg.max_retries);
                 rc.quiet = cfg.quiet;
                 let t = rc.close_timeout;
                 (Some(RemoteSink::open(rc)?), t)

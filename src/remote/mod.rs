@@ -208,6 +208,11 @@ pub struct RemoteConfig {
     /// How long [`RemoteSink`]'s drop (and a run's close) waits for the spool
     /// to drain (default 30 s; 0 to one day).
     pub close_timeout: Duration,
+    /// Once close has begun, how many times one request is retried before
+    /// close stops sending and leaves the rest in the spool for the next run
+    /// or [`sync`] (`None`, the default: until `close_timeout`). A run sets it
+    /// from [`BufferConfig::max_retries`](crate::BufferConfig::max_retries).
+    pub max_close_retries: Option<u32>,
     /// Spool bytes before the over-budget warning (default 1 GiB).
     pub disk_budget: u64,
     /// Spool segment size (default 16 MiB); acknowledged segments are deleted.
@@ -246,6 +251,7 @@ impl RemoteConfig {
             connect_timeout: Duration::from_secs(10),
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            max_close_retries: None,
             disk_budget: DEFAULT_SPOOL_BUDGET,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             max_batch_points: DEFAULT_MAX_BATCH_POINTS,
@@ -358,6 +364,7 @@ impl RemoteConfig {
             request_timeout: self.request_timeout,
             connect_timeout: self.connect_timeout,
             delivery_timeout: self.delivery_timeout,
+            max_close_retries: self.max_close_retries,
             max_batch_points: self.max_batch_points,
             max_batch_bytes: self.max_batch_bytes,
             max_in_flight: self.max_in_flight,
@@ -1142,6 +1149,8 @@ pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<Remote
         request_timeout: options.request_timeout,
         connect_timeout: options.request_timeout.min(Duration::from_secs(10)),
         delivery_timeout: options.deadline.min(crate::config::MAX_DURATION),
+        // A sync is bounded by its deadline.
+        max_close_retries: None,
         max_batch_points: options.max_batch_points,
         max_batch_bytes: options.max_batch_bytes,
         max_in_flight: options.max_in_flight,

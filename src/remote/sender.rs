@@ -131,6 +131,8 @@ pub(crate) struct SendConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) delivery_timeout: Duration,
+    /// Retries of one request once close has begun (`None`: no limit).
+    pub(crate) max_close_retries: Option<u32>,
     pub(crate) max_batch_points: usize,
     pub(crate) max_batch_bytes: usize,
     /// Records in delivery at once and requests out at once (the AIMD
@@ -1136,7 +1138,8 @@ impl Sender {
     }
 
     /// One request, retried while it may succeed later. `Err(Fail::Stop)`
-    /// when close's deadline passes (or the sender must stop).
+    /// when close's deadline passes, when it failed more than
+    /// `max_close_retries` times since close began, or the sender must stop.
     fn request(
         &self,
         method: Method,
@@ -1146,6 +1149,7 @@ impl Sender {
         retry_conflict: bool,
     ) -> Result<Vec<u8>, Fail> {
         let mut attempt = 0u32;
+        let mut failed_closing = 0u32;
         let mut ready = Instant::now();
         loop {
             let (timeout, closing, probe) = self.admit(ready)?;
@@ -1198,6 +1202,21 @@ impl Sender {
                     });
                 }
             };
+            if closing {
+                failed_closing += 1;
+                if self
+                    .cfg
+                    .max_close_retries
+                    .is_some_and(|m| failed_closing > m)
+                {
+                    // Close's retry budget is spent: every worker stops, the
+                    // rest stays in the spool.
+                    let mut st = self.shared.lock();
+                    st.abandon = true;
+                    self.shared.cv.notify_all();
+                    return Err(Fail::Stop);
+                }
+            }
             attempt = attempt.saturating_add(1);
             self.stats(|s| s.retries += 1);
             ready = after(now, delay);
