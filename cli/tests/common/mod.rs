@@ -1,16 +1,14 @@
 //! Shared by the CLI's tests: running `ml-dash` as a process, stores written
 //! by the engine with pinned times, golden files, and the Python SDK 0.11
-//! (found or made as `tests/interop.rs` does: `ML_DASH_PYTHON`, else the
-//! virtualenv `target/interop-venv`, made once under the same lock).
+//! (`tests/sdk_python`, the library tests' own: `ML_DASH_PYTHON`, else the
+//! virtualenv `target/interop-venv`, made once under a lock).
 #![allow(dead_code)]
 
 pub mod server;
 
-use std::ffi::OsStr;
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use ml_dash::{BufferConfig, Experiment, Level, Run, point};
 use serde_json::{Value as Json, json};
@@ -163,112 +161,12 @@ pub fn golden(name: &str, actual: &str) {
 // The Python SDK
 // ---------------------------------------------------------------------------
 
-pub const SDK_VERSION: &str = "0.11.0";
-
-/// A Python with ml-dash 0.11.0, or `None` when `ML_DASH_INTEROP_OPTIONAL=1`
-/// and there is none (the test then prints `skipped` and passes).
-pub fn python() -> Option<&'static Path> {
-    static PY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PY.get_or_init(find_python) {
-        Ok(p) => Some(p),
-        Err(why) if std::env::var("ML_DASH_INTEROP_OPTIONAL").as_deref() == Ok("1") => {
-            eprintln!("skipped: {why}");
-            None
-        }
-        Err(why) => panic!(
-            "this test needs a Python with ml-dash=={SDK_VERSION}: {why} (set ML_DASH_PYTHON, \
-             or ML_DASH_INTEROP_OPTIONAL=1 to skip)"
-        ),
-    }
-}
-
-fn sdk_version(py: &Path) -> Result<String, String> {
-    let o = py_command(py)
-        .args([
-            "-c",
-            "import importlib.metadata as m, ml_dash; print(m.version('ml-dash'))",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
-    if !o.status.success() {
-        return Err(format!(
-            "`import ml_dash` failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
-fn find_python() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("ML_DASH_PYTHON") {
-        let p = PathBuf::from(p);
-        let v = sdk_version(&p)?;
-        return (v == SDK_VERSION)
-            .then_some(p)
-            .ok_or(format!("ML_DASH_PYTHON has ml-dash {v}"));
-    }
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let target = tmp.parent().unwrap_or(tmp);
-    fs::create_dir_all(target).map_err(|e| e.to_string())?;
-    let lock = File::create(target.join("interop-venv.lock")).map_err(|e| e.to_string())?;
-    lock.lock().map_err(|e| e.to_string())?;
-    let venv = target.join("interop-venv");
-    let py = venv.join("bin").join("python");
-    if py.exists() && sdk_version(&py).as_deref() == Ok(SDK_VERSION) {
-        return Ok(py);
-    }
-    if !py.exists() {
-        let o = Command::new("python3")
-            .args([OsStr::new("-m"), OsStr::new("venv"), venv.as_os_str()])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run python3: {e}"))?;
-        if !o.status.success() {
-            return Err(format!(
-                "python3 -m venv failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            ));
-        }
-    }
-    let spec = format!("ml-dash=={SDK_VERSION}");
-    let o = Command::new(&py)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "-q",
-            &spec,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !o.status.success() {
-        return Err(format!(
-            "pip install {spec} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    }
-    let v = sdk_version(&py)?;
-    (v == SDK_VERSION)
-        .then_some(py)
-        .ok_or(format!("the venv has ml-dash {v}"))
-}
-
-fn py_command(py: &Path) -> Command {
-    let mut c = Command::new(py);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("ML_DASH_") {
-            c.env_remove(k.as_ref());
-        }
-    }
-    c.env("ML_DASH_NO_VERSION_CHECK", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null());
-    c
-}
+// The library's own tests' finder (one venv for the whole workspace).
+#[path = "../../../tests/sdk_python/mod.rs"]
+mod sdk_python;
+#[allow(unused_imports)] // not every test binary runs the SDK
+pub use sdk_python::python;
+use sdk_python::python_command as py_command;
 
 /// The SDK writes the run `prefix` under `root` with the interop test's
 /// `write_run.py initial` (params, logs, 5 train points, 2 track rows).
