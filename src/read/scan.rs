@@ -297,19 +297,33 @@ fn slow_decimal(t: &[u8]) -> Option<f64> {
     std::str::from_utf8(t).ok()?.parse().ok()
 }
 
-/// The fast path: reads a line up to where it has the index and every
-/// field asked for (the rest of the line is not read, nor checked).
-fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
+/// A line as [`walk`] read it.
+enum Walk {
+    /// `index` (if it has one) and whether it has `data`.
+    Done(Option<u64>, bool),
+    /// An escaped key: parse the line whole.
+    Slow,
+}
+
+/// Reads a metric line's `index` and hands each member of its `data` to
+/// `member`, which consumes the value and returns whether it has all it
+/// wants; the walk ends there once the index is read too (the rest of the
+/// line is not read, nor checked), else at the line's end.
+fn walk<'a>(
+    line: &'a [u8],
+    mut member: impl FnMut(&'a [u8], &mut P<'a>) -> Option<bool>,
+) -> Option<Walk> {
     let mut p = P { b: line, i: 0 };
-    let (mut index, mut have_index, mut have_data) = (None, false, false);
-    let (mut slow, mut nested, mut found) = (false, false, 0usize);
+    let (mut index, mut have_index, mut have_data, mut enough) = (None, false, false, false);
     p.eat(b'{')?;
     if p.eat(b'}').is_some() {
-        return Some(Fast::Done(None));
+        return Some(Walk::Done(None, false));
     }
     loop {
         let (key, escaped) = p.string()?;
-        slow |= escaped;
+        if escaped {
+            return Some(Walk::Slow);
+        }
         p.eat(b':')?;
         match key {
             b"index" => {
@@ -321,24 +335,14 @@ fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
                 p.eat(b'{')?;
                 if p.eat(b'}').is_none() {
                     loop {
-                        let (k, esc) = p.string()?;
-                        slow |= esc;
-                        p.eat(b':')?;
-                        match keys.iter().position(|&want| want == k) {
-                            Some(i) => {
-                                let (v, n) = p.number()?;
-                                vals[i] = v;
-                                nested |= n;
-                                found += 1;
-                            }
-                            None => {
-                                p.ws();
-                                nested |= matches!(p.b.get(p.i), Some(b'{'));
-                                p.skip()?;
-                            }
+                        let (k, escaped) = p.string()?;
+                        if escaped {
+                            return Some(Walk::Slow);
                         }
-                        if found == keys.len() && have_index && !slow {
-                            return Some(Fast::Done(index));
+                        p.eat(b':')?;
+                        enough = member(k, &mut p)?;
+                        if enough && have_index {
+                            return Some(Walk::Done(index, true));
                         }
                         if p.eat(b',').is_none() {
                             p.eat(b'}')?;
@@ -349,18 +353,41 @@ fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
             }
             _ => p.skip()?,
         }
-        if have_index && have_data {
-            break;
+        if have_index && (have_data || enough) {
+            return Some(Walk::Done(index, have_data));
         }
         if p.eat(b',').is_none() {
             p.eat(b'}')?;
-            break;
+            return Some(Walk::Done(index, have_data));
         }
     }
-    if slow || (nested && found < keys.len()) {
-        return Some(Fast::Slow);
+}
+
+/// The fast path: reads a line up to where it has the index and every
+/// field asked for (the rest of the line is not read, nor checked).
+fn fast_line(line: &[u8], keys: &[&[u8]], vals: &mut [f64]) -> Option<Fast> {
+    let (mut nested, mut found) = (false, 0usize);
+    let walked = walk(line, |k, p| {
+        match keys.iter().position(|&want| want == k) {
+            Some(i) => {
+                let (v, n) = p.number()?;
+                vals[i] = v;
+                nested |= n;
+                found += 1;
+            }
+            None => {
+                p.ws();
+                nested |= matches!(p.b.get(p.i), Some(b'{'));
+                p.skip()?;
+            }
+        }
+        Some(found == keys.len())
+    })?;
+    match walked {
+        Walk::Slow => Some(Fast::Slow),
+        Walk::Done(..) if nested && found < keys.len() => Some(Fast::Slow),
+        Walk::Done(index, _) => Some(Fast::Done(index)),
     }
-    Some(Fast::Done(index))
 }
 
 /// Every number among the top-level members of a metric line's `data`
@@ -400,59 +427,22 @@ pub(crate) enum Member<'a> {
     Again,
 }
 
-/// [`data_numbers`] without escapes (`Fast::Slow`: one was met) and
-/// without nested values (also `Fast::Slow`, for the whole parse to say so).
+/// [`data_numbers`] for a line without escapes and nested values (else
+/// `Fast::Slow`, for the whole parse to read it).
 fn data_numbers_fast(line: &[u8], f: &mut impl FnMut(&[u8], f64)) -> Option<Fast> {
-    let mut p = P { b: line, i: 0 };
-    let (mut index, mut have_index, mut have_data) = (None, false, false);
-    p.eat(b'{')?;
-    if p.eat(b'}').is_some() {
-        return None;
-    }
-    loop {
-        let (key, escaped) = p.string()?;
-        if escaped {
-            return Some(Fast::Slow);
+    let mut nested = false;
+    let walked = walk(line, |k, p| {
+        let (v, n) = p.number()?;
+        nested |= n;
+        if !v.is_nan() && !nested {
+            f(k, v);
         }
-        p.eat(b':')?;
-        match key {
-            b"index" => {
-                index = p.index()?;
-                have_index = true;
-            }
-            b"data" => {
-                have_data = true;
-                p.eat(b'{')?;
-                if p.eat(b'}').is_none() {
-                    loop {
-                        let (k, esc) = p.string()?;
-                        if esc {
-                            return Some(Fast::Slow);
-                        }
-                        p.eat(b':')?;
-                        let (v, nested) = p.number()?;
-                        if nested {
-                            return Some(Fast::Slow);
-                        }
-                        if !v.is_nan() {
-                            f(k, v);
-                        }
-                        if p.eat(b',').is_none() {
-                            p.eat(b'}')?;
-                            break;
-                        }
-                    }
-                }
-            }
-            _ => p.skip()?,
-        }
-        if have_index && have_data {
-            return Some(Fast::Done(index));
-        }
-        if p.eat(b',').is_none() {
-            p.eat(b'}')?;
-            return have_data.then_some(Fast::Done(index));
-        }
+        Some(false)
+    })?;
+    match walked {
+        Walk::Done(index, true) if !nested => Some(Fast::Done(index)),
+        Walk::Done(_, false) => None,
+        _ => Some(Fast::Slow),
     }
 }
 
