@@ -1,5 +1,5 @@
 //! Close: wait out the pushes under way, drain and write everything, finish
-//! the store, and complete every epoch.
+//! the store, fill in the close report, and complete every epoch.
 
 use super::{CloseReport, Collector};
 use crate::sink::Sink;
@@ -59,19 +59,8 @@ impl<S: Sink> Collector<S> {
             self.poll_control();
         }
         self.drain_all();
-        let pending = self.pending();
-        let quiet = self.core.cfg.quiet;
-        if pending.any() && !quiet {
-            eprintln!("[ML-Dash] Flushing buffered data...");
-            eprintln!(
-                "[ML-Dash]   - {} log(s), {} metric(s), {} track(s), {} file(s)",
-                pending.logs, pending.metrics, pending.tracks, pending.files
-            );
-        }
-        if pending.files > 0 && !quiet {
-            eprintln!("[ML-Dash]   Uploading {} file(s)...", pending.files);
-        }
-        self.report.pending_at_close = pending;
+        // What the console report counts (see `CloseReport`'s `Display`).
+        self.report.pending_at_close = self.pending();
         let written = self.write_everything();
         self.wait_files();
         let files_failed = self.files_failed();
@@ -80,11 +69,7 @@ impl<S: Sink> Collector<S> {
         }
         let finished = self.store.finish(self.status).map_err(|e| e.to_string());
         self.store_warnings();
-        if let Some(line) = self.store.shutdown()
-            && !quiet
-        {
-            eprintln!("{line}");
-        }
+        self.report.server = self.store.shutdown();
         self.report.dead_thread = self.store.dead_thread();
         let outcome = written.and(finished);
         if let Err(e) = &outcome {
@@ -94,44 +79,10 @@ impl<S: Sink> Collector<S> {
         self.report.unwritten.files += files_failed;
         self.report.dropped = self.core.dropped.load(Ordering::Relaxed);
         self.report.lost_to_store = self.hold.lost;
+        self.report.location = self.store.location().to_path_buf();
         // The held batches are freed with the collector: release their charge.
         self.hold.failing = false;
         self.settle_hold();
-        if !quiet {
-            if self.report.unwritten.any() {
-                let u = self.report.unwritten;
-                eprintln!(
-                    "[ML-Dash] error: {} log(s), {} metric(s), {} track(s), {} file(s) could not \
-                     be written to {}: {}",
-                    u.logs,
-                    u.metrics,
-                    u.tracks,
-                    u.files,
-                    self.store.location().display(),
-                    self.report.errors.last().map_or("", String::as_str)
-                );
-            } else if pending.any() {
-                eprintln!("[ML-Dash] All data flushed successfully");
-            }
-            let l = self.report.lost_to_store;
-            if l.any() {
-                eprintln!(
-                    "[ML-Dash] warning: {} log(s), {} metric(s), {} track(s) were lost because \
-                     {} could not be written and the collector's buffer for it was full \
-                     (lost_to_store)",
-                    l.logs,
-                    l.metrics,
-                    l.tracks,
-                    self.store.location().display(),
-                );
-            }
-            if self.report.dropped > 0 {
-                eprintln!(
-                    "[ML-Dash] warning: {} record(s) were dropped by the lossy backpressure policy",
-                    self.report.dropped
-                );
-            }
-        }
         if outcome.is_err() || files_failed > self.files_failed_at_epoch {
             // Release: read by a waiter after its Acquire of `completed`.
             self.core.epochs.failed.store(u64::MAX, Ordering::Release);

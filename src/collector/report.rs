@@ -1,5 +1,10 @@
 //! What the collector tells: the counts of a run (`Counts`), the report
-//! close returns (`CloseReport`), and the warnings it gives while it runs.
+//! close returns (`CloseReport`, whose `Display` is the console report the
+//! collector thread prints after close), and the warnings it gives while it
+//! runs.
+
+use std::fmt;
+use std::path::PathBuf;
 
 use super::Collector;
 use crate::record::kind;
@@ -63,6 +68,89 @@ pub struct CloseReport {
     pub warnings: Vec<String>,
     /// A background thread of the store died (the remote sender): close fails.
     pub(crate) dead_thread: Option<String>,
+    /// Where the store is, as the console lines name it.
+    pub(crate) location: PathBuf,
+    /// The remote sink's closing line: what was sent, what is still spooled
+    /// and how to send it.
+    pub(crate) server: Option<String>,
+}
+
+/// The console report of close, one line each (every line ends with a
+/// newline; nothing when nothing was buffered at close and nothing was lost):
+/// what was still buffered, the server's line in remote mode, then whether
+/// everything was written, what was lost to a failing store and what the
+/// lossy policy dropped. The collector thread prints it to stderr after close
+/// unless `quiet`.
+///
+/// # Examples
+/// ```
+/// use ml_dash::{BufferConfig, Experiment};
+/// let root = tempfile::tempdir().unwrap();
+/// let mut cfg = BufferConfig::default();
+/// cfg.quiet = true;
+/// let run = Experiment::new("alice/mnist/report")
+///     .dash_root(root.path())
+///     .buffer_config(cfg)
+///     .run()?;
+/// run.log("done")?;
+/// let report = run.complete()?;
+/// // What close would have printed without `quiet`.
+/// assert!(report.to_string().lines().all(|l| l.starts_with("[ML-Dash]")));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
+impl fmt::Display for CloseReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (pending, u, l) = (self.pending_at_close, self.unwritten, self.lost_to_store);
+        if pending.any() {
+            writeln!(f, "[ML-Dash] Flushing buffered data...")?;
+            writeln!(
+                f,
+                "[ML-Dash]   - {} log(s), {} metric(s), {} track(s), {} file(s)",
+                pending.logs, pending.metrics, pending.tracks, pending.files
+            )?;
+        }
+        if pending.files > 0 {
+            writeln!(f, "[ML-Dash]   Uploading {} file(s)...", pending.files)?;
+        }
+        if let Some(line) = &self.server {
+            writeln!(f, "{line}")?;
+        }
+        if u.any() {
+            writeln!(
+                f,
+                "[ML-Dash] error: {} log(s), {} metric(s), {} track(s), {} file(s) could not \
+                 be written to {}: {}",
+                u.logs,
+                u.metrics,
+                u.tracks,
+                u.files,
+                self.location.display(),
+                self.errors.last().map_or("", String::as_str)
+            )?;
+        } else if pending.any() {
+            writeln!(f, "[ML-Dash] All data flushed successfully")?;
+        }
+        if l.any() {
+            writeln!(
+                f,
+                "[ML-Dash] warning: {} log(s), {} metric(s), {} track(s) were lost because \
+                 {} could not be written and the collector's buffer for it was full \
+                 (lost_to_store)",
+                l.logs,
+                l.metrics,
+                l.tracks,
+                self.location.display(),
+            )?;
+        }
+        if self.dropped > 0 {
+            writeln!(
+                f,
+                "[ML-Dash] warning: {} record(s) were dropped by the lossy backpressure policy",
+                self.dropped
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl<S: Sink> Collector<S> {
@@ -80,5 +168,75 @@ impl<S: Sink> Collector<S> {
             eprintln!("[ML-Dash] warning: {msg}");
         }
         self.report.warnings.push(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(logs: u64, metrics: u64, tracks: u64, files: u64) -> Counts {
+        Counts {
+            logs,
+            metrics,
+            tracks,
+            files,
+        }
+    }
+
+    #[test]
+    fn a_report_with_pending_items_renders_the_flush_block() {
+        let report = CloseReport {
+            stored: counts(1, 300, 3, 2),
+            pending_at_close: counts(1, 300, 3, 2),
+            location: PathBuf::from("/runs/.dash/alice/mnist/baseline"),
+            server: Some(
+                "[ML-Dash] server: 2 batch(es) sent (304 item(s)), 0 still spooled".into(),
+            ),
+            ..CloseReport::default()
+        };
+        assert_eq!(
+            report.to_string(),
+            "[ML-Dash] Flushing buffered data...\n\
+             [ML-Dash]   - 1 log(s), 300 metric(s), 3 track(s), 2 file(s)\n\
+             [ML-Dash]   Uploading 2 file(s)...\n\
+             [ML-Dash] server: 2 batch(es) sent (304 item(s)), 0 still spooled\n\
+             [ML-Dash] All data flushed successfully\n"
+        );
+    }
+
+    #[test]
+    fn a_clean_report_renders_nothing() {
+        let report = CloseReport {
+            stored: counts(10, 5000, 0, 1),
+            location: PathBuf::from("/runs/.dash/alice/mnist/baseline"),
+            ..CloseReport::default()
+        };
+        assert_eq!(report.to_string(), "");
+    }
+
+    #[test]
+    fn a_report_names_what_was_not_written_lost_or_dropped() {
+        let report = CloseReport {
+            pending_at_close: counts(2, 40, 0, 1),
+            unwritten: counts(2, 40, 0, 1),
+            lost_to_store: counts(7, 1200, 3, 0),
+            dropped: 9,
+            errors: vec!["logs: No space left on device (os error 28)".into()],
+            location: PathBuf::from("/full/.dash/a/b/c"),
+            ..CloseReport::default()
+        };
+        assert_eq!(
+            report.to_string(),
+            "[ML-Dash] Flushing buffered data...\n\
+             [ML-Dash]   - 2 log(s), 40 metric(s), 0 track(s), 1 file(s)\n\
+             [ML-Dash]   Uploading 1 file(s)...\n\
+             [ML-Dash] error: 2 log(s), 40 metric(s), 0 track(s), 1 file(s) could not be \
+             written to /full/.dash/a/b/c: logs: No space left on device (os error 28)\n\
+             [ML-Dash] warning: 7 log(s), 1200 metric(s), 3 track(s) were lost because \
+             /full/.dash/a/b/c could not be written and the collector's buffer for it was \
+             full (lost_to_store)\n\
+             [ML-Dash] warning: 9 record(s) were dropped by the lossy backpressure policy\n"
+        );
     }
 }
