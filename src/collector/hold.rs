@@ -140,17 +140,13 @@ impl<S: Sink> Collector<S> {
         match r {
             Ok(()) => {
                 if self.hold.warned && !self.hold.failing {
-                    if !self.core.cfg.quiet {
-                        let lost = match self.hold.episode_lost {
-                            0 => String::new(),
-                            n => format!(
-                                " ({n} record(s) logged while its buffer was full were lost)"
-                            ),
-                        };
-                        eprintln!(
-                            "[ML-Dash] the store is writable again; buffered data was written{lost}"
-                        );
-                    }
+                    let lost = match self.hold.episode_lost {
+                        0 => String::new(),
+                        n => format!(" ({n} record(s) logged while its buffer was full were lost)"),
+                    };
+                    self.say(format_args!(
+                        "[ML-Dash] the store is writable again; buffered data was written{lost}"
+                    ));
                     self.hold.warned = false;
                     self.hold.episode_lost = 0;
                     self.hold.drop_warned = false;

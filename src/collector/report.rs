@@ -164,10 +164,17 @@ impl<S: Sink> Collector<S> {
 
     /// Prints a warning (unless `quiet`) and keeps it for the close report.
     pub(super) fn warn(&mut self, msg: String) {
-        if !self.core.cfg.quiet {
-            eprintln!("[ML-Dash] warning: {msg}");
-        }
+        self.say(format_args!("[ML-Dash] warning: {msg}"));
         self.report.warnings.push(msg);
+    }
+
+    /// Prints one line to stderr unless `quiet`: the collector's only console
+    /// output while it runs (warnings, the recovery line), given as it
+    /// happens; what close has to say is in the report (`Display`).
+    pub(super) fn say(&self, line: fmt::Arguments<'_>) {
+        if !self.core.cfg.quiet {
+            eprintln!("{line}");
+        }
     }
 }
 
