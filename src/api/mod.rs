@@ -290,11 +290,19 @@ impl Experiment {
         let pool = Pool::new(FileStore::clone(&files), cfg_workers);
         let collector = Collector::new(core.clone(), rx, store).with_files(pool);
         let done = core.clone();
+        let quiet = core.cfg.quiet;
         let handle = thread::Builder::new()
             .name(format!("ml-dash-collector-{}", core.id))
             .spawn(move || {
                 let _exit = ExitGuard(done);
-                collector.run()
+                let report = collector.run();
+                // The console report, printed here rather than by `Run::close`
+                // so that a close by the signal watcher (which nobody joins)
+                // prints it too, before the collector counts as exited.
+                if !quiet {
+                    eprint!("{report}");
+                }
+                report
             })
             .map_err(|e| Error::Collector(format!("could not start it: {e}")))?;
         let _ = core.collector.set(handle.thread().clone());
