@@ -296,11 +296,13 @@ impl Experiment {
             .spawn(move || {
                 let _exit = ExitGuard(done);
                 let report = collector.run();
-                // The console report, printed here rather than by `Run::close`
-                // so that a close by the signal watcher (which nobody joins)
-                // prints it too, before the collector counts as exited.
+                // The console report's outcome (its opening lines were
+                // printed as close began), printed here rather than by
+                // `Run::close` so that a close by the signal watcher (which
+                // nobody joins) prints it too, before the collector counts
+                // as exited.
                 if !quiet {
-                    eprint!("{report}");
+                    eprint!("{}", report.outcome());
                 }
                 report
             })

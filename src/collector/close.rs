@@ -59,8 +59,10 @@ impl<S: Sink> Collector<S> {
             self.poll_control();
         }
         self.drain_all();
-        // What the console report counts (see `CloseReport`'s `Display`).
+        // What the console report counts (see `CloseReport`'s `Display`):
+        // its opening lines now, the rest when close has ended.
         self.report.pending_at_close = self.pending();
+        self.say_lines(format_args!("{}", self.report.opening()));
         let written = self.write_everything();
         self.wait_files();
         let files_failed = self.files_failed();

@@ -98,9 +98,33 @@ pub struct CloseReport {
 /// assert!(report.to_string().lines().all(|l| l.starts_with("[ML-Dash]")));
 /// # Ok::<(), ml_dash::Error>(())
 /// ```
+/// The console report: [`CloseReport::opening`], then
+/// [`CloseReport::outcome`] (nothing for a clean close with nothing left).
 impl fmt::Display for CloseReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (pending, u, l) = (self.pending_at_close, self.unwritten, self.lost_to_store);
+        write!(f, "{}{}", self.opening(), self.outcome())
+    }
+}
+
+impl CloseReport {
+    /// The report's first lines, which the collector prints as close begins
+    /// (what it still has to write; nothing when that is nothing).
+    pub fn opening(&self) -> impl fmt::Display + '_ {
+        Opening(self)
+    }
+
+    /// The rest, printed when close has ended: the server's line, what was
+    /// or was not written, losses.
+    pub fn outcome(&self) -> impl fmt::Display + '_ {
+        Outcome(self)
+    }
+}
+
+struct Opening<'a>(&'a CloseReport);
+
+impl fmt::Display for Opening<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pending = self.0.pending_at_close;
         if pending.any() {
             writeln!(f, "[ML-Dash] Flushing buffered data...")?;
             writeln!(
@@ -112,7 +136,17 @@ impl fmt::Display for CloseReport {
         if pending.files > 0 {
             writeln!(f, "[ML-Dash]   Uploading {} file(s)...", pending.files)?;
         }
-        if let Some(line) = &self.server {
+        Ok(())
+    }
+}
+
+struct Outcome<'a>(&'a CloseReport);
+
+impl fmt::Display for Outcome<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        let (pending, u, l) = (r.pending_at_close, r.unwritten, r.lost_to_store);
+        if let Some(line) = &r.server {
             writeln!(f, "{line}")?;
         }
         if u.any() {
@@ -124,8 +158,8 @@ impl fmt::Display for CloseReport {
                 u.metrics,
                 u.tracks,
                 u.files,
-                self.location.display(),
-                self.errors.last().map_or("", String::as_str)
+                r.location.display(),
+                r.errors.last().map_or("", String::as_str)
             )?;
         } else if pending.any() {
             writeln!(f, "[ML-Dash] All data flushed successfully")?;
@@ -139,14 +173,14 @@ impl fmt::Display for CloseReport {
                 l.logs,
                 l.metrics,
                 l.tracks,
-                self.location.display(),
+                r.location.display(),
             )?;
         }
-        if self.dropped > 0 {
+        if r.dropped > 0 {
             writeln!(
                 f,
                 "[ML-Dash] warning: {} record(s) were dropped by the lossy backpressure policy",
-                self.dropped
+                r.dropped
             )?;
         }
         Ok(())
@@ -172,8 +206,13 @@ impl<S: Sink> Collector<S> {
     /// output while it runs (warnings, the recovery line), given as it
     /// happens; what close has to say is in the report (`Display`).
     pub(super) fn say(&self, line: fmt::Arguments<'_>) {
+        self.say_lines(format_args!("{line}\n"));
+    }
+
+    /// [`Collector::say`] for text that ends its own lines.
+    pub(super) fn say_lines(&self, text: fmt::Arguments<'_>) {
         if !self.core.cfg.quiet {
-            eprintln!("{line}");
+            eprint!("{text}");
         }
     }
 }
