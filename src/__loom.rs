@@ -15,9 +15,10 @@
 
 use std::sync::Arc;
 
+use crate::api::Status;
 use crate::collector::{CloseReport, Collector};
 use crate::config::BufferConfig;
-use crate::core::{Control, RunCore, Status};
+use crate::core::{Control, RunCore};
 use crate::error::{Error, Result};
 use crate::record::{Head, Level, kind};
 use crate::sink::memory::{MemoryData, MemorySink};

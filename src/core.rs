@@ -22,6 +22,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_utils::CachePadded;
 
+use crate::api::Status;
 use crate::config::{Backpressure, BufferConfig};
 use crate::error::{Error, Result};
 use crate::ranks::Role;
@@ -212,32 +213,6 @@ impl Streams {
             .filter(|d| d.kind == kind)
             .map(|d| d.name.as_deref().unwrap_or("").into())
             .collect()
-    }
-}
-
-/// Final status of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Status {
-    /// Open and accepting records.
-    Running,
-    /// Closed normally.
-    Completed,
-    /// Closed after an error or a panic.
-    Failed,
-    /// Closed on request.
-    Cancelled,
-}
-
-impl Status {
-    /// The name the ML-Dash server and store use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "RUNNING",
-            Status::Completed => "COMPLETED",
-            Status::Failed => "FAILED",
-            Status::Cancelled => "CANCELLED",
-        }
     }
 }
 

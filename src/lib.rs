@@ -111,12 +111,12 @@ pub mod __loom;
 mod __loom;
 
 pub use api::{
-    DEFAULT_DASH_ROOT, Experiment, Files, Logger, MetricInfo, Metrics, Params, Run, Track,
+    DEFAULT_DASH_ROOT, Experiment, Files, Logger, MetricInfo, Metrics, Params, Run, Status, Track,
     remote_work_dir, validate_prefix,
 };
 pub use collector::{CloseReport, Counts};
 pub use config::{Backpressure, BufferConfig};
-pub use core::Status;
+
 pub use error::{Error, Result};
 pub use files::{FileInfo, Image};
 pub use ranks::{RankMode, Ranks};

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
 
+use crate::api::Status;
 use crate::config::{Range, parse_duration};
-use crate::core::Status;
 use crate::error::{Error, Result};
 use crate::sink::local::{hostname as host, read_json, write_json_atomic};
 

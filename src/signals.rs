@@ -38,8 +38,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
+use crate::api::Status;
 use crate::config::{WAIT_RANGE, parse_duration};
-use crate::core::{Control, RunCore, Status};
+use crate::core::{Control, RunCore};
 use crate::error::{Error, Result};
 use crate::record::{Head, Level, kind};
 

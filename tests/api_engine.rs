@@ -50,6 +50,7 @@ fn conservation_and_order_with_ring_growth() {
     let report = run.complete().unwrap();
     assert_eq!(report.stored.metrics, (threads * n) as u64);
     assert_eq!(report.dropped, 0);
+    assert_eq!(report.status, Some(ml_dash::Status::Completed));
 
     let lines = read::metrics(root.path(), "o/p/conservation", Some("train")).unwrap();
     assert_eq!(lines.len() as i64, threads * n);

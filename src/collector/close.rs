@@ -70,6 +70,7 @@ impl<S: Sink> Collector<S> {
             pool.shutdown();
         }
         let finished = self.store.finish(self.status).map_err(|e| e.to_string());
+        self.report.status = Some(self.status);
         self.store_warnings();
         self.report.server = self.store.shutdown();
         self.report.dead_thread = self.store.dead_thread();

@@ -50,7 +50,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use crate::core::{Control, RunCore, Status};
+use crate::api::Status;
+use crate::core::{Control, RunCore};
 use crate::files::{FileJob, Pool};
 use crate::sink::local::{HEARTBEAT_INTERVAL, LocalStore};
 use crate::sink::{Batch, Sink};

@@ -46,6 +46,9 @@ impl Counts {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct CloseReport {
+    /// The status close gave the run (`None`: a run that records nothing,
+    /// [`Run::noop`](crate::Run::noop) or a rank in `RankMode::Rank0`).
+    pub status: Option<crate::Status>,
     /// Records written to the store over the run's life.
     pub stored: Counts,
     /// Records still buffered when close began (what the console report counts).

@@ -126,11 +126,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
 
+use crate::api::Status;
 use crate::config::{
     ENV_RETRY_BASE_DELAY, ENV_RETRY_MAX_DELAY, REQUEST_TIMEOUT_RANGE, RETRY_DELAY_RANGE, Range,
     WAIT_RANGE, check_duration, parse_duration,
 };
-use crate::core::Status;
 use crate::error::{Error, Result};
 use crate::spool::{self, Damage, Kind, SessionId, SpoolWriter};
 use sender::{Descriptor, Job, SendConfig, Sender, Shared};

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as Json, json};
 
 use super::{Batch, MetricBatch, TrackEntry};
-use crate::core::Status;
+use crate::api::Status;
 use crate::encode;
 use crate::error::{Error, Result};
 

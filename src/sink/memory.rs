@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use super::{Batch, MetricBatch, Sink, TrackEntry};
-use crate::core::Status;
+use crate::api::Status;
 use crate::error::{Error, Result};
 use crate::sync::{Condvar, Mutex, MutexGuard};
 

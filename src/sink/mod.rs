@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use crate::core::{Status, StreamInfo};
+use crate::api::Status;
+use crate::core::StreamInfo;
 use crate::error::Result;
 use crate::files::FileEntry;
 

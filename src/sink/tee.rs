@@ -20,7 +20,8 @@ use serde_json::{Map, Value as Json};
 
 use super::local::LocalStore;
 use super::{Batch, MetricBatch, Sink, TrackEntry};
-use crate::core::{Status, StreamInfo};
+use crate::api::Status;
+use crate::core::StreamInfo;
 use crate::encode;
 use crate::error::Result;
 use crate::files::FileEntry;
