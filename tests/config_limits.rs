@@ -11,9 +11,9 @@
 //!   makes `flush()` / close fail instead of the run saying Ok.
 //!
 //! The cases that panicked or aborted the process, and those that arm a
-//! process-wide fault, run in a child process: this test binary again, with
-//! the variables set and `CHILD` naming the case, so an abort or a hang fails
-//! the test instead of killing the harness. Hangs are caught by a watchdog
+//! process-wide fault, run in a child process (`tests/children/config_limits.rs`,
+//! in the helper program `ml-dash-test-child`), with the variables set, so an
+//! abort or a hang fails the test instead of killing the harness. Hangs are caught by a watchdog
 //! (a channel receive with a generous limit), not by timing assertions.
 
 use std::io::Read;
@@ -22,15 +22,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use ml_dash::__fault::{PanicAt, panic_once};
-use ml_dash::{BufferConfig, Error, Experiment, RemoteConfig, SyncOptions, point, read};
+use ml_dash::{BufferConfig, Error, Experiment, RemoteConfig, SyncOptions};
 
 /// How long a case may take before it counts as a hang (it takes
 /// milliseconds; the limit only turns a hang into a failure).
 const HANG: Duration = Duration::from_secs(120);
-
-/// Names the case a child process runs.
-const CHILD: &str = "ML_DASH_TEST_CHILD";
 
 /// A loopback port nothing listens on (the remote cases never get to send).
 const NO_SERVER: &str = "http://127.0.0.1:1";
@@ -48,21 +44,14 @@ fn no_hang<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
     }
 }
 
-/// Runs `case` in a child process with `env` set; returns its result line
-/// (what the child printed after `RESULT `). An abort, a panic or a hang in
-/// the child fails the test.
+/// Runs `case` (of `tests/children/config_limits.rs`) in a child process
+/// with `env` set; returns its result line (what the child printed after
+/// `RESULT `). An abort, a panic or a hang in the child fails the test.
 fn child(case: &str, env: &[(&str, &str)]) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "child_process_entry",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD, case)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ml-dash-test-child"));
+    cmd.args(["config_limits", case])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -100,106 +89,6 @@ fn child(case: &str, env: &[(&str, &str)]) -> String {
         .find_map(|l| l.strip_prefix("RESULT "))
         .unwrap_or_else(|| panic!("case {case}: no result\nstdout:\n{stdout}\nstderr:\n{stderr}"))
         .to_owned()
-}
-
-/// How an outcome reads in a child's result line.
-fn outcome<T>(r: ml_dash::Result<T>) -> String {
-    match r {
-        Ok(_) => "ok".into(),
-        Err(Error::Config { name, .. }) => format!("config {name}"),
-        Err(Error::Panicked(why)) => format!("panicked {why}"),
-        Err(e) => format!("error {e}"),
-    }
-}
-
-/// The child side: does nothing unless `CHILD` is set.
-#[test]
-fn child_process_entry() {
-    let Ok(case) = std::env::var(CHILD) else {
-        return;
-    };
-    let root = tempfile::tempdir().unwrap();
-    let result = match case.as_str() {
-        // Opens a local run (and a remote one, `remote`), logs, completes.
-        "local" | "remote" => {
-            let mut e = Experiment::new("o/p/child").dash_root(root.path());
-            if case == "remote" {
-                e = e.dash_url(NO_SERVER);
-            }
-            match e.run() {
-                Ok(run) => outcome(run.log("one line").and_then(|()| run.complete())),
-                Err(e) => outcome::<()>(Err(e)),
-            }
-        }
-        // The sender thread panics as it starts.
-        "sender_panics" => {
-            panic_once(PanicAt::Sender);
-            let run = Experiment::new("o/p/child")
-                .dash_root(root.path())
-                .dash_url(NO_SERVER)
-                .run()
-                .unwrap();
-            run.log("one line").unwrap();
-            // The thread dies as it starts, racing this: flushes before its
-            // death are fine; every one after it fails (and it does die).
-            let flush = loop {
-                if let Err(e) = run.flush() {
-                    break outcome::<()>(Err(e));
-                }
-            };
-            let again = outcome(run.flush());
-            format!(
-                "flush: {flush} | again: {again} | close: {}",
-                outcome(run.complete())
-            )
-        }
-        // The sender dies; the local copy of a hybrid run keeps everything.
-        // 200 000 points are ~20 MB against a 2 MiB budget: held back for
-        // the dead sender, most of them would be lost.
-        "sender_dies_local_keeps" => {
-            panic_once(PanicAt::Sender);
-            let run = Experiment::new("o/p/child")
-                .dash_root(root.path())
-                .dash_url(NO_SERVER)
-                .buffer_config(limits(2 << 20, 1 << 20))
-                .run()
-                .unwrap();
-            let m = run.metrics("train").unwrap();
-            while run.flush().is_ok() {}
-            for i in 0..200_000u64 {
-                m.log(&point! {"i" => i, "loss" => i as f64 * 0.5}).unwrap();
-            }
-            let close = outcome(run.complete());
-            let stored = read::metrics(root.path(), "o/p/child", Some("train")).unwrap();
-            let contiguous = stored
-                .iter()
-                .enumerate()
-                .all(|(n, p)| p["data"]["i"] == n as u64 && p["index"] == n as u64);
-            format!(
-                "stored {} contiguous {contiguous} | close: {close}",
-                stored.len()
-            )
-        }
-        // An upload worker panics on the first file.
-        "upload_panics" => {
-            panic_once(PanicAt::Upload);
-            let run = Experiment::new("o/p/child")
-                .dash_root(root.path())
-                .run()
-                .unwrap();
-            run.files("d").save_text("first.txt", "1").unwrap();
-            let first = outcome(run.flush());
-            run.files("d").save_text("second.txt", "2").unwrap();
-            let second = outcome(run.flush());
-            let close = outcome(run.complete());
-            let stored = std::fs::read_dir(root.path().join("o/p/child/files/d"))
-                .map(|d| d.count())
-                .unwrap_or(0);
-            format!("first: {first} | second: {second} | close: {close} | stored: {stored}")
-        }
-        other => panic!("no case {other}"),
-    };
-    println!("\nRESULT {result}");
 }
 
 #[test]

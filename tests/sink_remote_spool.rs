@@ -194,27 +194,6 @@ fn a_torn_or_corrupt_spool_is_truncated_counted_and_sent() {
     assert_eq!(c.keys().copied().collect::<HashSet<_>>(), want);
 }
 
-/// The child of `kill_nine_then_replay_loses_nothing_flushed`: logs until killed.
-#[test]
-fn child_writer() {
-    let Ok(spec) = std::env::var("ML_DASH_TEST_CHILD") else {
-        return;
-    };
-    let (url, dir) = spec.split_once('|').unwrap();
-    let mut c = config(url, "alice/proj/kill", std::path::Path::new(dir));
-    c.segment_bytes = 16 * 1024;
-    let mut sink = rt::RemoteSink::open(c).unwrap();
-    for k in 0..5000u64 {
-        sink.append_metrics(Some("train"), refs(&points(0, k * 20, 20)))
-            .unwrap();
-        if k % 3 == 2 {
-            sink.sync().unwrap();
-            println!("flushed {k}");
-        }
-    }
-    sink.close(Duration::from_secs(60));
-}
-
 fn kill_runs() -> usize {
     std::env::var("ML_DASH_KILL_RUNS")
         .ok()
@@ -236,17 +215,14 @@ fn kill_nine_then_replay_loses_nothing_flushed() {
             seed: 7,
         });
     });
-    let exe = std::env::current_exe().unwrap();
     let mut rng = fastrand::Rng::with_seed(11);
     let mut stats = Vec::new();
     for run in 0..kill_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(&exe)
-            .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
-            .env(
-                "ML_DASH_TEST_CHILD",
-                format!("{}|{}", server.url(), dir.path().display()),
-            )
+        // `tests/children/sink_remote_spool.rs`: logs until killed.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ml-dash-test-child"))
+            .args(["sink_remote_spool", "writer", &server.url()])
+            .arg(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

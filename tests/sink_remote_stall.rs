@@ -10,8 +10,8 @@
 //!   10-minute run:
 //!   `ML_DASH_OUTAGE_SECS=600 ML_DASH_OUTAGE_RATE=100000 cargo test --release --test sink_remote_stall -- --ignored --nocapture`
 //!   (rate per thread, two threads).
-//! - **R8**: a child process (this test binary re-run in child mode) logs to
-//!   the loopback server; once the server has some but not all points the
+//! - **R8**: a child process (`tests/children/sink_remote_stall.rs`, in the
+//!   helper program `ml-dash-test-child`) logs to the loopback server; once the server has some but not all points the
 //!   whole child is stopped with SIGSTOP for 30 s (the server closes its
 //!   connection when it goes idle), then continued; it must finish on its own
 //!   and the server must hold all of its points exactly once.
@@ -218,56 +218,11 @@ fn documented_outage_run() {
 // ---------------------------------------------------------------------------
 // R8: the whole process stopped.
 
-/// Set in the child's environment: the server URL (child mode).
-const CHILD_URL: &str = "ML_DASH_R8_CHILD_URL";
 const R8_THREADS: u64 = 2;
 const R8_POINTS: u64 = 100_000;
 /// Points per second per thread in the child (a 5 s run when not stopped).
 const R8_RATE: f64 = 20_000.0;
 const R8_STOP: Duration = Duration::from_secs(30);
-
-/// Child mode of [`a_process_stopped_for_thirty_seconds_loses_nothing`]
-/// (does nothing as a plain test): two threads log `R8_POINTS` points each
-/// to the server at `R8_RATE`, remote only (the spool in the working folder),
-/// then complete the run.
-#[test]
-fn r8_child() {
-    let Ok(url) = std::env::var(CHILD_URL) else {
-        return;
-    };
-    let mut cfg = BufferConfig::default();
-    cfg.quiet = true;
-    cfg.retry_base_delay = Duration::from_millis(50);
-    cfg.retry_max_delay = Duration::from_millis(500);
-    let run = Experiment::new("alice/proj/exp-sigstop")
-        .dash_url(url)
-        .remote_only()
-        .token("test-token")
-        .buffer_config(cfg)
-        .run()
-        .unwrap();
-    std::thread::scope(|s| {
-        for t in 0..R8_THREADS as i64 {
-            let m = run.metrics("train").unwrap();
-            s.spawn(move || {
-                let start = Instant::now();
-                for i in 0..R8_POINTS {
-                    m.log(&point! {"t" => t, "i" => i}).unwrap();
-                    if i % 250 == 249 {
-                        let due = start + Duration::from_secs_f64((i + 1) as f64 / R8_RATE);
-                        if let Some(ahead) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(ahead);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let report = run.complete().unwrap();
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let spool = Path::new(".dash/alice/proj/exp-sigstop/.spool");
-    assert_eq!(dir_bytes(spool), 0, "close sent everything");
-}
 
 /// Every thread of process `pid` is stopped (state `T` in its
 /// `/proc/<pid>/task/<tid>/stat`): SIGSTOP reaches the threads one by one.
@@ -310,9 +265,10 @@ fn a_process_stopped_for_thirty_seconds_loses_nothing() {
     server.set_idle_timeout(Some(Duration::from_secs(5)));
     let work = tempfile::tempdir().unwrap();
     let total = R8_THREADS * R8_POINTS;
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "r8_child", "--nocapture", "--test-threads", "1"])
-        .env(CHILD_URL, server.url())
+    let child = Command::new(env!("CARGO_BIN_EXE_ml-dash-test-child"))
+        .args(["sink_remote_stall", "r8", &server.url()])
+        .args([R8_THREADS, R8_POINTS].map(|n| n.to_string()))
+        .arg(R8_RATE.to_string())
         .env("XDG_CACHE_HOME", work.path()) // the remote-only work area
         .current_dir(work.path())
         .stdin(Stdio::null())
@@ -362,10 +318,9 @@ fn a_process_stopped_for_thirty_seconds_loses_nothing() {
         "child failed: {}\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(
-        stdout.contains("test r8_child ... ok"),
-        "the child ran: {stdout}"
-    );
+    assert!(stdout.contains("RESULT ok"), "the child ran: {stdout}");
+    let spool = work.path().join(".dash/alice/proj/exp-sigstop/.spool");
+    assert_eq!(dir_bytes(&spool), 0, "close sent everything");
     assert!(
         before_cont < total,
         "stopped mid-run: {before_cont} of {total} before SIGCONT"

@@ -22,85 +22,24 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
-use ml_dash::{BufferConfig, CloseReport, Experiment, Run, point, read};
+use ml_dash::{CloseReport, Run, point, read};
 use serde_json::Value as Json;
 
 mod local;
+#[path = "children/store_recovery_common.rs"]
+mod store_recovery_common;
 use local::open;
+use store_recovery_common::{NAMES_LIMIT, PREFIX, second_point, track_ts};
 
-const CHILD: &str = "ML_DASH_STORE_CHILD";
-const PREFIX: &str = "alice/proj/kill";
-const THREADS: i64 = 4;
-const FLUSH_EVERY: i64 = 1000;
+/// The helper program that runs the children (`tests/children/store_recovery.rs`).
+const CHILD: &str = env!("CARGO_BIN_EXE_ml-dash-test-child");
 
 fn kills() -> u64 {
     std::env::var("ML_DASH_STORE_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
-}
-
-/// The children of the tests below (a no-op in a normal test run).
-#[test]
-fn child() {
-    let Ok(spec) = std::env::var(CHILD) else {
-        return;
-    };
-    let parts: Vec<&str> = spec.split('|').collect();
-    match parts[..] {
-        ["kill", root, r] => kill_child(Path::new(root), r.parse().unwrap()),
-        ["names", root, n] => names_child(Path::new(root), n.parse().unwrap()),
-        _ => panic!("bad {CHILD}: {spec}"),
-    }
-}
-
-const CHILD_ARGS: [&str; 4] = ["--exact", "child", "--nocapture", "--test-threads=1"];
-
-/// A track row's timestamp: unique per (run, thread, i).
-fn track_ts(r: i64, t: i64, i: i64) -> f64 {
-    ((r * THREADS + t) * 10_000_000 + i) as f64
-}
-
-/// Logs until killed. Thread `t` logs point `(r, t, i)` for i = 0, 1, ...,
-/// a log line `r-t-i` when i % 4 == 0 and a track row when i % 4 == 1,
-/// flushes after every `FLUSH_EVERY` points and prints `acked t i`: every
-/// record of thread t up to i is acknowledged.
-fn kill_child(root: &Path, r: i64) {
-    let mut cfg = BufferConfig::default();
-    cfg.quiet = true;
-    let run = Experiment::new(PREFIX)
-        .dash_root(root)
-        .buffer_config(cfg)
-        .run()
-        .unwrap();
-    let pad = "x".repeat(200);
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let m = run.metrics("train").unwrap();
-            let k = run.tracks("robot/pose").unwrap();
-            let l = run.logger();
-            let pad = pad.as_str();
-            s.spawn(move || {
-                for i in 0.. {
-                    m.log(&point! {"r" => r, "t" => t, "i" => i, "pad" => pad})
-                        .unwrap();
-                    match i % 4 {
-                        0 => l.info(&format!("{r}-{t}-{i}")).unwrap(),
-                        1 => k
-                            .append_at(track_ts(r, t, i), &point! {"r" => r, "t" => t, "i" => i})
-                            .unwrap(),
-                        _ => {}
-                    }
-                    if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
-                        l.flush().unwrap();
-                        println!("acked {t} {i}");
-                    }
-                }
-            });
-        }
-    });
 }
 
 /// The lines of a `.jsonl` file that must be whole: it ends with a newline
@@ -213,10 +152,10 @@ fn kill_nine_then_reopen_keeps_every_acknowledged_record() {
     let mut acked = Acked::new();
     let (mut torn, mut stale) = (0, 0);
     for r in 0..kills() as i64 {
-        let spec = format!("kill|{}|{r}", root.path().display());
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(CHILD_ARGS)
-            .env(CHILD, spec)
+        let mut child = Command::new(CHILD)
+            .args(["store_recovery", "kill"])
+            .arg(root.path())
+            .arg(r.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -461,56 +400,6 @@ fn stale_counters_follow_the_data() {
     assert_eq!(count(&report, "repaired"), 4, "{:?}", report.warnings);
 }
 
-/// The soft limit on open files, from /proc/self/limits.
-fn fd_limit() -> u64 {
-    let limits = fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    line.split_whitespace().nth(3).unwrap().parse().unwrap()
-}
-
-const NAMES_LIMIT: u64 = 256;
-
-/// Streams of the names test that get a second point, after a flush (their
-/// files were closed in between: the reopen path). Not all of them: each
-/// second batch replaces a `metadata.json`, and a burst of 100 000 deleted
-/// inodes makes file creation slow on some file systems (ext4 without a
-/// journal scans recently deleted inodes on every allocation).
-fn second_point(k: usize) -> bool {
-    k.is_multiple_of(10)
-}
-
-/// Logs a point into each of `n` metric streams, a flush, then a second
-/// point into some of them.
-fn names_child(root: &Path, n: usize) {
-    assert_eq!(fd_limit(), NAMES_LIMIT, "started under `ulimit -n`");
-    let t0 = Instant::now();
-    let run = open(root, "alice/proj/names");
-    let handles: Vec<_> = (0..n)
-        .map(|k| run.metrics(&format!("m/{k}")).unwrap())
-        .collect();
-    let registered = t0.elapsed();
-    for (k, m) in handles.iter().enumerate() {
-        m.log(&point! {"k" => k as i64, "step" => 0}).unwrap();
-    }
-    run.flush().unwrap();
-    let first = t0.elapsed();
-    for (k, m) in handles.iter().enumerate().filter(|(k, _)| second_point(*k)) {
-        m.log(&point! {"k" => k as i64, "step" => 1}).unwrap();
-    }
-    let report = run.complete().unwrap();
-    let want = n + (0..n).filter(|&k| second_point(k)).count();
-    assert_eq!(report.stored.metrics, want as u64);
-    assert_eq!(report.unwritten.total() + report.lost_to_store.total(), 0);
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    println!(
-        "{n} names: registered in {registered:.2?}, first points stored in {first:.2?}, all in {:.2?}",
-        t0.elapsed()
-    );
-}
-
 /// Item 6: 5 000 metric names with 256 file descriptors (at most 16
 /// streams keep their files open), each stream registered and written.
 #[test]
@@ -531,14 +420,14 @@ fn many_names_100k_under_a_low_descriptor_limit() {
 
 fn many_names(n: usize) {
     let root = tempfile::tempdir().unwrap();
-    let spec = format!("names|{}|{n}", root.path().display());
     // The child starts under the lower limit (soft and hard).
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -n {NAMES_LIMIT} && exec \"$0\" \"$@\""))
-        .arg(std::env::current_exe().unwrap())
-        .args(CHILD_ARGS)
-        .env(CHILD, &spec)
+        .arg(CHILD)
+        .args(["store_recovery", "names"])
+        .arg(root.path())
+        .arg(n.to_string())
         .stderr(Stdio::inherit())
         .output()
         .unwrap();
