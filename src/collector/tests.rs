@@ -31,12 +31,21 @@ fn retired_rings_are_drained_before_they_are_freed() {
                 for i in 0..50 {
                     h.log(&format!("{t}-{i}")).unwrap();
                 }
+                // This thread's ring is registered and charged until the
+                // thread exits (its producer's drop sends `Retire`).
+                assert!(h.ring_bytes() >= 64, "thread {t}: its ring is counted");
             })
         })
         .collect();
     for t in threads {
         t.join().unwrap();
     }
+    // Every thread has exited, so every ring is retired; a flush drains them
+    // (its pass reads the `Retire`s sent before it) and frees each drained
+    // retired ring, releasing its charge: none is left while the run goes on.
+    let h = run.handle();
+    h.flush().unwrap();
+    assert_eq!(h.ring_bytes(), 0, "every retired ring was freed");
     let report = run.close().unwrap();
     assert_eq!(report.stored.logs, 200);
     let got = run.sink().messages();
