@@ -3,11 +3,13 @@
 //! tests (private); absent from normal builds.
 //!
 //! Everything here is a thin door onto the real code: [`start`] builds a
-//! [`RunCore`] and runs the real [`Collector`] loop on a loom thread, writing
-//! to the in-memory sink; [`Handle::log`] is `RunCore::push` (thread-local
+//! [`RunCore`] and starts the run's pipeline as `Experiment::run` does
+//! (`crate::pipeline`: the real collector loop, on a loom thread, writing to
+//! the in-memory sink); [`Handle::log`] is `RunCore::push` (thread-local
 //! ring, registration, the `in_push` barrier, growth, the nudge);
-//! [`Handle::flush`] is `RunCore::flush`; [`Run::close`] is the sequence of
-//! the public `Run::close` (mark closed, send `Close`, wake, join).
+//! [`Handle::flush`] is `RunCore::flush`; [`Run::close`] is
+//! `Pipeline::close`, the public `Run::close`'s sequence (mark closed, send
+//! `Close`, wake, join).
 
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
 // The unit tests use a part of it.
@@ -16,18 +18,18 @@
 use std::sync::Arc;
 
 use crate::api::Status;
-use crate::collector::{CloseReport, Collector};
+use crate::collector::CloseReport;
 use crate::config::BufferConfig;
-use crate::core::{Control, RunCore};
-use crate::error::{Error, Result};
+use crate::core::RunCore;
+use crate::error::Result;
+use crate::pipeline::Pipeline;
 use crate::record::{Head, Level, kind};
 use crate::sink::memory::{MemoryData, MemorySink};
-use crate::sync::thread;
 
 /// A run whose collector writes to an in-memory sink.
 pub struct Run {
     core: Arc<RunCore>,
-    collector: Option<thread::JoinHandle<CloseReport>>,
+    pipeline: Pipeline,
     sink: MemorySink,
 }
 
@@ -35,17 +37,10 @@ pub struct Run {
 pub fn start(cfg: BufferConfig) -> Run {
     let (core, rx) = RunCore::new(cfg);
     let sink = MemorySink::new();
-    let collector = Collector::new(core.clone(), rx, sink.clone());
-    let done = core.clone();
-    let handle = thread::spawn(move || {
-        let report = collector.run();
-        done.collector_exited();
-        report
-    });
-    let _ = core.collector.set(handle.thread().clone());
+    let pipeline = Pipeline::start(&core, rx, sink.clone(), None).expect("loom spawns never fail");
     Run {
         core,
-        collector: Some(handle),
+        pipeline,
         sink,
     }
 }
@@ -64,15 +59,7 @@ impl Run {
     /// Closes as the public `Run::close` does; a second call is `Err(Closed)`.
     /// (The close report is what the collector returned.)
     pub fn close(&mut self) -> Result<CloseReport> {
-        let Some(handle) = self.collector.take() else {
-            return Err(Error::Closed);
-        };
-        self.core.mark_closed();
-        self.core.send(Control::Close {
-            status: Status::Completed,
-        });
-        self.core.wake_collector();
-        Ok(handle.join().expect("the collector panicked"))
+        self.pipeline.close(&self.core, Status::Completed)
     }
 }
 
@@ -101,14 +88,7 @@ impl Handle {
     /// to close (it does not wait; [`Run::close`] joins). Returns whether this
     /// call was the one that closed it.
     pub fn request_close(&self) -> bool {
-        let first = self.0.mark_closed();
-        if first {
-            self.0.send(Control::Close {
-                status: Status::Completed,
-            });
-            self.0.wake_collector();
-        }
-        first
+        crate::pipeline::request_close(&self.0, Status::Completed)
     }
 
     /// Bytes of ring memory the run holds.

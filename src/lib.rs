@@ -77,6 +77,7 @@ mod encode;
 mod error;
 mod files;
 mod fork;
+mod pipeline;
 pub mod ranks;
 pub mod read;
 mod record;

@@ -40,7 +40,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::api::Status;
 use crate::config::{WAIT_RANGE, parse_duration};
-use crate::core::{Control, RunCore};
+use crate::core::RunCore;
 use crate::error::{Error, Result};
 use crate::record::{Head, Level, kind};
 
@@ -428,12 +428,7 @@ mod linux {
                 }
             }
             for core in &open {
-                if core.mark_closed() {
-                    core.send(Control::Close {
-                        status: Status::Cancelled,
-                    });
-                    core.wake_collector();
-                }
+                crate::pipeline::request_close(core, Status::Cancelled);
             }
             while !hurried && open.iter().any(|c| c.alive()) {
                 let left = deadline.saturating_sub(start.elapsed());

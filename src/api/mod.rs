@@ -18,18 +18,19 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::collector::{CloseReport, Collector};
+use crate::collector::CloseReport;
 use crate::config::BufferConfig;
-use crate::core::{Control, RunCore, StreamInfo, StreamKind};
+use crate::core::{RunCore, StreamInfo, StreamKind};
 use crate::error::{Error, Result};
 use crate::files::{Copies, FileStore, Pool};
+use crate::pipeline::Pipeline;
 use crate::ranks::{DEFAULT_RANK_MODE, RankMode, Ranks};
 use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, TRACK_PREVIOUS_TS, Value, kind};
 use crate::remote::{RemoteConfig, RemoteSink};
 use crate::signals::HandleSignals;
 use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
 use crate::sink::tee::Tee;
-use crate::sync::{Ordering, thread};
+use crate::sync::Ordering;
 
 pub use names::validate_prefix;
 
@@ -242,7 +243,7 @@ impl Experiment {
             let (core, _) = RunCore::with_role(cfg, joined.role);
             return Ok(Run {
                 core,
-                collector: None,
+                pipeline: Pipeline::none(),
                 dir,
                 prefix,
                 files,
@@ -290,30 +291,11 @@ impl Experiment {
         let cfg_workers = cfg.file_upload_workers;
         let (core, rx) = RunCore::with_role(cfg, joined.role);
         let pool = Pool::new(FileStore::clone(&files), cfg_workers);
-        let collector = Collector::new(core.clone(), rx, store).with_files(pool);
-        let done = core.clone();
-        let quiet = core.cfg.quiet;
-        let handle = thread::Builder::new()
-            .name(format!("ml-dash-collector-{}", core.id))
-            .spawn(move || {
-                let _exit = ExitGuard(done);
-                let report = collector.run();
-                // The console report's outcome (its opening lines were
-                // printed as close began), printed here rather than by
-                // `Run::close` so that a close by the signal watcher (which
-                // nobody joins) prints it too, before the collector counts
-                // as exited.
-                if !quiet {
-                    eprint!("{}", report.outcome());
-                }
-                report
-            })
-            .map_err(|e| Error::Collector(format!("could not start it: {e}")))?;
-        let _ = core.collector.set(handle.thread().clone());
+        let pipeline = Pipeline::start(&core, rx, store, Some(pool))?;
         crate::signals::watch(&core, signals, deadline)?;
         Ok(Run {
             core,
-            collector: Some(handle),
+            pipeline,
             dir,
             prefix,
             files,
@@ -365,16 +347,6 @@ fn metrics_of(core: &Arc<RunCore>, name: &str) -> Result<Metrics> {
     })
 }
 
-/// Marks the collector gone however its thread ends (a panic included), so no
-/// waiter hangs.
-struct ExitGuard(Arc<RunCore>);
-
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        self.0.collector_exited();
-    }
-}
-
 /// A running experiment. Dropping it completes the run (FAILED when dropped
 /// during a panic) and drains everything; [`complete`](Run::complete),
 /// [`fail`](Run::fail) and [`cancel`](Run::cancel) do so explicitly and report.
@@ -382,7 +354,7 @@ impl Drop for ExitGuard {
 #[derive(Debug)]
 pub struct Run {
     core: Arc<RunCore>,
-    collector: Option<thread::JoinHandle<CloseReport>>,
+    pipeline: Pipeline,
     dir: PathBuf,
     prefix: String,
     files: Arc<FileStore>,
@@ -413,7 +385,7 @@ impl Run {
         let dir = PathBuf::new();
         Run {
             core,
-            collector: None,
+            pipeline: Pipeline::none(),
             files: Arc::new(FileStore::new(&dir, "", false, Copies::Local)),
             dir,
             prefix: String::new(),
@@ -625,21 +597,7 @@ impl Run {
                 false => Err(Error::Closed),
             };
         }
-        let Some(handle) = self.collector.take() else {
-            return Err(Error::Closed);
-        };
-        if let Err(e) = self.core.check_owner() {
-            // The collector is a thread of the parent; there is nothing here
-            // to join or detach, and its state (the join handle) is not ours.
-            std::mem::forget(handle);
-            return Err(e);
-        }
-        self.core.mark_closed();
-        self.core.send(Control::Close { status });
-        self.core.wake_collector();
-        let report = handle
-            .join()
-            .map_err(|_| Error::Collector("it panicked; see the message above".into()))?;
+        let report = self.pipeline.close(&self.core, status)?;
         if let Some(why) = &report.dead_thread {
             return Err(Error::Panicked(why.clone()));
         }
@@ -665,7 +623,7 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if self.collector.is_some() {
+        if self.pipeline.is_open() {
             let status = if std::thread::panicking() {
                 Status::Failed
             } else {

@@ -152,12 +152,3 @@ impl Builder {
         Ok(JoinHandle { inner, thread })
     }
 }
-
-/// Spawns a thread.
-pub(crate) fn spawn<F, T>(f: F) -> JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    Builder::new().spawn(f).expect("loom spawns never fail")
-}
