@@ -179,12 +179,7 @@ fn json_outputs_and_the_dead_run() {
     let t = store();
     let root = t.path().join(".dash");
     let list: Json = serde_json::from_str(&ok_out(&root, &["list", "--json"], 0)).unwrap();
-    let prefixes: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["prefix"].as_str().unwrap())
-        .collect();
+    let prefixes = common::prefixes(&list);
     // Sorted by start time.
     assert_eq!(
         prefixes,

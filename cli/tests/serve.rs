@@ -75,12 +75,7 @@ fn runs_detail_series_logs_tracks_files() {
     let b = &s.base;
 
     let runs = json_of(&format!("{b}/api/runs"));
-    let prefixes: Vec<&str> = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["prefix"].as_str().unwrap())
-        .collect();
+    let prefixes = common::prefixes(&runs);
     assert_eq!(
         prefixes,
         [

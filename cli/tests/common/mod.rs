@@ -13,6 +13,15 @@ use std::process::{Command, Output, Stdio};
 use ml_dash::{BufferConfig, Experiment, Level, Run, point};
 use serde_json::{Value as Json, json};
 
+/// The `prefix` of each run in a runs listing (`list --json`, `/api/runs`).
+pub fn prefixes(runs: &Json) -> Vec<&str> {
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["prefix"].as_str().unwrap())
+        .collect()
+}
+
 /// `ml-dash --dash-root ROOT ARGS...`, stdin closed.
 pub fn ml_dash(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ml-dash"))
