@@ -572,13 +572,17 @@ fn forked_worker_joins_its_ranks_shared_experiment_as_a_writer() {
     assert_eq!(doc(&dash, PREFIX, "experiment.json")["status"], "COMPLETED");
 }
 
-/// The last "ACKED a b" before the signal, the signal sent.
+/// The last "ACKED a b" before the signal, the signal sent: after at least
+/// three flushes, and once both threads have points acknowledged (on a
+/// loaded machine the first flushes can come before either thread logs).
 fn log_then_signal(c: &mut Child, signal: libc::c_int) -> [u64; 2] {
     let mut acked = [0; 2];
-    for _ in 0..3 {
+    let mut flushes = 0;
+    while flushes < 3 || acked.contains(&0) {
         let line = c.expect("ACKED");
         let mut it = line.split(' ').map(|n| n.parse::<u64>().unwrap());
         acked = [it.next().unwrap(), it.next().unwrap()];
+        flushes += 1;
     }
     // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
     unsafe { libc::kill(c.proc.id() as i32, signal) };
