@@ -40,15 +40,20 @@ pub(crate) fn u64(out: &mut Vec<u8>, v: u64) {
 #[inline]
 pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    let b = s.as_bytes();
-    if b.iter()
-        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
-    {
-        out.extend_from_slice(b);
+    if plain(s) {
+        out.extend_from_slice(s.as_bytes());
     } else {
         escape_slow(out, s);
     }
     out.push(b'"');
+}
+
+/// Whether `s` is stored as it is (printable ASCII without `"` and `\`):
+/// nothing to escape.
+#[inline]
+pub(crate) fn plain(s: &str) -> bool {
+    s.bytes()
+        .all(|c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
 }
 
 #[cold]

@@ -14,6 +14,7 @@ use super::{Collector, Counts};
 use crate::core::{RunCore, StreamKind};
 use crate::encode;
 use crate::files::{FileJob, FileRecord, Pool};
+use crate::read::Feed;
 use crate::record::{self, FieldValue, Level, RecordView, kind};
 use crate::sink::{Batch, MetricBatch, Sink, TrackEntry};
 
@@ -37,6 +38,23 @@ pub(super) struct TrackState {
 }
 
 /// Bytes a track row holds in the collector.
+/// Folds a field of the point being encoded into the stream's summary,
+/// as a reader would parse it from the line (see `read::scan`): numbers and
+/// booleans, not NaN, strings or `null`; false when the summary cannot
+/// follow the point (a nested value, a name that is escaped).
+fn fold(f: &mut Feed, name: &str, v: FieldValue<'_>) -> bool {
+    let x = match v {
+        FieldValue::F64(x) if x.is_nan() => return true,
+        FieldValue::F64(x) => x,
+        FieldValue::I64(x) => x as f64,
+        FieldValue::U64(x) => x as f64,
+        FieldValue::Bool(b) => f64::from(u8::from(b)),
+        FieldValue::Str(_) | FieldValue::Null => return encode::plain(name),
+        FieldValue::F64s(_) | FieldValue::List(_) | FieldValue::Object(_) => return false,
+    };
+    f.number(name, x)
+}
+
 fn entry_bytes(e: &TrackEntry) -> usize {
     e.fields.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
@@ -130,10 +148,14 @@ impl<S: Sink> Decoder<'_, S> {
                 return;
             };
             debug_assert_eq!(desc.kind, StreamKind::Metric);
+            // Shared mode has other writers: readers summarise the stream.
+            let summary = (self.store.keeps_summaries() && self.core.role.rank_field.is_none())
+                .then(Box::default);
             *slot = Some(MetricSlot {
                 name: desc.name,
                 batch: MetricBatch {
                     info: desc.info,
+                    summary,
                     ..MetricBatch::default()
                 },
                 failing: false,
@@ -156,9 +178,10 @@ impl<S: Sink> Decoder<'_, S> {
                 .unwrap_or(0);
             batch.created_at = encode::iso_now();
         }
-        let out = &mut batch.lines;
+        let index = batch.first_index + batch.count as u64;
+        let (out, feed) = (&mut batch.lines, &mut batch.summary);
         out.extend_from_slice(b"{\"index\":");
-        encode::u64(out, batch.first_index + batch.count as u64);
+        encode::u64(out, index);
         out.extend_from_slice(b",\"data\":{");
         // `_ts` goes last, as a float; the caller's value wins over the clock's.
         let mut given = Given::Clock;
@@ -177,6 +200,11 @@ impl<S: Sink> Decoder<'_, S> {
             }
             first = false;
             encode::member(out, name, v);
+            if let Some(f) = feed
+                && !fold(f, name, v)
+            {
+                *feed = None;
+            }
         }
         if let Some(rank) = rank {
             // Shared mode: which rank logged it (see `crate::ranks`).
@@ -191,10 +219,17 @@ impl<S: Sink> Decoder<'_, S> {
             out.push(b',');
         }
         out.extend_from_slice(b"\"_ts\":");
-        metric_stamp(given, r.head.ts, self.last_ts).write(out);
+        let ts = metric_stamp(given, r.head.ts, self.last_ts);
+        ts.write(out);
         out.extend_from_slice(b"},\"createdAt\":\"");
         out.extend_from_slice(batch.created_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
+        if let Some(f) = feed {
+            if !ts.secs().is_nan() {
+                f.number("_ts", ts.secs());
+            }
+            f.point(index, &out[before..]);
+        }
         batch.count += 1;
         self.hold.held += batch.lines.len() - before;
         // Not while the stream fails: it is retried on the timer, a flush or close.

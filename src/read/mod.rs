@@ -40,6 +40,7 @@ pub use store::{
     metric_stream, metric_streams, params, parse_time, run, runs, stored_files, track_topic,
     track_topics,
 };
+pub(crate) use summary::Feed;
 pub use summary::{Agg, BLOCK_LINES, Block, Pt, Summary, summary_path};
 pub use verify::{
     MAX_PER_FILE, Problem, hash_file, is_spool, spool_backlog, verify_run, verify_spool,

@@ -11,8 +11,18 @@
 //! extended from the bytes appended since, and rebuilt when the data file
 //! is not the one it describes. When the folder is not writable it lives
 //! only in memory, for the reader that built it. Its format: the magic
-//! `MLDSUM01`, a CRC-32 of everything after it, then little-endian fields
-//! (see [`Summary::write`]).
+//! `MLDSUM02`, then frames, each checksummed on its own, so that a writer
+//! appends to it (see [`Summary::write`]).
+//!
+//! The engine keeps the summary of a stream it writes from the start, as it
+//! writes: the collector folds each point's numbers into its block as it
+//! encodes the line (no line is read back), and the local store appends
+//! each completed block under the stream's lock. A reader then reads at
+//! most the last, unfinished block's lines. Such a summary says it is kept
+//! by its writer, and readers extend it in memory instead of replacing it,
+//! unless it fell behind (the writer gave up: another process appended to
+//! the stream, or a point held a nested value, whose fields readers parse
+//! differently).
 //!
 //! ```
 //! # fn main() -> ml_dash::Result<()> {
@@ -34,7 +44,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -51,7 +61,15 @@ pub const BLOCK_LINES: u32 = 256;
 /// Bytes of the data file's head kept to recognise it.
 const HEAD: usize = 64;
 
-const MAGIC: &[u8; 8] = b"MLDSUM01";
+const MAGIC: &[u8; 8] = b"MLDSUM02";
+
+/// Frame kinds (see [`Summary::write`]).
+const HEAD_FRAME: u8 = 0;
+const NAMES_FRAME: u8 = 1;
+const BLOCKS_FRAME: u8 = 2;
+
+/// Blocks per frame: a frame's length fits its u32.
+const FRAME_BLOCKS: usize = 1 << 16;
 
 /// A data file larger than this is summarised by several threads.
 const SPLIT_BYTES: u64 = 8 << 20;
@@ -156,6 +174,8 @@ pub struct Summary {
     blocks: Vec<Block>,
     /// Blocks as last stored (0: not stored).
     stored: usize,
+    /// The stored one is kept by the stream's writer (see the module docs).
+    kept: bool,
 }
 
 /// Where the summary of data file `data` is kept.
@@ -164,38 +184,39 @@ pub fn summary_path(data: &Path) -> PathBuf {
 }
 
 impl Summary {
+    fn empty(head: Vec<u8>) -> Summary {
+        Summary {
+            head,
+            names: Vec::new(),
+            blocks: Vec::new(),
+            stored: 0,
+            kept: false,
+        }
+    }
+
     /// The summary of `data` as it is now: the stored one, extended by the
-    /// lines appended since (stored again once it grew by a sixteenth), or
-    /// built anew when none is stored or it describes another file. A
-    /// missing data file has an empty summary.
+    /// lines appended since, or built anew when none is stored or it
+    /// describes another file. What it read is stored once the summary grew
+    /// by a sixteenth, unless the stored one is kept by the stream's writer
+    /// and was behind by its last blocks only. A missing data file has an
+    /// empty summary.
     pub fn open(data: &Path) -> Result<Summary> {
         // Readers of one stream in this process take turns: the second
         // finds what the first stored instead of reading the file again.
         let turn = turn_of(data);
         let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
         let head = read_head(data)?;
+        let len = std::fs::metadata(data).map_or(0, |m| m.len());
         let mut s = File::open(summary_path(data))
             .ok()
             .and_then(|f| Summary::decode(std::io::BufReader::new(f)))
-            .filter(|s| s.head == head)
-            .unwrap_or(Summary {
-                head: head.clone(),
-                names: Vec::new(),
-                blocks: Vec::new(),
-                stored: 0,
-            });
-        let len = std::fs::metadata(data).map_or(0, |m| m.len());
-        if s.end() > len {
-            s = Summary {
-                head,
-                names: Vec::new(),
-                blocks: Vec::new(),
-                stored: 0,
-            };
-        }
+            .filter(|s| s.head == head && s.end() <= len)
+            .unwrap_or_else(|| Summary::empty(head));
+        let before = s.points();
         s.extend(data)?;
+        let kept = s.kept && s.points() - before <= 2 * u64::from(BLOCK_LINES);
         let grown = s.blocks.len() - s.stored;
-        if grown > 0 && (s.stored == 0 || grown * 16 >= s.stored) {
+        if grown > 0 && !kept && (s.stored == 0 || grown * 16 >= s.stored) {
             // A cache: a folder that is not writable keeps it in memory.
             let _ = s.store(data);
         }
@@ -226,10 +247,10 @@ impl Summary {
             .map(|i| from + span * i / threads as u64..from + span * (i + 1) / threads as u64)
             .map(|r| if r.end == len { r.start..u64::MAX } else { r })
             .collect();
-        let parts: Vec<Result<Builder>> = std::thread::scope(|s| {
+        let parts: Vec<Result<Acc>> = std::thread::scope(|s| {
             let hs: Vec<_> = ranges
                 .into_iter()
-                .map(|r| s.spawn(move || Builder::read(data, r)))
+                .map(|r| s.spawn(move || Acc::read(data, r)))
                 .collect();
             hs.into_iter()
                 .map(|h| {
@@ -295,173 +316,199 @@ impl Summary {
         &self.names
     }
 
+    /// Whether the stored summary this one was read from is kept by the
+    /// stream's writer (the engine, while it writes the stream).
+    pub fn kept_by_writer(&self) -> bool {
+        self.kept
+    }
+
     fn store(&mut self, data: &Path) -> std::io::Result<()> {
         let dir = data.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        self.write(tmp.as_file_mut())?;
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        self.write(&mut w)?;
+        w.flush()?;
+        drop(w);
         tmp.persist(summary_path(data)).map_err(|e| e.error)?;
         self.stored = self.blocks.len();
+        self.kept = false;
         Ok(())
     }
 
     /// The stored form, in memory (see [`Summary::write`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = std::io::Cursor::new(Vec::new());
+        let mut out = Vec::new();
         self.write(&mut out).expect("writes to memory do not fail");
-        out.into_inner()
+        out
     }
 
-    /// Writes the stored form: `MLDSUM01`, CRC-32 (u32) of the rest; the
-    /// head (u16 length, bytes); the field names (u32 count; u16 length,
-    /// UTF-8 each); the blocks (u64 count; each: start, end (u64), points
-    /// (u32), nested (u8), lowest and highest index (u64), aggregates (u32
-    /// count; each: field id, count (u32), first, min, max, last)). A point:
-    /// index (u64), step, ts, y (f64). Little-endian.
-    pub fn write(&self, to: &mut (impl Write + Seek)) -> std::io::Result<()> {
-        let start = to.stream_position()?;
+    /// Writes the stored form: `MLDSUM02`, then frames. A frame is its
+    /// payload's length and CRC-32 (u32 each), then the payload: its kind
+    /// (u8) and fields. The head frame (0): whether the stream's writer
+    /// keeps the summary (u8), the data file's first bytes (u16 length,
+    /// bytes). A names frame (1): field names after those before (u32
+    /// count; u16 length, UTF-8 each). A blocks frame (2): blocks (u32
+    /// count; each: start, end (u64), points (u32), nested (u8), lowest and
+    /// highest index (u64), aggregates (u32 count; each: field id, count
+    /// (u32), first, min, max, last)); a point is its index (u64), step, ts
+    /// and y (f64). Little-endian. A reader takes the frames up to the first
+    /// that is torn, fails its checksum, or holds a block that neither
+    /// follows the last one nor replaces it (the finished form of a short
+    /// last block).
+    pub fn write(&self, to: &mut impl Write) -> std::io::Result<()> {
         to.write_all(MAGIC)?;
-        to.write_all(&[0; 4])?;
-        let crc = (|| -> std::io::Result<u32> {
-            let mut w = Checked {
-                to: std::io::BufWriter::new(&mut *to),
-                crc: crc32fast::Hasher::new(),
-            };
-            w.put(&(self.head.len() as u16).to_le_bytes())?;
-            w.put(&self.head)?;
-            w.put(&(self.names.len() as u32).to_le_bytes())?;
-            for n in &self.names {
-                w.put(&(n.len() as u16).to_le_bytes())?;
-                w.put(n.as_bytes())?;
-            }
-            w.put(&(self.blocks.len() as u64).to_le_bytes())?;
-            for b in &self.blocks {
-                for v in [b.bytes.start, b.bytes.end] {
-                    w.put(&v.to_le_bytes())?;
-                }
-                w.put(&b.points.to_le_bytes())?;
-                w.put(&[u8::from(b.nested)])?;
-                w.put(&b.index.0.to_le_bytes())?;
-                w.put(&b.index.1.to_le_bytes())?;
-                w.put(&(b.aggs.len() as u32).to_le_bytes())?;
-                for (id, a) in &b.aggs {
-                    w.put(&id.to_le_bytes())?;
-                    w.put(&a.count.to_le_bytes())?;
-                    for p in [&a.first, &a.min, &a.max, &a.last] {
-                        w.put(&p.index.to_le_bytes())?;
-                        for v in [p.step, p.ts, p.y] {
-                            w.put(&v.to_le_bytes())?;
-                        }
-                    }
-                }
-            }
-            w.to.flush()?;
-            Ok(w.crc.finalize())
-        })()?;
-        to.seek(SeekFrom::Start(start + MAGIC.len() as u64))?;
-        to.write_all(&crc.to_le_bytes())?;
-        to.seek(SeekFrom::End(0))?;
+        to.write_all(&head_frame(&self.head, false))?;
+        to.write_all(&names_frame(&self.names))?;
+        for chunk in self.blocks.chunks(FRAME_BLOCKS) {
+            to.write_all(&blocks_frame(chunk))?;
+        }
         Ok(())
     }
 
-    /// Reads [`Summary::encode`]'s form; `None` when it is not one, or
-    /// its checksum does not match.
-    pub fn decode(from: impl Read) -> Option<Summary> {
-        let mut r = Reader {
-            from,
-            crc: crc32fast::Hasher::new(),
-        };
+    /// Reads [`Summary::write`]'s form, up to its last good frame; `None`
+    /// when it is not one.
+    pub fn decode(mut from: impl Read) -> Option<Summary> {
         let mut magic = [0; 8];
-        r.from.read_exact(&mut magic).ok()?;
-        let mut crc = [0; 4];
-        r.from.read_exact(&mut crc).ok()?;
+        from.read_exact(&mut magic).ok()?;
         if &magic != MAGIC {
             return None;
         }
-        let n = usize::from(r.u16()?);
-        let head = r.take(n)?;
-        let names = (0..r.u32()?)
-            .map(|_| {
-                let n = usize::from(r.u16()?);
-                String::from_utf8(r.take(n)?).ok()
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let count = r.u64()?;
-        let mut blocks = Vec::with_capacity(count.min(1 << 20) as usize);
-        for _ in 0..count {
-            let bytes = r.u64()?..r.u64()?;
-            let points = r.u32()?;
-            let nested = r.take(1)?[0] != 0;
-            let index = (r.u64()?, r.u64()?);
-            let aggs = (0..r.u32()?)
-                .map(|_| {
-                    let id = r.u32()?;
-                    let count = r.u32()?;
-                    let (first, min, max, last) = (r.pt()?, r.pt()?, r.pt()?, r.pt()?);
-                    (id < names.len() as u32).then_some((
-                        id,
-                        Agg {
-                            count,
-                            first,
-                            min,
-                            max,
-                            last,
-                        },
-                    ))
-                })
-                .collect::<Option<Vec<_>>>()?;
-            blocks.push(Block {
-                bytes,
-                points,
-                nested,
-                index,
-                aggs,
-            });
-        }
-        let mut rest = [0; 1];
-        let at_end = matches!(r.from.read(&mut rest), Ok(0));
-        (at_end && r.crc.finalize().to_le_bytes() == crc).then(|| {
-            let stored = blocks.len();
-            Summary {
-                head,
-                names,
-                blocks,
-                stored,
+        let mut s = None;
+        while let Some(payload) = read_frame(&mut from) {
+            if Summary::apply(&mut s, &payload).is_none() {
+                break;
             }
-        })
+        }
+        let mut s = s?;
+        s.stored = s.blocks.len();
+        Some(s)
+    }
+
+    /// Takes one frame's payload into `s`; `None`: it does not fit.
+    fn apply(s: &mut Option<Summary>, payload: &[u8]) -> Option<()> {
+        let (&kind, rest) = payload.split_first()?;
+        let mut r = Fields(rest);
+        match kind {
+            HEAD_FRAME if s.is_none() => {
+                let kept = r.u8()? != 0;
+                let n = usize::from(r.u16()?);
+                let head = r.take(n)?.to_vec();
+                *s = Some(Summary {
+                    kept,
+                    ..Summary::empty(head)
+                });
+            }
+            NAMES_FRAME => {
+                let s = s.as_mut()?;
+                for _ in 0..r.u32()? {
+                    let n = usize::from(r.u16()?);
+                    s.names.push(String::from_utf8(r.take(n)?.to_vec()).ok()?);
+                }
+            }
+            BLOCKS_FRAME => {
+                let s = s.as_mut()?;
+                for _ in 0..r.u32()? {
+                    let b = r.block(s.names.len())?;
+                    match s.blocks.last() {
+                        _ if b.bytes.start == s.end() => {}
+                        Some(last)
+                            if last.points < BLOCK_LINES && last.bytes.start == b.bytes.start =>
+                        {
+                            s.blocks.pop();
+                        }
+                        _ => return None,
+                    }
+                    s.blocks.push(b);
+                }
+            }
+            _ => return None,
+        }
+        Some(())
     }
 }
 
-/// Writes bytes, checksumming them.
-struct Checked<W> {
-    to: W,
-    crc: crc32fast::Hasher,
+/// A frame of `kind`, its payload written by `body`.
+fn frame(kind: u8, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut f = vec![0; 8];
+    f.push(kind);
+    body(&mut f);
+    let len = (f.len() - 8) as u32;
+    let crc = crc32fast::hash(&f[8..]);
+    f[..4].copy_from_slice(&len.to_le_bytes());
+    f[4..8].copy_from_slice(&crc.to_le_bytes());
+    f
 }
 
-impl<W: Write> Checked<W> {
-    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.crc.update(b);
-        self.to.write_all(b)
-    }
+fn head_frame(head: &[u8], kept: bool) -> Vec<u8> {
+    frame(HEAD_FRAME, |f| {
+        f.push(u8::from(kept));
+        f.extend_from_slice(&(head.len() as u16).to_le_bytes());
+        f.extend_from_slice(head);
+    })
 }
 
-/// Reads little-endian fields, checksumming them.
-struct Reader<R> {
-    from: R,
-    crc: crc32fast::Hasher,
+fn names_frame(names: &[String]) -> Vec<u8> {
+    frame(NAMES_FRAME, |f| {
+        f.extend_from_slice(&(names.len() as u32).to_le_bytes());
+        for n in names {
+            f.extend_from_slice(&(n.len() as u16).to_le_bytes());
+            f.extend_from_slice(n.as_bytes());
+        }
+    })
 }
 
-impl<R: Read> Reader<R> {
-    fn take(&mut self, n: usize) -> Option<Vec<u8>> {
-        let mut v = vec![0; n];
-        self.from.read_exact(&mut v).ok()?;
-        self.crc.update(&v);
-        Some(v)
+fn blocks_frame(blocks: &[Block]) -> Vec<u8> {
+    frame(BLOCKS_FRAME, |f| {
+        f.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+        for b in blocks {
+            for v in [b.bytes.start, b.bytes.end] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+            f.extend_from_slice(&b.points.to_le_bytes());
+            f.push(u8::from(b.nested));
+            f.extend_from_slice(&b.index.0.to_le_bytes());
+            f.extend_from_slice(&b.index.1.to_le_bytes());
+            f.extend_from_slice(&(b.aggs.len() as u32).to_le_bytes());
+            for (id, a) in &b.aggs {
+                f.extend_from_slice(&id.to_le_bytes());
+                f.extend_from_slice(&a.count.to_le_bytes());
+                for p in [&a.first, &a.min, &a.max, &a.last] {
+                    f.extend_from_slice(&p.index.to_le_bytes());
+                    for v in [p.step, p.ts, p.y] {
+                        f.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The next frame's payload; `None` at the end, or when it is torn or
+/// fails its checksum.
+fn read_frame(from: &mut impl Read) -> Option<Vec<u8>> {
+    let mut h = [0u8; 8];
+    from.read_exact(&mut h).ok()?;
+    let len = u32::from_le_bytes(h[..4].try_into().unwrap());
+    let crc = u32::from_le_bytes(h[4..].try_into().unwrap());
+    let mut payload = Vec::new();
+    from.take(u64::from(len)).read_to_end(&mut payload).ok()?;
+    (payload.len() == len as usize && crc32fast::hash(&payload) == crc).then_some(payload)
+}
+
+/// Little-endian fields of a frame's payload.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (a, rest) = (self.0.len() >= n).then(|| self.0.split_at(n))?;
+        self.0 = rest;
+        Some(a)
     }
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut v = [0; N];
-        self.from.read_exact(&mut v).ok()?;
-        self.crc.update(&v);
-        Some(v)
+        self.take(N).map(|b| b.try_into().unwrap())
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.array().map(u8::from_le_bytes)
     }
     fn u16(&mut self) -> Option<u16> {
         self.array().map(u16::from_le_bytes)
@@ -481,6 +528,37 @@ impl<R: Read> Reader<R> {
             step: self.f64()?,
             ts: self.f64()?,
             y: self.f64()?,
+        })
+    }
+    /// A block whose field ids are below `names`.
+    fn block(&mut self, names: usize) -> Option<Block> {
+        let bytes = self.u64()?..self.u64()?;
+        let points = self.u32()?;
+        let nested = self.u8()? != 0;
+        let index = (self.u64()?, self.u64()?);
+        let aggs = (0..self.u32()?)
+            .map(|_| {
+                let id = self.u32()?;
+                let count = self.u32()?;
+                let (first, min, max, last) = (self.pt()?, self.pt()?, self.pt()?, self.pt()?);
+                ((id as usize) < names).then_some((
+                    id,
+                    Agg {
+                        count,
+                        first,
+                        min,
+                        max,
+                        last,
+                    },
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        (bytes.start <= bytes.end && points <= BLOCK_LINES).then_some(Block {
+            bytes,
+            points,
+            nested,
+            index,
+            aggs,
         })
     }
 }
@@ -515,112 +593,126 @@ fn read_head(data: &Path) -> Result<Vec<u8>> {
     Ok(head)
 }
 
-/// One reader's blocks, its field ids local to it.
-struct Builder {
+/// Folds lines into blocks: the one code of a reader's scan
+/// ([`Acc::read`]) and of a writer's [`Feed`]. Field ids are its own.
+#[derive(Debug, Default)]
+struct Acc {
     names: Vec<String>,
+    ids: HashMap<Vec<u8>, u32>,
+    /// The previous line's field ids, in order: most lines repeat them.
+    last: Vec<u32>,
+    /// The open block's aggregates, by field id.
+    aggs: Vec<Option<Agg>>,
+    /// The numbers of the line being read.
+    vals: Vec<(u32, f64)>,
+    step: Option<u32>,
+    ts: Option<u32>,
+    cur: Option<Block>,
     blocks: Vec<Block>,
 }
 
-impl Builder {
-    fn read(data: &Path, range: Range<u64>) -> Result<Builder> {
+impl Acc {
+    /// Summarises the lines of `data` in `range`.
+    fn read(data: &Path, range: Range<u64>) -> Result<Acc> {
         let mut reader = LineReader::range(data, range)?;
-        let mut b = Builder {
-            names: Vec::new(),
-            blocks: Vec::new(),
-        };
-        let mut ids: HashMap<Vec<u8>, u32> = HashMap::new();
-        // The previous line's keys and ids, in order: most lines repeat them.
-        let mut last_keys: Vec<(Vec<u8>, u32)> = Vec::new();
-        let mut aggs: Vec<Option<Agg>> = Vec::new();
-        let mut vals: Vec<(u32, f64)> = Vec::new();
-        let mut cur: Option<Block> = None;
+        let mut acc = Acc::default();
         let mut ordinal = 0u64;
-        let (mut step_id, mut ts_id) = (None, None);
         while let Some((at, line)) = reader.next_line()? {
             let end = at + line.len() as u64 + 1;
-            let block = cur.get_or_insert_with(|| Block {
-                bytes: at..at,
-                points: 0,
-                nested: false,
-                index: (u64::MAX, 0),
-                aggs: Vec::new(),
-            });
-            block.bytes.end = end;
-            ordinal += 1;
-            vals.clear();
-            let mut j = 0;
-            let Some((index, nested)) = data_numbers(line, |m| {
-                let (k, v) = match m {
-                    Member::Number(k, v) => (k, v),
-                    Member::Again => {
-                        vals.clear();
-                        j = 0;
-                        return;
-                    }
-                };
-                let id = match last_keys.get(j) {
-                    Some((key, id)) if key == k => *id,
-                    _ => {
-                        let id = *ids.entry(k.to_vec()).or_insert_with(|| {
-                            b.names.push(String::from_utf8_lossy(k).into_owned());
-                            b.names.len() as u32 - 1
-                        });
-                        match k {
-                            b"step" => step_id = Some(id),
-                            b"_ts" => ts_id = Some(id),
-                            _ => {}
-                        }
-                        last_keys.truncate(j);
-                        last_keys.push((k.to_vec(), id));
-                        id
-                    }
-                };
-                j += 1;
-                vals.push((id, v));
-            }) else {
-                if block_full(block) {
-                    b.close(&mut cur, &mut aggs);
+            let point = data_numbers(line, |m| match m {
+                Member::Number(k, v) => {
+                    acc.number(k, v);
                 }
-                continue;
-            };
-            let index = index.unwrap_or(ordinal - 1);
+                Member::Again => acc.vals.clear(),
+            });
+            let point = point.map(|(index, nested)| (index.unwrap_or(ordinal), nested));
+            ordinal += 1;
+            acc.line(at..end, point);
+        }
+        acc.close();
+        Ok(acc)
+    }
+
+    /// A number of the line being read; true when its key is new.
+    #[inline]
+    fn number(&mut self, k: &[u8], v: f64) -> bool {
+        let j = self.vals.len();
+        let (id, new) = match self.last.get(j) {
+            Some(&id) if self.names[id as usize].as_bytes() == k => (id, false),
+            _ => self.intern(k, j),
+        };
+        self.vals.push((id, v));
+        new
+    }
+
+    fn intern(&mut self, k: &[u8], j: usize) -> (u32, bool) {
+        let (id, new) = match self.ids.get(k) {
+            Some(&id) => (id, false),
+            None => {
+                let id = self.names.len() as u32;
+                self.names.push(String::from_utf8_lossy(k).into_owned());
+                self.ids.insert(k.to_vec(), id);
+                match k {
+                    b"step" => self.step = Some(id),
+                    b"_ts" => self.ts = Some(id),
+                    _ => {}
+                }
+                (id, true)
+            }
+        };
+        self.last.truncate(j);
+        self.last.push(id);
+        (id, new)
+    }
+
+    /// Ends the line read, which spans `bytes`: a point with this index and
+    /// whether its `data` nests values, or (`None`) not a point.
+    fn line(&mut self, bytes: Range<u64>, point: Option<(u64, bool)>) {
+        let block = self.cur.get_or_insert_with(|| Block {
+            bytes: bytes.start..bytes.start,
+            points: 0,
+            nested: false,
+            index: (u64::MAX, 0),
+            aggs: Vec::new(),
+        });
+        block.bytes.end = bytes.end;
+        if let Some((index, nested)) = point {
+            let vals = &self.vals;
             let find = |id: Option<u32>| {
                 id.and_then(|id| vals.iter().find(|v| v.0 == id))
                     .map_or(f64::NAN, |v| v.1)
             };
             let at = Pt {
                 index,
-                step: find(step_id),
-                ts: find(ts_id),
+                step: find(self.step),
+                ts: find(self.ts),
                 y: f64::NAN,
             };
             block.points += 1;
             block.nested |= nested;
             block.index = (block.index.0.min(index), block.index.1.max(index));
-            for &(id, y) in &vals {
+            for &(id, y) in vals {
                 let p = Pt { y, ..at };
                 let i = id as usize;
-                if aggs.len() <= i {
-                    aggs.resize(i + 1, None);
+                if self.aggs.len() <= i {
+                    self.aggs.resize(i + 1, None);
                 }
-                match &mut aggs[i] {
+                match &mut self.aggs[i] {
                     Some(a) => a.push(p),
                     slot => *slot = Some(Agg::new(p)),
                 }
             }
-            if block_full(block) {
-                b.close(&mut cur, &mut aggs);
-            }
         }
-        b.close(&mut cur, &mut aggs);
-        Ok(b)
+        self.vals.clear();
+        if block.points >= BLOCK_LINES {
+            self.close();
+        }
     }
 
-    fn close(&mut self, cur: &mut Option<Block>, aggs: &mut [Option<Agg>]) {
-        if let Some(mut block) = cur.take() {
-            block.aggs = aggs
-                .iter_mut()
-                .enumerate()
+    /// Closes the open block.
+    fn close(&mut self) {
+        if let Some(mut block) = self.cur.take() {
+            block.aggs = (self.aggs.iter_mut().enumerate())
                 .filter_map(|(i, a)| a.take().map(|a| (i as u32, a)))
                 .collect();
             if block.points == 0 {
@@ -631,8 +723,76 @@ impl Builder {
     }
 }
 
-fn block_full(b: &Block) -> bool {
-    b.points >= BLOCK_LINES
+/// A writer's side of one stream's summary (see the module docs): the
+/// collector folds in each point it encodes, its numbers then its line;
+/// after the lines are appended to the data file, the local store appends
+/// [`Feed::frames`] to `.data.summary`.
+#[derive(Debug, Default)]
+pub(crate) struct Feed {
+    acc: Acc,
+    /// The stream's first bytes: the head readers check.
+    head: Vec<u8>,
+    /// Bytes of the lines folded in.
+    produced: u64,
+    /// Names in frames already.
+    names_sent: usize,
+    /// The file was started (its first frames written).
+    started: bool,
+}
+
+impl Feed {
+    /// A number of the point being encoded (the stored value: a reader
+    /// parses the same one from the line); false when the feed cannot
+    /// follow the point (a name JSON escapes: readers parse such lines
+    /// whole).
+    #[inline]
+    pub(crate) fn number(&mut self, name: &str, v: f64) -> bool {
+        !self.acc.number(name.as_bytes(), v) || crate::encode::plain(name)
+    }
+
+    /// Ends the point being encoded: its index and its line.
+    pub(crate) fn point(&mut self, index: u64, line: &[u8]) {
+        if self.head.len() < HEAD {
+            let n = (HEAD - self.head.len()).min(line.len());
+            self.head.extend_from_slice(&line[..n]);
+        }
+        let start = self.produced;
+        self.produced += line.len() as u64;
+        self.acc.line(start..self.produced, Some((index, false)));
+    }
+
+    /// Bytes of the lines folded in: the data file's length once they are
+    /// appended, if this writer started it and was its only one.
+    pub(crate) fn produced(&self) -> u64 {
+        self.produced
+    }
+
+    /// What to add to the summary file for the blocks completed since the
+    /// last call, and whether it starts the file (written anew rather than
+    /// appended); `None` when no block was completed. The last, open block
+    /// is left to readers (at most [`BLOCK_LINES`] lines).
+    pub(crate) fn frames(&mut self) -> Option<(bool, Vec<u8>)> {
+        if self.acc.blocks.is_empty() {
+            return None;
+        }
+        let first = !self.started;
+        let mut out = Vec::new();
+        if first {
+            out.extend_from_slice(MAGIC);
+            out.extend(head_frame(&self.head, true));
+            self.started = true;
+        }
+        let names = &self.acc.names[self.names_sent..];
+        if !names.is_empty() {
+            out.extend(names_frame(names));
+            self.names_sent = self.acc.names.len();
+        }
+        for chunk in self.acc.blocks.chunks(FRAME_BLOCKS) {
+            out.extend(blocks_frame(chunk));
+        }
+        self.acc.blocks.clear();
+        Some((first, out))
+    }
 }
 
 #[cfg(test)]
@@ -749,13 +909,23 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         write(&path, 50, 60);
         assert_eq!(Summary::open(&path).unwrap().points(), 10);
-        // A damaged summary is rebuilt.
-        let mut bad = std::fs::read(summary_path(&path)).unwrap();
+        // A damaged frame and what follows it are dropped, the lines read
+        // again; a damaged head frame: rebuilt.
+        write(&path, 60, 1000);
+        assert_eq!(Summary::open(&path).unwrap().points(), 950);
+        let good = std::fs::read(summary_path(&path)).unwrap();
+        let mut bad = good.clone();
         let n = bad.len();
         bad[n - 3] ^= 1;
+        assert_eq!(Summary::decode(&bad[..]).unwrap().points(), 0);
+        std::fs::write(summary_path(&path), &bad).unwrap();
+        assert!(
+            Summary::open(&path).unwrap().encode() == Summary::decode(&good[..]).unwrap().encode()
+        );
+        bad[MAGIC.len() + 9] ^= 1;
         assert!(Summary::decode(&bad[..]).is_none());
         std::fs::write(summary_path(&path), bad).unwrap();
-        assert_eq!(Summary::open(&path).unwrap().points(), 10);
+        assert_eq!(Summary::open(&path).unwrap().points(), 950);
     }
 
     #[test]

@@ -42,6 +42,7 @@ use super::{Batch, MetricBatch, TrackEntry};
 use crate::api::Status;
 use crate::encode;
 use crate::error::{Error, Result};
+use crate::read::summary_path;
 
 /// What `experiment.json` says about a run.
 #[derive(Debug, Clone, Default)]
@@ -608,6 +609,18 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(u64, u64
     Ok(stamp(&meta))
 }
 
+/// Adds a writer's summary frames (see `read::summary`) beside the data
+/// file: the first ones start the file, the others are appended.
+fn append_summary(data: &Path, (first, bytes): (bool, Vec<u8>)) -> std::io::Result<()> {
+    let path = summary_path(data);
+    let mut f = if first {
+        File::create(path)?
+    } else {
+        OpenOptions::new().append(true).open(path)?
+    };
+    f.write_all(&bytes)
+}
+
 /// Rewrites the `index` of every line of `batch`, starting at `first`.
 fn renumber(batch: &mut MetricBatch, first: u64) {
     let mut out = Vec::with_capacity(batch.lines.len() + 8 * batch.count);
@@ -846,6 +859,7 @@ impl LocalStore {
             let known = s.known.as_mut().expect("synced");
             if known.next != batch.first_index {
                 renumber(batch, known.next);
+                batch.summary = None; // another writer: readers summarise it
             }
             // What `known` becomes once both writes succeeded.
             let n = batch.count as u64;
@@ -866,10 +880,22 @@ impl LocalStore {
             }
             let doc = metric_doc(name, &after);
             let meta_path = s.dir.join("metadata.json");
+            let before = s.end.unwrap_or(0);
             after.stamp = s.append(data, &batch.lines, || {
                 write_json_atomic(&meta_path, &doc, sync)
             })?;
             s.known = Some(after);
+            if let Some(f) = batch.summary.as_mut() {
+                let ours = f.produced() == before + batch.lines.len() as u64;
+                // Not this writer's file alone, or the summary could not be
+                // written (a cache): readers summarise the stream.
+                if !ours
+                    || f.frames()
+                        .is_some_and(|b| append_summary(&s.data_path(), b).is_err())
+                {
+                    batch.summary = None;
+                }
+            }
             Ok(())
         })
     }

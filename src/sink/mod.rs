@@ -17,6 +17,7 @@ use crate::api::Status;
 use crate::core::StreamInfo;
 use crate::error::Result;
 use crate::files::FileEntry;
+use crate::read::Feed;
 
 pub(crate) mod local;
 #[cfg(any(test, ml_dash_loom))]
@@ -54,6 +55,12 @@ pub(crate) trait Sink {
     }
     /// What the store repaired when it opened a file (a torn tail cut, a
     /// stale counter fixed) since the last call: one warning each.
+    /// Whether it keeps the block summaries of metric streams (the local
+    /// store), so that the collector folds points into [`MetricBatch::summary`].
+    fn keeps_summaries(&self) -> bool {
+        false
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
@@ -121,6 +128,10 @@ impl Sink for local::LocalStore {
     fn heartbeat(&mut self) -> Result<()> {
         local::LocalStore::heartbeat(self)
     }
+
+    fn keeps_summaries(&self) -> bool {
+        true
+    }
 }
 
 /// A batch of serialized JSON objects, back to back in one buffer.
@@ -184,6 +195,10 @@ pub(crate) struct MetricBatch {
     pub(crate) created_at: String,
     /// The stream's description, tags and metadata (set once, kept by `clear`).
     pub(crate) info: Option<Arc<StreamInfo>>,
+    /// The stream's block summary as the collector encodes it, for a sink
+    /// that keeps one ([`Sink::keeps_summaries`]); kept by `clear`, dropped
+    /// when the sink cannot follow the stream.
+    pub(crate) summary: Option<Box<Feed>>,
 }
 
 impl MetricBatch {

@@ -317,6 +317,10 @@ impl Sink for Tee {
         self.local.as_mut().map_or(Ok(()), LocalStore::heartbeat)
     }
 
+    fn keeps_summaries(&self) -> bool {
+        self.local.is_some()
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         let mut w = (self.local.as_mut()).map_or_else(Vec::new, LocalStore::take_warnings);
         if let Some(m) = &mut self.member {

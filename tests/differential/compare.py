@@ -242,6 +242,11 @@ def run_status_in_experiment_json(reqs, store):
                 doc.pop(k, None)
 
 
+def no_block_summaries(reqs, store):
+    for path in [p for p in store if p.endswith("/.data.summary")]:
+        del store[path]
+
+
 def builtin_content_types(reqs, store):
     # A type for a name that only the machine's mime.types knows becomes the
     # one Python's built-in table gives (application/octet-stream when none),
@@ -291,6 +296,13 @@ DELIBERATE = [
         "the local store records the run's status and times, and the writer's liveness marker "
         "that `ml-dash list` reads (README, improvements over the Python store)",
         run_status_in_experiment_json,
+    ),
+    (
+        "block summaries beside metric data",
+        "the engine keeps `.data.summary` beside a stream's data.jsonl as it writes it "
+        "(a cache of per-block extremes that `ml-dash plot` and `serve` read; the SDK "
+        "never reads it)",
+        no_block_summaries,
     ),
     (
         "content types from a fixed table",
