@@ -1,7 +1,7 @@
 //! Buffer settings: each one an `ENV_*` name and a `DEFAULT_*` value, read from
 //! the environment by [`BufferConfig::from_env`] and overridden in code.
 //!
-//! Depends on nothing but [`crate::error`].
+//! Depends on nothing but `crate::error`.
 
 use std::time::Duration;
 
