@@ -10,9 +10,10 @@
 //! call, on cold paths only (flush epochs, close, spool segment changes);
 //! the logging hot path never reaches it.
 //!
-//! [`panic_once`] makes a background thread panic (a stand-in for a bug), to
-//! show that the run reports it instead of saying Ok: checked once per sender
-//! thread and once per file job, never on the logging path.
+//! [`panic_once`](crate::__fault::panic_once) makes a background thread
+//! panic (a stand-in for a bug), to show that the run reports it instead of
+//! saying Ok: checked once per sender thread and once per file job, never on
+//! the logging path.
 
 use std::fs::File;
 use std::io;

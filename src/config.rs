@@ -1,7 +1,7 @@
 //! Buffer settings: each one an `ENV_*` name and a `DEFAULT_*` value, read from
 //! the environment by [`BufferConfig::from_env`] and overridden in code.
 //!
-//! Depends on nothing but [`crate::error`].
+//! Depends on nothing but `crate::error`.
 
 use std::time::Duration;
 
@@ -78,6 +78,14 @@ pub const ENV_QUIET: &str = "ML_DASH_QUIET";
 pub const DEFAULT_QUIET: bool = false;
 
 /// What a producer does when its ring is full and the memory budget is spent.
+///
+/// # Examples
+/// ```
+/// use ml_dash::{Backpressure, BufferConfig};
+/// let mut cfg = BufferConfig::default();
+/// assert_eq!(cfg.backpressure, Backpressure::Block); // lossless by default
+/// cfg.backpressure = Backpressure::DropNewest; // never wait; count what is dropped
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backpressure {
@@ -90,6 +98,19 @@ pub enum Backpressure {
 /// Buffer settings of a run. Build it with [`BufferConfig::default`] (the
 /// documented defaults) or [`BufferConfig::from_env`] (defaults overridden by
 /// the `ML_DASH_*` variables), then override fields in code.
+///
+/// # Examples
+/// ```
+/// use ml_dash::{BufferConfig, Experiment};
+/// use std::time::Duration;
+/// # let root = tempfile::tempdir().unwrap();
+/// let mut cfg = BufferConfig::default();
+/// cfg.flush_interval = Duration::from_secs(1);
+/// cfg.metric_batch_size = 5000;
+/// cfg.validate()?;
+/// let run = Experiment::new("a/b").dash_root(root.path()).buffer_config(cfg).run()?;
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BufferConfig {
@@ -185,6 +206,19 @@ impl BufferConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming the first variable whose value does not parse.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    /// let vars = HashMap::from([("ML_DASH_FLUSH_INTERVAL", "2.5"), ("ML_DASH_BACKPRESSURE", "drop")]);
+    /// let cfg = ml_dash::BufferConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string()))?;
+    /// assert_eq!(cfg.flush_interval, Duration::from_millis(2500));
+    /// assert_eq!(cfg.backpressure, ml_dash::Backpressure::DropNewest);
+    /// let bad = ml_dash::BufferConfig::from_lookup(|name| (name == "ML_DASH_LOG_BATCH_SIZE").then(|| "many".into()));
+    /// assert!(matches!(bad, Err(ml_dash::Error::Config { name: "ML_DASH_LOG_BATCH_SIZE", .. })));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut c = BufferConfig::default();
         let get = |name: &'static str| lookup(name).map(|v| (name, v));
@@ -249,6 +283,14 @@ impl BufferConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting at fault and what to change.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut cfg = ml_dash::BufferConfig::default();
+    /// assert!(cfg.validate().is_ok());
+    /// cfg.metric_batch_size = 0;
+    /// assert!(matches!(cfg.validate(), Err(ml_dash::Error::Config { name: "metric_batch_size", .. })));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("log_batch_size", self.log_batch_size),

@@ -3,6 +3,14 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong at the public API.
+///
+/// # Examples
+/// ```
+/// use ml_dash::{Error, Experiment};
+/// let err = Experiment::new("just-a-name").run().unwrap_err();
+/// assert!(matches!(err, Error::InvalidPrefix { .. }));
+/// assert!(err.to_string().contains("owner/project/[folders/]name")); // says what to do
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -111,6 +119,15 @@ pub enum Error {
 }
 
 /// Shorthand for results of this crate.
+///
+/// # Examples
+/// ```
+/// fn train(run: &ml_dash::Run) -> ml_dash::Result<()> {
+///     run.log("step")?;
+///     run.flush()
+/// }
+/// assert!(train(&ml_dash::Run::noop()).is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The message of a caught panic (`panic!` with a literal or a format).

@@ -1,10 +1,10 @@
-//! A [`log::Log`](::log::Log) that records the `log` crate's records as logs of
+//! A [`log::Log`] that records the `log` crate's records as logs of
 //! a run (feature `log`).
 //!
 //! A record's message is the log's message, its level is mapped (`Trace` and
 //! `Debug` to debug, `Info` to info, `Warn` to warn, `Error` to error), and
 //! its target is the log's metadata `{"target": ..}`. It filters nothing
-//! itself: the `log` crate's max level ([`log::set_max_level`](::log::set_max_level),
+//! itself: the `log` crate's max level ([`log::set_max_level`],
 //! set by [`Sink::install`]) decides what reaches it. A message that is a
 //! plain string literal is not formatted; any other is formatted into a
 //! reused per-thread buffer. A record the run refuses (the run is closed, a
@@ -28,6 +28,20 @@ use crate::error::{Error, Result};
 use crate::record::{Level, Value};
 
 /// Records `log` records into a run: see the [module docs](self).
+///
+/// # Examples
+/// ```
+/// use log::Log as _;
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let sink = ml_dash::log::Sink::new(&run);
+/// // What `log::warn!(target: "data", "slow disk")` hands the installed logger.
+/// sink.log(&log::Record::builder().level(log::Level::Warn).target("data").args(format_args!("slow disk")).build());
+/// sink.flush();
+/// let logs = ml_dash::read::logs(root.path(), "a/b")?;
+/// assert_eq!(logs[0]["metadata"]["target"], "data");
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Sink {
     logger: Logger,
@@ -35,6 +49,18 @@ pub struct Sink {
 
 impl Sink {
     /// A sink that records into `run`.
+    ///
+    /// # Examples
+    /// ```
+    /// use log::Log as _;
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let sink = ml_dash::log::Sink::new(&run);
+    /// sink.log(&log::Record::builder().level(log::Level::Info).args(format_args!("epoch {}", 1)).build());
+    /// sink.flush();
+    /// assert_eq!(ml_dash::read::logs(root.path(), "a/b")?[0]["message"], "epoch 1");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn new(run: &Run) -> Sink {
         Sink {
             logger: run.logger(),
@@ -47,6 +73,20 @@ impl Sink {
     /// # Errors
     /// [`Error::Unsupported`] when a logger is already installed (`log` keeps
     /// one for the life of the process).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// ml_dash::log::Sink::new(&run).install(log::LevelFilter::Info)?;
+    /// log::info!("epoch {} done", 1);
+    /// log::debug!("not recorded: below the max level");
+    /// run.flush()?;
+    /// assert_eq!(ml_dash::read::logs(root.path(), "a/b")?.len(), 1);
+    /// // `log` keeps its first logger for the life of the process.
+    /// assert!(ml_dash::log::Sink::new(&run).install(log::LevelFilter::Info).is_err());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn install(self, max: ::log::LevelFilter) -> Result<()> {
         ::log::set_boxed_logger(Box::new(self)).map_err(|_| {
             Error::Unsupported(

@@ -45,6 +45,16 @@ pub const DEFAULT_RANK_MODE: RankMode = RankMode::Rank0;
 /// How the processes of a distributed job record (`ML_DASH_RANKS`). A
 /// process outside one (no rank variables, or a world size of 1) records as
 /// a single process in every mode.
+///
+/// # Examples
+/// ```
+/// use ml_dash::{Experiment, RankMode};
+/// # let root = tempfile::tempdir().unwrap();
+/// // Under torchrun every rank writes one experiment; each point carries its rank.
+/// let run = Experiment::new("alice/ddp/job").dash_root(root.path()).rank(0, 2).rank_mode(RankMode::Shared).run()?;
+/// assert_eq!("per-rank".parse::<RankMode>()?, RankMode::PerRank);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RankMode {
@@ -66,6 +76,14 @@ pub enum RankMode {
 
 impl RankMode {
     /// The name `ML_DASH_RANKS` takes.
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::RankMode;
+    /// assert_eq!(RankMode::PerRank.as_str(), "per_rank");
+    /// assert_eq!(RankMode::Shared.as_str().parse::<RankMode>()?, RankMode::Shared);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             RankMode::Rank0 => "rank0",
@@ -78,6 +96,15 @@ impl RankMode {
     ///
     /// # Errors
     /// [`Error::Config`] for any other value.
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::ranks::{DEFAULT_RANK_MODE, RankMode};
+    /// // What `Experiment::run` does when code sets no mode.
+    /// let mode = RankMode::from_env()?.unwrap_or(DEFAULT_RANK_MODE);
+    /// # let _ = mode;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn from_env() -> Result<Option<RankMode>> {
         match std::env::var(ENV_RANKS) {
             Ok(v) => v.parse().map(Some),
@@ -105,6 +132,15 @@ impl std::str::FromStr for RankMode {
 }
 
 /// This process's place in a distributed job.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/ddp/job").dash_root(root.path()).rank(3, 8).run()?;
+/// let ranks = run.ranks().unwrap();
+/// assert_eq!((ranks.rank, ranks.local_rank, ranks.world_size), (3, None, 8));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Ranks {
@@ -121,6 +157,14 @@ impl Ranks {
     ///
     /// # Errors
     /// [`Error::Config`] unless `rank < world_size`.
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::Ranks;
+    /// assert_eq!(Ranks::new(1, 4)?.world_size, 4);
+    /// assert!(Ranks::new(4, 4).is_err());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn new(rank: u32, world_size: u32) -> Result<Ranks> {
         let r = Ranks {
             rank,
@@ -139,6 +183,16 @@ impl Ranks {
     /// # Errors
     /// [`Error::Config`] naming the variable: not a number, `RANK` without
     /// `WORLD_SIZE`, or a rank not below the world size.
+    ///
+    /// # Examples
+    /// ```
+    /// // `None` outside torchrun and SLURM: one process.
+    /// match ml_dash::Ranks::from_env()? {
+    ///     Some(r) => println!("rank {} of {}", r.rank, r.world_size),
+    ///     None => println!("a single process"),
+    /// }
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn from_env() -> Result<Option<Ranks>> {
         let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let (names, rank) = match (var("RANK"), var("SLURM_PROCID")) {

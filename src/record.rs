@@ -76,6 +76,21 @@ const _: () = assert!(std::mem::size_of::<Value<'static>>() == 24);
 /// store has its objects flattened into dotted keys (`{"cam": {"pos": [1, 2]}}`
 /// becomes `"cam.pos": [1, 2]`, an empty object disappears, lists stay as
 /// they are); the server gets every one of them nested.
+///
+/// # Examples
+/// ```
+/// use ml_dash::Value;
+/// let cfg = serde_json::json!({"depth": 3});
+/// let fields: [(&str, Value); 5] = [
+///     ("loss", 0.5.into()),
+///     ("step", 7u64.into()),
+///     ("phase", "train".into()),
+///     ("q", (&[0.1, 0.2][..]).into()),
+///     ("cfg", (&cfg).into()),
+/// ];
+/// assert_eq!(fields[1].1, Value::I64(7));
+/// assert_eq!(Value::from(u64::MAX), Value::U64(u64::MAX));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Value<'a> {
@@ -184,6 +199,16 @@ impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
 }
 
 /// A list of named fields: `&[("loss", 0.5.into()), ("step", 3.into())]`.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let fields: &ml_dash::Fields = &[("loss", 0.5.into()), ("step", 3.into())];
+/// run.metrics("train")?.log(fields)?;
+/// assert_eq!(fields, &ml_dash::point! {"loss" => 0.5, "step" => 3}[..]);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub type Fields<'a> = [(&'a str, Value<'a>)];
 
 /// Builds a `[(&str, Value); N]` field array: `point!{"loss" => 0.5, "step" => 3}`.
@@ -961,6 +986,16 @@ mod tests {
 }
 
 /// A log level: exactly the five the ML-Dash store and server know.
+///
+/// # Examples
+/// ```
+/// use ml_dash::Level;
+/// let level: Level = "WARN".parse()?;
+/// assert_eq!(level, Level::Warn);
+/// assert_eq!(level.to_string(), "warn");
+/// assert!("warning".parse::<Level>().is_err());
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Level {
     /// `info` (the default).
@@ -977,6 +1012,11 @@ pub enum Level {
 
 impl Level {
     /// The stored name.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(ml_dash::Level::Fatal.as_str(), "fatal");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Info => "info",

@@ -53,6 +53,15 @@ pub const ENV_SIGNAL_DEADLINE: &str = "ML_DASH_SIGNAL_DEADLINE";
 pub const DEFAULT_SIGNAL_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Which termination signals close a run before they take their course.
+///
+/// # Examples
+/// ```
+/// use ml_dash::HandleSignals;
+/// assert_eq!(HandleSignals::default(), HandleSignals::Off);
+/// assert_eq!("term".parse::<HandleSignals>()?, HandleSignals::Term);
+/// assert_eq!("1".parse::<HandleSignals>()?, HandleSignals::TermAndInt);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum HandleSignals {
@@ -72,6 +81,15 @@ impl HandleSignals {
     /// # Errors
     /// [`Error::Config`] for a value other than `0`/`false`/`off`,
     /// `term`, `1`/`true`/`on`.
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::HandleSignals;
+    /// // What `Experiment::run` does when code does not say.
+    /// let which = HandleSignals::from_env()?.unwrap_or_default();
+    /// # let _ = which;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn from_env() -> Result<Option<HandleSignals>> {
         match std::env::var(ENV_HANDLE_SIGNALS) {
             Ok(v) => v.parse().map(Some),

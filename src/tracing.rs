@@ -65,6 +65,19 @@ pub const METRIC_PREFIX: &str = "metric.";
 pub const STREAM_FIELD: &str = "metric_stream";
 
 /// Records `tracing` events into a run: see the [module docs](self).
+///
+/// # Examples
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let subscriber = tracing_subscriber::registry().with(ml_dash::tracing::Layer::new(&run));
+/// tracing::subscriber::with_default(subscriber, || tracing::warn!(step = 3, "slow batch"));
+/// run.flush()?;
+/// let logs = ml_dash::read::logs(root.path(), "a/b")?;
+/// assert_eq!((logs[0]["level"].as_str(), logs[0]["message"].as_str()), (Some("warn"), Some("slow batch")));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Layer {
     logger: Logger,
@@ -75,6 +88,18 @@ pub struct Layer {
 impl Layer {
     /// A layer that records into `run`: logs, and metric events into its
     /// unnamed stream; no span durations.
+    ///
+    /// # Examples
+    /// ```
+    /// use tracing_subscriber::layer::SubscriberExt;
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let subscriber = tracing_subscriber::registry().with(ml_dash::tracing::Layer::new(&run));
+    /// tracing::subscriber::with_default(subscriber, || tracing::info!(metric.loss = 0.5));
+    /// run.flush()?;
+    /// assert_eq!(ml_dash::read::metrics(root.path(), "a/b", None)?[0]["data"]["loss"], 0.5);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn new(run: &Run) -> Layer {
         Layer {
             logger: run.logger(),
@@ -87,6 +112,20 @@ impl Layer {
     ///
     /// # Errors
     /// As [`Run::metrics`].
+    ///
+    /// # Examples
+    /// ```
+    /// use tracing_subscriber::layer::SubscriberExt;
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let layer = ml_dash::tracing::Layer::new(&run).metrics_stream("train")?;
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info!(metric.loss = 0.5, step = 1);
+    /// });
+    /// run.flush()?;
+    /// assert_eq!(ml_dash::read::metrics(root.path(), "a/b", Some("train"))?.len(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn metrics_stream(mut self, name: &str) -> Result<Layer> {
         self.metrics = self.logger.metrics(name)?;
         Ok(self)
@@ -97,6 +136,21 @@ impl Layer {
     ///
     /// # Errors
     /// As [`Run::metrics`].
+    ///
+    /// # Examples
+    /// ```
+    /// use tracing_subscriber::layer::SubscriberExt;
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let layer = ml_dash::tracing::Layer::new(&run).span_durations("timing")?;
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     let _step = tracing::info_span!("step").entered();
+    /// });
+    /// run.flush()?;
+    /// let points = ml_dash::read::metrics(root.path(), "a/b", Some("timing"))?;
+    /// assert!(points[0]["data"]["step"].as_f64().unwrap() >= 0.0);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn span_durations(mut self, name: &str) -> Result<Layer> {
         self.spans = Some(self.logger.metrics(name)?);
         Ok(self)

@@ -72,12 +72,31 @@ impl Files {
     /// stores them (a config, the final checkpoint); on the other ranks a
     /// save returns the [`FileInfo`] it would have stored and stores
     /// nothing. No effect in other modes.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// // One config for the whole job, saved by rank 0 in `RankMode::Shared`.
+    /// run.files("configs").shared().save_text("job.yaml", "lr: 0.001")?;
+    /// assert!(run.files("configs").exists("job.yaml")?); // a single process saves it
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn shared(mut self) -> Self {
         self.shared = true;
         self
     }
 
     /// A description for the files saved through this handle (default none).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let info = run.files("").description("final weights").save_blob("w.bin", &[1, 2])?;
+    /// assert_eq!(info.description.as_deref(), Some("final weights"));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = Some(text.into());
         self
@@ -85,6 +104,18 @@ impl Files {
 
     /// Tags for the files saved through this handle (default none). As in
     /// the SDK, a handle with tags lists only files that have one of them.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("ckpt").tags(["best"]).save_blob("e3.bin", &[3])?;
+    /// run.files("ckpt").save_blob("e4.bin", &[4])?;
+    /// let best = run.files("ckpt").tags(["best"]).list()?;
+    /// assert_eq!(best.len(), 1);
+    /// assert_eq!(best[0].filename, "e3.bin");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
         self.tags = tags.into_iter().map(Into::into).collect();
         self
@@ -94,6 +125,15 @@ impl Files {
     ///
     /// # Errors
     /// [`Error::InvalidValue`] when `value` does not serialize.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let info = (run.files("ckpt").metadata(serde_json::json!({"epoch": 3}))?).save_blob("e3.bin", &[3])?;
+    /// assert_eq!(info.metadata, Some(serde_json::json!({"epoch": 3})));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn metadata(mut self, value: impl Serialize) -> Result<Self> {
         self.metadata =
             Some(serde_json::to_value(value).map_err(|e| Error::InvalidValue(e.to_string()))?);
@@ -108,6 +148,16 @@ impl Files {
     /// or that the store cannot hold (a file name over 249 bytes, a folder
     /// over 255 bytes or beginning with `.`), [`Error::InvalidValue`],
     /// [`Error::Io`], [`Error::Closed`], [`Error::Forked`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let info = run.files("configs").save_json("train/config.json", serde_json::json!({"lr": 0.001}))?;
+    /// assert_eq!((info.path.as_str(), info.filename.as_str()), ("/configs/train", "config.json"));
+    /// assert_eq!(info.content_type, "application/json");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn save_json(&self, name: &str, value: impl Serialize) -> Result<FileInfo> {
         let bytes =
             serde_json::to_vec_pretty(&value).map_err(|e| Error::InvalidValue(e.to_string()))?;
@@ -118,6 +168,15 @@ impl Files {
     ///
     /// # Errors
     /// As [`save_json`](Self::save_json).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("notes").save_text("todo.txt", "try a larger batch")?;
+    /// assert_eq!(run.files("notes").read_text("todo.txt")?, "try a larger batch");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn save_text(&self, name: &str, text: &str) -> Result<FileInfo> {
         self.save_with(name, &mut |f| f.write_all(text.as_bytes()))
     }
@@ -126,6 +185,16 @@ impl Files {
     ///
     /// # Errors
     /// As [`save_json`](Self::save_json).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let info = run.files("ckpt").save_blob("model.bin", &[0u8; 16])?;
+    /// assert_eq!(info.size_bytes, 16);
+    /// assert_eq!(info.checksum.map(|c| c.len()), Some(64)); // sha256, hex
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn save_blob(&self, name: &str, bytes: &[u8]) -> Result<FileInfo> {
         self.save_with(name, &mut |f| f.write_all(bytes))
     }
@@ -135,6 +204,19 @@ impl Files {
     /// # Errors
     /// As [`save_json`](Self::save_json); [`Error::InvalidValue`] when the
     /// buffer length does not match the shape.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// use ml_dash::Image;
+    /// let pixels = [0u8, 64, 128, 255]; // 2x2 gray
+    /// let info = run.files("images").save_image("x.png", Image::Gray8 { width: 2, height: 2, data: &pixels })?;
+    /// assert_eq!(info.content_type, "image/png");
+    /// let short = Image::Gray8 { width: 3, height: 3, data: &pixels };
+    /// assert!(run.files("images").save_image("y.png", short).is_err());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn save_image(&self, name: &str, image: Image<'_>) -> Result<FileInfo> {
         image.validate()?;
         self.save_with(name, &mut |f| image.write_png(std::io::BufWriter::new(f)))
@@ -150,6 +232,19 @@ impl Files {
     /// # Errors
     /// [`Error::InvalidFile`] for a missing file, a directory or a non-UTF-8
     /// path; as [`save_json`](Self::save_json).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let src = root.path().join("weights.bin");
+    /// std::fs::write(&src, [7u8; 100]).unwrap();
+    /// let info = run.files("ckpt").upload(&src)?;
+    /// assert_eq!((info.filename.as_str(), info.size_bytes), ("weights.bin", 100));
+    /// run.flush()?; // the upload worker has stored it, hash and all
+    /// assert!(run.files("ckpt").list()?[0].checksum.is_some());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn upload(&self, path: impl AsRef<Path>) -> Result<FileInfo> {
         self.upload_file(path.as_ref(), None)
     }
@@ -159,6 +254,17 @@ impl Files {
     ///
     /// # Errors
     /// As [`upload`](Self::upload).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let src = root.path().join("out.bin");
+    /// std::fs::write(&src, b"weights").unwrap();
+    /// let info = run.files("ckpt").upload_as(&src, "best/model.bin")?;
+    /// assert_eq!((info.path.as_str(), info.filename.as_str()), ("/ckpt/best", "model.bin"));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn upload_as(&self, path: impl AsRef<Path>, name: &str) -> Result<FileInfo> {
         self.upload_file(path.as_ref(), Some(name))
     }
@@ -172,6 +278,17 @@ impl Files {
     /// does not parse, [`Error::Forked`]; [`Error::Unsupported`] in a
     /// remote-only run (it keeps no copy of its files; a hybrid run reads its
     /// local store).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("a").save_text("1.txt", "one")?;
+    /// run.files("a/b").save_text("2.txt", "two")?;
+    /// assert_eq!(run.files("a").list()?.len(), 2); // subfolders too
+    /// assert_eq!(run.files("a/b").list()?.len(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn list(&self) -> Result<Vec<FileInfo>> {
         let folder = self.folder()?;
         self.settle()?;
@@ -190,6 +307,18 @@ impl Files {
     ///
     /// # Errors
     /// As [`list`](Self::list).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("images").save_blob("a.png", &[1])?;
+    /// run.files("images").save_blob("b.jpg", &[2])?;
+    /// let pngs = run.files("").list_matching("images/*.png")?;
+    /// assert_eq!(pngs.len(), 1);
+    /// assert_eq!(pngs[0].filename, "a.png");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn list_matching(&self, pattern: &str) -> Result<Vec<FileInfo>> {
         let mut files = self.list()?;
         files.retain(|f| f.matches(pattern));
@@ -200,6 +329,16 @@ impl Files {
     ///
     /// # Errors
     /// As [`list`](Self::list).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("configs").save_text("a.yaml", "x: 1")?;
+    /// assert!(run.files("configs").exists("a.yaml")?);
+    /// assert!(!run.files("configs").exists("b.yaml")?);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn exists(&self, name: &str) -> Result<bool> {
         match self.find(name) {
             Ok(_) => Ok(true),
@@ -215,6 +354,16 @@ impl Files {
     /// [`Error::FileNotFound`]; [`Error::InvalidValue`] when it is not UTF-8
     /// (use [`download`](Self::download)); [`Error::Corrupt`] when the content
     /// does not match its checksum; as [`exists`](Self::exists).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("").save_json("cfg.json", serde_json::json!({"lr": 1}))?;
+    /// assert_eq!(run.files("").read_text("cfg.json")?, "{\n  \"lr\": 1\n}");
+    /// assert!(matches!(run.files("").read_text("none.json"), Err(ml_dash::Error::FileNotFound(_))));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn read_text(&self, name: &str) -> Result<String> {
         let info = self.find(name)?;
         let bytes = self.store.read_content(&info)?;
@@ -234,6 +383,18 @@ impl Files {
     /// [`Error::FileNotFound`]; [`Error::Io`] on either side;
     /// [`Error::Corrupt`] when the content does not match its checksum (the
     /// copy is removed); as [`exists`](Self::exists).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("ckpt").save_blob("model.bin", &[1, 2, 3])?;
+    /// let out = tempfile::tempdir().unwrap();
+    /// let copy = run.files("ckpt").download("model.bin", out.path())?;
+    /// assert_eq!(copy, out.path().join("model.bin"));
+    /// assert_eq!(std::fs::read(&copy).unwrap(), [1, 2, 3]);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn download(&self, name: &str, to: impl AsRef<Path>) -> Result<PathBuf> {
         let info = self.find(name)?;
         let to = to.as_ref();
@@ -253,6 +414,19 @@ impl Files {
     /// # Errors
     /// [`Error::FileNotFound`] when nothing matches; [`Error::InvalidValue`] when
     /// two matches share a file name (nothing is copied); as [`download`](Self::download).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("images").save_blob("a.png", &[1])?;
+    /// run.files("images").save_blob("b.png", &[2])?;
+    /// let out = tempfile::tempdir().unwrap();
+    /// let copies = run.files("images").download_matching("*.png", out.path().join("pngs"))?;
+    /// assert_eq!(copies.len(), 2);
+    /// assert!(out.path().join("pngs/b.png").is_file());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn download_matching(&self, pattern: &str, to: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         let files = self.list_matching(pattern)?;
         if files.is_empty() {
@@ -294,6 +468,17 @@ impl Files {
     /// [`Error::FileNotFound`]; [`Error::Unsupported`] in a run with a
     /// server (`dash_url`): it would delete the local copy only, and a
     /// remote-only run has none; [`Error::Closed`]; as [`exists`](Self::exists).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("tmp").save_text("scratch.txt", "x")?;
+    /// let gone = run.files("tmp").delete("scratch.txt")?;
+    /// assert!(gone.deleted_at.is_some());
+    /// assert!(!run.files("tmp").exists("scratch.txt")?);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn delete(&self, name: &str) -> Result<FileInfo> {
         if self.skips() {
             return self.find(name);
@@ -312,6 +497,18 @@ impl Files {
     ///
     /// # Errors
     /// [`Error::FileNotFound`] when nothing matches; as [`delete`](Self::delete).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.files("tmp").save_text("a.log", "x")?;
+    /// run.files("tmp").save_text("b.log", "y")?;
+    /// run.files("tmp").save_text("keep.txt", "z")?;
+    /// assert_eq!(run.files("tmp").delete_matching("*.log")?.len(), 2);
+    /// assert_eq!(run.files("tmp").list()?.len(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn delete_matching(&self, pattern: &str) -> Result<Vec<FileInfo>> {
         if self.skips() {
             let found = self.list_matching(pattern)?;

@@ -72,6 +72,14 @@ pub struct Experiment {
 
 impl Experiment {
     /// An experiment named by `prefix`; an empty prefix reads `ML_DASH_PREFIX`.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("alice/mnist/baseline").dash_root(root.path()).run()?;
+    /// assert_eq!(run.prefix(), "alice/mnist/baseline");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn new(prefix: impl Into<String>) -> Experiment {
         Experiment {
             prefix: prefix.into(),
@@ -92,6 +100,17 @@ impl Experiment {
     /// environment, [`Ranks::from_env`]: torchrun's `RANK` / `WORLD_SIZE`,
     /// else SLURM's `SLURM_PROCID` / `SLURM_NTASKS`). A world size of 1 is a
     /// single process.
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::{Experiment, RankMode};
+    /// # let root = tempfile::tempdir().unwrap();
+    /// // Rank 1 of 4 in the default mode records nothing.
+    /// let run = Experiment::new("alice/ddp/job").dash_root(root.path()).rank(1, 4).run()?;
+    /// assert!(!run.is_recording());
+    /// assert_eq!(run.ranks().map(|r| r.rank), Some(1));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn rank(mut self, rank: u32, world_size: u32) -> Self {
         self.rank = Some((rank, world_size));
         self
@@ -99,6 +118,19 @@ impl Experiment {
 
     /// How the ranks of a distributed job record (default: `ML_DASH_RANKS`,
     /// else [`RankMode::Rank0`]: only rank 0 records). See [`RankMode`].
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::{Experiment, RankMode};
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = Experiment::new("alice/ddp/job")
+    ///     .dash_root(root.path())
+    ///     .rank(1, 4)
+    ///     .rank_mode(RankMode::PerRank)
+    ///     .run()?;
+    /// assert_eq!(run.prefix(), "alice/ddp/job/rank-1");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn rank_mode(mut self, mode: RankMode) -> Self {
         self.rank_mode = Some(mode);
         self
@@ -112,6 +144,19 @@ impl Experiment {
     /// previous disposition runs: the program's own handler, or the default
     /// action (the process ends by the signal). Linux only (elsewhere it is
     /// off). See the README, "Many processes".
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::{Experiment, HandleSignals};
+    /// # let root = tempfile::tempdir().unwrap();
+    /// // A SIGTERM (from SLURM, say) now closes the run as CANCELLED.
+    /// let run = Experiment::new("alice/mnist/slurm")
+    ///     .dash_root(root.path())
+    ///     .handle_signals(HandleSignals::Term)
+    ///     .run()?;
+    /// run.complete()?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn handle_signals(mut self, which: HandleSignals) -> Self {
         self.signals = Some(which);
         self
@@ -119,6 +164,14 @@ impl Experiment {
 
     /// Root of the local store (default `.dash`, relative to the working
     /// directory, as in the SDK).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("alice/mnist/a").dash_root(root.path()).run()?;
+    /// assert_eq!(run.dir(), root.path().join("alice/mnist/a"));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn dash_root(mut self, path: impl AsRef<Path>) -> Self {
         self.dash_root = Some(path.as_ref().to_path_buf());
         self
@@ -129,6 +182,14 @@ impl Experiment {
     /// work area (the spool and the files being sent) is
     /// [`remote_work_dir`]`(prefix)`, outside the working directory. A later
     /// [`dash_root`](Self::dash_root) turns the local store back on.
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::{Error, Experiment};
+    /// // Remote only needs a server: `.dash_url(url)`.
+    /// let no_server = Experiment::new("alice/mnist/a").remote_only().run();
+    /// assert!(matches!(no_server, Err(Error::Config { name: "remote_only", .. })));
+    /// ```
     pub fn remote_only(mut self) -> Self {
         self.dash_root = None;
         self
@@ -140,6 +201,16 @@ impl Experiment {
     /// (`Experiment(prefix, dash_url=url)`) the run is hybrid: the local store
     /// in [`dash_root`](Self::dash_root) (default `.dash`) and the server;
     /// add [`remote_only`](Self::remote_only) for the server alone.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// // Hybrid: `.dash/alice/mnist/a` and the server.
+    /// let run = ml_dash::Experiment::new("alice/mnist/a")
+    ///     .dash_url("https://api.dash.ml")
+    ///     .run()?;
+    /// run.log("sent to the server too")?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn dash_url(mut self, url: impl Into<String>) -> Self {
         self.dash_url = Some(url.into());
         self
@@ -148,24 +219,70 @@ impl Experiment {
     /// The server token (default: `ML_DASH_TOKEN`, then what `ml-dash login`
     /// stored: `$ML_DASH_CONFIG_DIR/tokens.encrypted`, then `tokens.json`,
     /// default `~/.dash`; the OS keyring first with the feature `keyring`).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let run = ml_dash::Experiment::new("alice/mnist/a")
+    ///     .remote_only()
+    ///     .dash_url("https://api.dash.ml")
+    ///     .token(std::env::var("MY_DASH_TOKEN").unwrap_or_default())
+    ///     .run()?;
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
     }
 
     /// The experiment's description (default none; a reopen keeps the old one).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("alice/mnist/a")
+    ///     .dash_root(root.path())
+    ///     .readme("lr sweep, first try")
+    ///     .run()?;
+    /// let doc = ml_dash::read::document(root.path(), "alice/mnist/a", "experiment.json")?.unwrap();
+    /// assert_eq!(doc["description"], "lr sweep, first try");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn readme(mut self, text: impl Into<String>) -> Self {
         self.readme = Some(text.into());
         self
     }
 
     /// Tags (default none; a reopen keeps the old ones).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("alice/mnist/a")
+    ///     .dash_root(root.path())
+    ///     .tags(["cnn", "baseline"])
+    ///     .run()?;
+    /// let doc = ml_dash::read::document(root.path(), "alice/mnist/a", "experiment.json")?.unwrap();
+    /// assert_eq!(doc["tags"], serde_json::json!(["cnn", "baseline"]));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
         self.tags = Some(tags.into_iter().map(Into::into).collect());
         self
     }
 
     /// Free-form metadata, any `Serialize` value (default none).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("alice/mnist/a")
+    ///     .dash_root(root.path())
+    ///     .metadata(serde_json::json!({"gpu": "H100"}))
+    ///     .run()?;
+    /// let doc = ml_dash::read::document(root.path(), "alice/mnist/a", "experiment.json")?.unwrap();
+    /// assert_eq!(doc["metadata"]["gpu"], "H100");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn metadata(mut self, value: impl Serialize) -> Self {
         self.metadata = Some(serde_json::to_value(value).map_err(|e| e.to_string()));
         self
@@ -173,6 +290,18 @@ impl Experiment {
 
     /// Buffer settings (default: [`BufferConfig::from_env`], so the
     /// `ML_DASH_*` variables apply unless code sets a config).
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::{BufferConfig, Experiment};
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let mut cfg = BufferConfig::from_env()?;
+    /// cfg.buffer_enabled = false; // each call returns once it is stored
+    /// let run = Experiment::new("alice/mnist/a").dash_root(root.path()).buffer_config(cfg).run()?;
+    /// run.log("stored at once")?;
+    /// assert_eq!(ml_dash::read::logs(root.path(), "alice/mnist/a")?.len(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn buffer_config(mut self, config: BufferConfig) -> Self {
         self.config = Some(config);
         self
@@ -185,6 +314,16 @@ impl Experiment {
     /// [`Error::InvalidPrefix`], [`Error::Config`] (also for
     /// [`remote_only`](Self::remote_only) without a `dash_url`), or
     /// [`Error::Io`] when the store cannot be created.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("alice/mnist/a").dash_root(root.path()).run()?;
+    /// let info = ml_dash::read::run(root.path(), "alice/mnist/a").unwrap();
+    /// assert_eq!(info.status(), Some("RUNNING"));
+    /// assert!(ml_dash::Experiment::new("no-project").run().is_err()); // not owner/project/name
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn run(self) -> Result<Run> {
         let prefix = if self.prefix.is_empty() {
             std::env::var("ML_DASH_PREFIX").unwrap_or_default()
@@ -316,6 +455,12 @@ pub const DEFAULT_DASH_ROOT: &str = ".dash";
 /// any program. A cache folder survives reboots; the temp fallback may not
 /// (some systems clear it at boot), so set `HOME` or `XDG_CACHE_HOME` where a
 /// spooled backlog must survive one.
+///
+/// # Examples
+/// ```
+/// let dir = ml_dash::remote_work_dir("alice/mnist/a");
+/// assert!(dir.is_absolute() && dir.ends_with("alice/mnist/a"));
+/// ```
 pub fn remote_work_dir(prefix: &str) -> PathBuf {
     let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
     let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -350,6 +495,17 @@ fn metrics_of(core: &Arc<RunCore>, name: &str) -> Result<Metrics> {
 /// A running experiment. Dropping it completes the run (FAILED when dropped
 /// during a panic) and drains everything; [`complete`](Run::complete),
 /// [`fail`](Run::fail) and [`cancel`](Run::cancel) do so explicitly and report.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("alice/mnist/a").dash_root(root.path()).run()?;
+/// run.log("started")?;
+/// let report = run.complete()?; // or drop it: the same, with no report to look at
+/// assert_eq!(report.status, Some(ml_dash::Status::Completed));
+/// assert_eq!(report.stored.logs, 1);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[must_use = "dropping the run closes it at once"]
 #[derive(Debug)]
 pub struct Run {
@@ -395,6 +551,15 @@ impl Run {
 
     /// The files of folder `dir` of the run (`""` is the root). The folder is
     /// checked when a file is saved.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b/c").dash_root(root.path()).run()?;
+    /// let info = run.files("configs").save_text("notes.txt", "lr 1e-3")?;
+    /// assert_eq!(info.path, "/configs");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn files(&self, dir: &str) -> Files {
         Files {
             core: self.core.clone(),
@@ -416,6 +581,16 @@ impl Run {
     /// `/`) over 255 bytes, or one that begins with `.`, `data.jsonl` or
     /// `metadata.json` (the store's own files in a stream folder);
     /// [`Error::Forked`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let train = run.metrics("train")?;
+    /// train.log(&ml_dash::point! {"loss" => 0.5})?;
+    /// assert!(run.metrics("../escape").is_err());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn metrics(&self, name: &str) -> Result<Metrics> {
         metrics_of(&self.core, name)
     }
@@ -452,6 +627,16 @@ impl Run {
     }
 
     /// The unnamed metric stream (stored as `metrics/None`).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.unnamed_metrics().log(&ml_dash::point! {"epoch" => 1})?;
+    /// run.flush()?;
+    /// assert_eq!(ml_dash::read::metrics(root.path(), "a/b", None)?.len(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn unnamed_metrics(&self) -> Metrics {
         // In a fork's child: a handle whose calls return `Forked` (the
         // registry's lock may be held by a parent's thread).
@@ -471,6 +656,16 @@ impl Run {
     /// [`Error::InvalidName`] as for [`metrics`](Run::metrics) (a topic is one
     /// folder, so at most 255 bytes in all), also when the topic's folder would
     /// collide with another topic's (`a/b` and `a_b`); [`Error::Forked`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let pose = run.tracks("robot/pose")?;
+    /// pose.append(&ml_dash::point! {"x" => 1.0, "y" => 2.0})?;
+    /// assert!(run.tracks("robot_pose").is_err()); // the same folder
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn tracks(&self, topic: &str) -> Result<Track> {
         self.core.check_owner()?;
         names::validate_name(topic, names::What::Topic)?;
@@ -491,6 +686,17 @@ impl Run {
     }
 
     /// A log handle for other threads.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let logger = run.logger();
+    /// std::thread::spawn(move || logger.info("from a worker")).join().unwrap()?;
+    /// run.flush()?;
+    /// assert_eq!(ml_dash::read::logs(root.path(), "a/b")?[0]["message"], "from a worker");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn logger(&self) -> Logger {
         Logger {
             core: self.core.clone(),
@@ -501,6 +707,17 @@ impl Run {
     ///
     /// # Errors
     /// [`Error::Closed`] after close; [`Error::RecordTooLarge`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.log("epoch 1 done")?;
+    /// run.flush()?;
+    /// let logs = ml_dash::read::logs(root.path(), "a/b")?;
+    /// assert_eq!((logs[0]["level"].as_str(), logs[0]["message"].as_str()), (Some("info"), Some("epoch 1 done")));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn log(&self, message: &str) -> Result<()> {
         self.logger().log(Level::Info, message, &[])
     }
@@ -509,11 +726,33 @@ impl Run {
     ///
     /// # Errors
     /// As [`log`](Run::log).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// use ml_dash::{Level, point};
+    /// run.log_with(Level::Warn, "loss spiked", &point! {"step" => 120, "loss" => 9.5})?;
+    /// run.flush()?;
+    /// let logs = ml_dash::read::logs(root.path(), "a/b")?;
+    /// assert_eq!(logs[0]["metadata"]["step"], 120);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn log_with(&self, level: Level, message: &str, metadata: &Fields<'_>) -> Result<()> {
         Logger::push(&self.core, level, message, metadata)
     }
 
     /// The parameters handle.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.params().set(serde_json::json!({"lr": 0.001}))?;
+    /// run.flush()?;
+    /// assert_eq!(ml_dash::read::params(run.dir())?["lr"], 0.001);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn params(&self) -> Params {
         Params {
             core: self.core.clone(),
@@ -529,28 +768,75 @@ impl Run {
     /// logged before the call were dropped because the store kept failing
     /// (counted in [`CloseReport::lost_to_store`]); [`Error::Closed`] after close;
     /// [`Error::Forked`] in the child of a fork (at once: nothing waits).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let train = run.metrics("train")?;
+    /// train.log(&ml_dash::point! {"loss" => 0.5})?;
+    /// run.flush()?; // now it is on disk
+    /// assert_eq!(ml_dash::read::metrics(root.path(), "a/b", Some("train"))?.len(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn flush(&self) -> Result<()> {
         self.core.flush()
     }
 
     /// Records dropped so far under the lossy backpressure policy (0 by default).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.log("kept")?;
+    /// assert_eq!(run.dropped(), 0); // the default policy never drops
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn dropped(&self) -> u64 {
         self.core.dropped.load(Ordering::Relaxed)
     }
 
     /// The experiment's folder in the local store; for a remote-only run its
     /// work area, [`remote_work_dir`]`(prefix)`.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// assert!(run.dir().join("experiment.json").is_file());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The experiment prefix (in [`RankMode::PerRank`], `<prefix>/rank-<r>`).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("alice/mnist/a").dash_root(root.path()).run()?;
+    /// assert_eq!(run.prefix(), "alice/mnist/a");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// This process's rank, when it is one of a distributed job (world size
     /// above 1).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// use ml_dash::{Experiment, RankMode};
+    /// let run = Experiment::new("a/ddp/job").dash_root(root.path()).rank(2, 4).rank_mode(RankMode::Shared).run()?;
+    /// let ranks = run.ranks().unwrap();
+    /// assert_eq!((ranks.rank, ranks.world_size), (2, 4));
+    /// assert_eq!(ml_dash::Run::noop().ranks(), None);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn ranks(&self) -> Option<Ranks> {
         self.ranks
     }
@@ -558,6 +844,15 @@ impl Run {
     /// Whether this run records anything: false on the ranks other than 0
     /// in [`RankMode::Rank0`] and for [`Run::noop`], whose calls succeed and
     /// do nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// assert!(run.is_recording());
+    /// assert!(!ml_dash::Run::noop().is_recording());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn is_recording(&self) -> bool {
         !self.core.role.inert
     }
@@ -569,6 +864,18 @@ impl Run {
     /// the message counts them), [`Error::Collector`] if the collector died,
     /// [`Error::Panicked`] if the remote sender did (its data stays spooled);
     /// [`Error::Forked`] in a fork's child, which leaves the parent's run as it is.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.log("done")?;
+    /// let report = run.complete()?;
+    /// assert_eq!(report.stored.logs, 1);
+    /// let info = ml_dash::read::run(root.path(), "a/b").unwrap();
+    /// assert_eq!(info.status(), Some("COMPLETED"));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn complete(mut self) -> Result<CloseReport> {
         self.close(Status::Completed)
     }
@@ -577,6 +884,15 @@ impl Run {
     ///
     /// # Errors
     /// As [`complete`](Run::complete).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.logger().error("out of memory")?;
+    /// assert_eq!(run.fail()?.status, Some(ml_dash::Status::Failed));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn fail(mut self) -> Result<CloseReport> {
         self.close(Status::Failed)
     }
@@ -585,6 +901,15 @@ impl Run {
     ///
     /// # Errors
     /// As [`complete`](Run::complete).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.cancel()?;
+    /// assert_eq!(ml_dash::read::run(root.path(), "a/b").unwrap().status(), Some("CANCELLED"));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn cancel(mut self) -> Result<CloseReport> {
         self.close(Status::Cancelled)
     }
@@ -641,17 +966,36 @@ impl Drop for Run {
 
 /// A metric stream's description, tags and metadata, for
 /// [`Run::metrics_with`] (each default none).
+///
+/// # Examples
+/// ```
+/// use ml_dash::MetricInfo;
+/// let info = MetricInfo::default().description("eval loss").tags(["eval"]);
+/// assert_ne!(info, MetricInfo::default());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricInfo(StreamInfo);
 
 impl MetricInfo {
     /// What the stream holds.
+    ///
+    /// # Examples
+    /// ```
+    /// let info = ml_dash::MetricInfo::default().description("training loss, per step");
+    /// assert_ne!(info, ml_dash::MetricInfo::default());
+    /// ```
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.0.description = Some(text.into());
         self
     }
 
     /// Tags for the stream.
+    ///
+    /// # Examples
+    /// ```
+    /// let info = ml_dash::MetricInfo::default().tags(["train", "loss"]);
+    /// assert_ne!(info, ml_dash::MetricInfo::default());
+    /// ```
     pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
         self.0.tags = tags.into_iter().map(Into::into).collect();
         self
@@ -661,6 +1005,13 @@ impl MetricInfo {
     ///
     /// # Errors
     /// [`Error::InvalidValue`] when `value` does not serialize.
+    ///
+    /// # Examples
+    /// ```
+    /// let info = ml_dash::MetricInfo::default().metadata(serde_json::json!({"unit": "nats"}))?;
+    /// assert_ne!(info, ml_dash::MetricInfo::default());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn metadata(mut self, value: impl Serialize) -> Result<Self> {
         self.0.metadata =
             Some(serde_json::to_value(value).map_err(|e| Error::InvalidValue(e.to_string()))?);
@@ -669,6 +1020,19 @@ impl MetricInfo {
 }
 
 /// A metric stream. Cheap to clone; `Send + Sync`.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let train = run.metrics("train")?;
+/// let worker = train.clone();
+/// std::thread::spawn(move || worker.log(&ml_dash::point! {"loss" => 0.5})).join().unwrap()?;
+/// train.log(&ml_dash::point! {"loss" => 0.25})?;
+/// run.flush()?;
+/// assert_eq!(ml_dash::read::metrics(root.path(), "a/b", Some("train"))?.len(), 2);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a metric stream's handle does nothing until its `log` is called"]
 pub struct Metrics {
@@ -802,6 +1166,18 @@ fn with_merged<R>(scalars: &Fields<'_>, group: &Fields<'_>, f: impl FnOnce(&Fiel
 }
 
 /// A track topic. Cheap to clone; `Send + Sync`.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let pose = run.tracks("robot/pose")?;
+/// pose.append_at(0.5, &ml_dash::point! {"x" => 1.0})?;
+/// run.flush()?;
+/// let rows = ml_dash::read::tracks(root.path(), "a/b", "robot/pose")?;
+/// assert_eq!(rows[0], serde_json::json!({"timestamp": 0.5, "x": 1.0}));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a track's handle does nothing until its `append` is called"]
 pub struct Track {
@@ -817,6 +1193,19 @@ impl Track {
     /// # Errors
     /// As [`Metrics::log`], except that `_ts = -1` with no previous timestamp
     /// takes the wall clock.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let pose = run.tracks("robot/pose")?;
+    /// pose.append(&ml_dash::point! {"x" => 1.0, "q" => &[0.1, 0.2]})?;
+    /// pose.append(&ml_dash::point! {"x" => 2.0, "_ts" => 1_700_000_000.0})?;
+    /// run.flush()?;
+    /// let rows = ml_dash::read::tracks(root.path(), "a/b", "robot/pose")?;
+    /// assert_eq!(rows.len(), 2);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn append(&self, fields: &Fields<'_>) -> Result<()> {
         self.core.push_now(kind::TRACK, self.id, fields)
     }
@@ -828,6 +1217,19 @@ impl Track {
     ///
     /// # Errors
     /// As [`Metrics::log`]; [`Error::InvalidValue`] for a non-finite timestamp.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let pose = run.tracks("robot/pose")?;
+    /// pose.append_at(1.0, &ml_dash::point! {"x" => 1})?;
+    /// pose.append_at(1.0, &ml_dash::point! {"y" => 2})?; // same time: one row
+    /// run.flush()?;
+    /// let rows = ml_dash::read::tracks(root.path(), "a/b", "robot/pose")?;
+    /// assert_eq!(rows, [serde_json::json!({"timestamp": 1.0, "x": 1, "y": 2})]);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn append_at(&self, timestamp: f64, fields: &Fields<'_>) -> Result<()> {
         if !timestamp.is_finite() {
             return Err(Error::InvalidValue(format!(
@@ -857,6 +1259,16 @@ macro_rules! level_methods {
         ///
         /// # Errors
         /// As [`log`](Logger::log).
+        ///
+        /// # Examples
+        /// ```
+        /// # let root = tempfile::tempdir().unwrap();
+        /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+        #[doc = concat!("run.logger().", stringify!($plain), r#"("epoch done")?;"#)]
+        /// run.flush()?;
+        #[doc = concat!(r#"assert_eq!(ml_dash::read::logs(root.path(), "a/b")?[0]["level"], ""#, $name, r#"");"#)]
+        /// # Ok::<(), ml_dash::Error>(())
+        /// ```
         pub fn $plain(&self, message: &str) -> Result<()> {
             self.log(Level::$level, message, &[])
         }
@@ -880,6 +1292,18 @@ macro_rules! level_methods {
 }
 
 /// Logs of a run, for any thread. Cheap to clone.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let logger = run.logger();
+/// logger.info("loading data")?;
+/// logger.warn_with("slow batch", &ml_dash::point! {"ms" => 250})?;
+/// logger.flush()?;
+/// assert_eq!(ml_dash::read::logs(root.path(), "a/b")?.len(), 2);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a logger does nothing until it logs"]
 pub struct Logger {
@@ -901,6 +1325,17 @@ impl Logger {
     ///
     /// # Errors
     /// [`Error::Closed`] after close; [`Error::RecordTooLarge`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// use ml_dash::{Level, point};
+    /// run.logger().log(Level::Debug, "batch", &point! {"size" => 64})?;
+    /// run.flush()?;
+    /// assert_eq!(ml_dash::read::logs(root.path(), "a/b")?[0]["level"], "debug");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn log(&self, level: Level, message: &str, metadata: &Fields<'_>) -> Result<()> {
         Self::push(&self.core, level, message, metadata)
     }
@@ -916,6 +1351,17 @@ impl Logger {
     ///
     /// # Errors
     /// As [`Run::flush`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// let logger = run.logger();
+    /// logger.info("checkpoint saved")?;
+    /// logger.flush()?;
+    /// assert_eq!(ml_dash::read::logs(root.path(), "a/b")?.len(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn flush(&self) -> Result<()> {
         self.core.flush()
     }
@@ -924,6 +1370,15 @@ impl Logger {
     ///
     /// # Errors
     /// [`Error::InvalidLevel`] for any other name.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+    /// run.logger().log_level("WARN", "from a config string", &[])?;
+    /// assert!(run.logger().log_level("warning", "no such level", &[]).is_err());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn log_level(&self, level: &str, message: &str, metadata: &Fields<'_>) -> Result<()> {
         self.log(level.parse()?, message, metadata)
     }
@@ -938,6 +1393,19 @@ impl Logger {
 }
 
 /// The run's parameters. Cheap to clone.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let params = run.params();
+/// params.set(serde_json::json!({"model": {"lr": 0.001}}))?;
+/// params.set(serde_json::json!({"epochs": 10}))?; // merged in
+/// run.flush()?;
+/// let stored = ml_dash::read::params(run.dir())?;
+/// assert_eq!((stored["model.lr"].as_f64(), stored["epochs"].as_i64()), (Some(0.001), Some(10)));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a params handle does nothing until its `set` is called"]
 pub struct Params {

@@ -11,6 +11,17 @@ use crate::record::kind;
 use crate::sink::Sink;
 
 /// Counts of records by kind.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.log("one")?;
+/// run.metrics("train")?.log(&ml_dash::point! {"loss" => 0.5})?;
+/// let stored = run.complete()?.stored;
+/// assert_eq!((stored.logs, stored.metrics, stored.tracks, stored.files), (1, 1, 0, 0));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Log lines.
@@ -29,6 +40,12 @@ impl Counts {
     }
 
     /// All records, whatever their kind.
+    ///
+    /// # Examples
+    /// ```
+    /// let c = ml_dash::Counts { logs: 2, metrics: 3, tracks: 0, files: 1 };
+    /// assert_eq!(c.total(), 6);
+    /// ```
     pub fn total(&self) -> u64 {
         self.logs + self.metrics + self.tracks + self.files
     }
@@ -43,6 +60,19 @@ impl Counts {
 }
 
 /// What closing a run did.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.metrics("train")?.log(&ml_dash::point! {"loss" => 0.5})?;
+/// let report = run.complete()?;
+/// assert_eq!(report.status, Some(ml_dash::Status::Completed));
+/// assert_eq!(report.stored.metrics, 1);
+/// assert_eq!((report.dropped, report.unwritten.total(), report.lost_to_store.total()), (0, 0, 0));
+/// assert!(report.errors.is_empty());
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct CloseReport {
@@ -112,12 +142,27 @@ impl fmt::Display for CloseReport {
 impl CloseReport {
     /// The report's first lines, which the collector prints as close begins
     /// (what it still has to write; nothing when that is nothing).
+    ///
+    /// # Examples
+    /// ```
+    /// // Nothing was buffered at close: no opening lines.
+    /// let report = ml_dash::CloseReport::default();
+    /// assert_eq!(report.opening().to_string(), "");
+    /// ```
     pub fn opening(&self) -> impl fmt::Display + '_ {
         Opening(self)
     }
 
     /// The rest, printed when close has ended: the server's line, what was
     /// or was not written, losses.
+    ///
+    /// # Examples
+    /// ```
+    /// // A clean close with nothing left: nothing to say.
+    /// let report = ml_dash::CloseReport::default();
+    /// assert_eq!(report.outcome().to_string(), "");
+    /// assert_eq!(report.to_string(), format!("{}{}", report.opening(), report.outcome()));
+    /// ```
     pub fn outcome(&self) -> impl fmt::Display + '_ {
         Outcome(self)
     }

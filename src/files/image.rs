@@ -6,6 +6,17 @@ use crate::error::{Error, Result};
 
 /// An image to save with `Files::save_image`: 8-bit or `f32` (0..1) pixels,
 /// row-major, gray / RGB / RGBA.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// // A 2x1 RGB image from floats in 0..1: red, then blue.
+/// let rgb = [1.0f32, 0.0, 0.0, 0.0, 0.0, 1.0];
+/// let image = ml_dash::Image::F32 { width: 2, height: 1, channels: 3, data: &rgb };
+/// run.files("images").save_image("rb.png", image)?;
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Image<'a> {
@@ -80,6 +91,14 @@ impl Image<'_> {
     ///
     /// # Errors
     /// [`Error::InvalidValue`] naming the expected and actual lengths.
+    ///
+    /// # Examples
+    /// ```
+    /// use ml_dash::Image;
+    /// let data = [0u8; 12];
+    /// assert!(Image::Rgb8 { width: 2, height: 2, data: &data }.validate().is_ok());
+    /// assert!(Image::Rgba8 { width: 2, height: 2, data: &data }.validate().is_err()); // needs 16
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let (w, h, c, len) = self.shape();
         if !matches!(c, 1 | 3 | 4) {

@@ -17,6 +17,17 @@ use crate::error::{Error, Result};
 pub const BUF: usize = 1 << 20;
 
 /// Bytes after the last complete line of a file (no newline yet).
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("data.jsonl");
+/// std::fs::write(&path, "{\"a\":1}\n{\"a\"").unwrap();
+/// let mut r = ml_dash::read::LineReader::open(&path)?;
+/// while r.next_line()?.is_some() {}
+/// assert_eq!(r.torn(), Some(ml_dash::read::Torn { offset: 8, len: 4 }));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Torn {
     /// Where they start: the end of the last complete line.
@@ -60,6 +71,17 @@ pub struct LineReader {
 
 impl LineReader {
     /// A reader of the whole file; a missing file reads as empty.
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "{\"a\":1}\n").unwrap();
+    /// let mut r = ml_dash::read::LineReader::open(&path)?;
+    /// assert_eq!(r.next_line()?, Some((0, &b"{\"a\":1}"[..])));
+    /// assert_eq!(r.next_line()?, None);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<LineReader> {
         LineReader::range(path, 0..u64::MAX)
     }
@@ -69,6 +91,21 @@ impl LineReader {
     /// newline past it; the last may end past `range.end`. The ranges of a
     /// split (`0..a`, `a..b`, `b..len`) read each line exactly once, so
     /// several threads can share one file. A missing file reads as empty.
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "aa\nbb\ncc\n").unwrap(); // lines start at 0, 3, 6
+    /// // Two readers split the file: each line belongs to the range it starts in.
+    /// let mut first = ml_dash::read::LineReader::range(&path, 0..4)?;
+    /// let mut second = ml_dash::read::LineReader::range(&path, 4..9)?;
+    /// assert_eq!(first.next_line()?, Some((0, &b"aa"[..])));
+    /// assert_eq!(first.next_line()?, Some((3, &b"bb"[..])));
+    /// assert_eq!(first.next_line()?, None);
+    /// assert_eq!(second.next_line()?, Some((6, &b"cc"[..])));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn range(path: impl AsRef<Path>, range: Range<u64>) -> Result<LineReader> {
         let path = path.as_ref().to_path_buf();
         let file = match File::open(&path) {
@@ -126,12 +163,30 @@ impl LineReader {
     }
 
     /// The file read.
+    ///
+    /// # Examples
+    /// ```
+    /// let r = ml_dash::read::LineReader::open("missing.jsonl")?;
+    /// assert_eq!(r.path(), std::path::Path::new("missing.jsonl"));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The offset just past the last line returned (where a later reader
     /// of new lines starts).
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "aa\nbb\n").unwrap();
+    /// let mut r = ml_dash::read::LineReader::open(&path)?;
+    /// r.next_line()?;
+    /// assert_eq!(r.offset(), 3);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn offset(&self) -> u64 {
         self.offset
     }
@@ -172,6 +227,18 @@ impl LineReader {
 
     /// The next complete line (without its `\n`) and its offset; `None` at
     /// the end (or past the range). Empty lines are skipped.
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "aa\n\nbb\n").unwrap();
+    /// let mut r = ml_dash::read::LineReader::open(&path)?;
+    /// assert_eq!(r.next_line()?, Some((0, &b"aa"[..])));
+    /// assert_eq!(r.next_line()?, Some((4, &b"bb"[..]))); // the empty line is skipped
+    /// assert_eq!(r.next_line()?, None);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn next_line(&mut self) -> Result<Option<(u64, &[u8])>> {
         let mut scanned = 0;
         loop {
@@ -205,6 +272,19 @@ impl LineReader {
 
     /// The bytes after the last complete line, once the reader reached the
     /// end of the file (`None` while reading, or when the file ends in `\n`).
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "aa\nb").unwrap();
+    /// let mut r = ml_dash::read::LineReader::open(&path)?;
+    /// r.next_line()?;
+    /// assert_eq!(r.torn(), None); // not at the end yet
+    /// assert_eq!(r.next_line()?, None);
+    /// assert_eq!(r.torn().map(|t| (t.offset, t.len)), Some((3, 1)));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn torn(&self) -> Option<Torn> {
         self.torn
     }
@@ -231,6 +311,17 @@ fn find_newline(b: &[u8]) -> Option<usize> {
 }
 
 /// One parsed line of a `.jsonl` file.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("data.jsonl");
+/// std::fs::write(&path, "{\"a\":1}\n{\"a\":Infinity}\n").unwrap();
+/// let lines: Vec<_> = ml_dash::read::Lines::open(&path)?.collect::<Result<_, _>>()?;
+/// assert_eq!((lines[1].number, lines[1].offset), (2, 8));
+/// assert_eq!(lines[1].value["a"], "Infinity");
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Line {
     /// 1-based number among the file's non-empty lines.
@@ -244,6 +335,18 @@ pub struct Line {
 /// The parsed lines of a `.jsonl` file, streamed: an iterator of
 /// `Result<Line>`, where a line that does not parse is an
 /// [`Error::Corrupt`] naming it and iteration goes on after it.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("data.jsonl");
+/// std::fs::write(&path, "{\"a\":1}\nnot json\n{\"a\":3}\n").unwrap();
+/// let results: Vec<_> = ml_dash::read::Lines::open(&path)?.collect();
+/// assert_eq!(results.len(), 3);
+/// assert!(results[1].is_err()); // named, and reading goes on
+/// assert_eq!(results[2].as_ref().unwrap().value["a"], 3);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Lines {
     reader: LineReader,
@@ -252,6 +355,13 @@ pub struct Lines {
 
 impl Lines {
     /// The lines of `path` (a missing file has none).
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// assert_eq!(ml_dash::read::Lines::open(dir.path().join("missing.jsonl"))?.count(), 0);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Lines> {
         Ok(Lines {
             reader: LineReader::open(path)?,
@@ -260,6 +370,17 @@ impl Lines {
     }
 
     /// The reader under it (for [`LineReader::torn`] at the end).
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "{\"a\":1}\n{\"a\"").unwrap();
+    /// let mut lines = ml_dash::read::Lines::open(&path)?;
+    /// assert_eq!(lines.by_ref().count(), 1);
+    /// assert_eq!(lines.reader().torn().map(|t| t.len), Some(4));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn reader(&self) -> &LineReader {
         &self.reader
     }
@@ -300,6 +421,20 @@ fn corrupt_reason(e: Error) -> String {
 /// New complete lines of an append-only file, poll after poll: the reader
 /// of a live run (`ml-dash follow`), which needs no file-system events (they
 /// do not reach NFS or Lustre clients). The file may not exist yet.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// let mut tail = ml_dash::read::Tail::new(ml_dash::read::logs_path(run.dir()));
+/// assert_eq!(tail.poll(|_| {})?, 0); // nothing yet (the file may not exist)
+/// run.log("one")?;
+/// run.flush()?;
+/// let mut seen = Vec::new();
+/// assert_eq!(tail.poll(|line| seen.push(line.to_vec()))?, 1);
+/// assert_eq!(tail.poll(|_| {})?, 0); // only new lines
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Tail {
     path: PathBuf,
@@ -308,11 +443,29 @@ pub struct Tail {
 
 impl Tail {
     /// Follows `path` from its start.
+    ///
+    /// # Examples
+    /// ```
+    /// let tail = ml_dash::read::Tail::new("data.jsonl");
+    /// assert_eq!(tail.offset(), 0);
+    /// ```
     pub fn new(path: impl AsRef<Path>) -> Tail {
         Tail::from_offset(path, 0)
     }
 
     /// Follows `path` from byte `offset` (a line start).
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "aa\nbb\n").unwrap();
+    /// let mut tail = ml_dash::read::Tail::from_offset(&path, 3); // skip `aa`
+    /// let mut got = Vec::new();
+    /// tail.poll(|l| got.push(l.to_vec()))?;
+    /// assert_eq!(got, [b"bb".to_vec()]);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn from_offset(path: impl AsRef<Path>, offset: u64) -> Tail {
         Tail {
             path: path.as_ref().to_path_buf(),
@@ -321,6 +474,17 @@ impl Tail {
     }
 
     /// Where the next poll starts.
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// std::fs::write(&path, "aa\nbb\n").unwrap();
+    /// let mut tail = ml_dash::read::Tail::new(&path);
+    /// tail.poll(|_| {})?;
+    /// assert_eq!(tail.offset(), 6); // a later `Tail::from_offset(path, 6)` resumes here
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn offset(&self) -> u64 {
         self.offset
     }
@@ -328,6 +492,18 @@ impl Tail {
     /// Calls `f` with each complete line appended since the last poll;
     /// returns how many. A file that became shorter (a repair cut a torn
     /// tail) is read on from its new end.
+    ///
+    /// # Examples
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("data.jsonl");
+    /// let mut tail = ml_dash::read::Tail::new(&path);
+    /// std::fs::write(&path, "aa\nb").unwrap(); // `b` is still being written
+    /// assert_eq!(tail.poll(|l| assert_eq!(l, b"aa"))?, 1);
+    /// std::fs::write(&path, "aa\nbb\n").unwrap();
+    /// assert_eq!(tail.poll(|l| assert_eq!(l, b"bb"))?, 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn poll(&mut self, mut f: impl FnMut(&[u8])) -> Result<u64> {
         let len = match std::fs::metadata(&self.path) {
             Ok(m) => m.len(),

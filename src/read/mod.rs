@@ -162,6 +162,14 @@ impl serde_json::ser::Formatter for AsciiFormatter {
 }
 
 /// Parses one JSON text, reading non-finite tokens as strings.
+///
+/// # Examples
+/// ```
+/// let v = ml_dash::read::parse_lenient(br#"{"loss": NaN, "note": "NaN"}"#)?;
+/// assert_eq!(v["loss"], "NaN"); // the token, as a string
+/// assert!(ml_dash::read::parse_lenient(b"{oops").is_err());
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn parse_lenient(text: &[u8]) -> Result<Json> {
     let mut bytes = rewrite_nonfinite(text, |t| match t {
         "NaN" => b"\"NaN\"",
@@ -176,22 +184,66 @@ pub fn parse_lenient(text: &[u8]) -> Result<Json> {
 
 /// Every line of a `.jsonl` file, parsed (use [`Lines`] to stream them);
 /// a missing file is empty. A torn last line (no newline) is left out.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("a.jsonl");
+/// std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\"").unwrap();
+/// let lines = ml_dash::read::jsonl(&path)?;
+/// assert_eq!(lines, [serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]);
+/// assert!(ml_dash::read::jsonl(&dir.path().join("missing.jsonl"))?.is_empty());
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn jsonl(path: &Path) -> Result<Vec<Json>> {
     Lines::open(path)?.map(|l| l.map(|l| l.value)).collect()
 }
 
 /// The lines of a metric stream (`None`: the unnamed stream).
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.metrics("train")?.log(&ml_dash::point! {"loss" => 0.5})?;
+/// run.complete()?;
+/// let points = ml_dash::read::metrics(root.path(), "a/b", Some("train"))?;
+/// assert_eq!(points[0]["data"]["loss"], 0.5);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn metrics(dash_root: &Path, prefix: &str, stream: Option<&str>) -> Result<Vec<Json>> {
     let dir = experiment_dir(dash_root, prefix).join("metrics");
     jsonl(&dir.join(stream.unwrap_or("None")).join("data.jsonl"))
 }
 
 /// The log lines.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.log("hello")?;
+/// run.complete()?;
+/// let logs = ml_dash::read::logs(root.path(), "a/b")?;
+/// assert_eq!(logs[0]["message"], "hello");
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn logs(dash_root: &Path, prefix: &str) -> Result<Vec<Json>> {
     jsonl(&experiment_dir(dash_root, prefix).join("logs/logs.jsonl"))
 }
 
 /// The rows of a track topic.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.tracks("robot/pose")?.append_at(2.0, &ml_dash::point! {"x" => 1})?;
+/// run.complete()?;
+/// let rows = ml_dash::read::tracks(root.path(), "a/b", "robot/pose")?;
+/// assert_eq!(rows, [serde_json::json!({"timestamp": 2.0, "x": 1})]);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn tracks(dash_root: &Path, prefix: &str, topic: &str) -> Result<Vec<Json>> {
     let dir = experiment_dir(dash_root, prefix).join("tracks");
     jsonl(&dir.join(topic_folder(topic)).join("data.jsonl"))
@@ -199,6 +251,17 @@ pub fn tracks(dash_root: &Path, prefix: &str, topic: &str) -> Result<Vec<Json>> 
 
 /// A JSON document of the experiment (`experiment.json`, `parameters.json`,
 /// `metrics/<m>/metadata.json`, ...), by path relative to its folder.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.complete()?;
+/// let exp = ml_dash::read::document(root.path(), "a/b", "experiment.json")?.unwrap();
+/// assert_eq!(exp["status"], "COMPLETED");
+/// assert_eq!(ml_dash::read::document(root.path(), "a/b", "parameters.json")?, None);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn document(dash_root: &Path, prefix: &str, rel: &str) -> Result<Option<Json>> {
     read_json(&experiment_dir(dash_root, prefix).join(rel))
 }

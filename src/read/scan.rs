@@ -10,6 +10,17 @@ use super::lines::LineReader;
 use crate::error::Result;
 
 /// What a scan read.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("data.jsonl");
+/// std::fs::write(&path, "{\"data\":{\"loss\":0.5}}\nnot a point\n").unwrap();
+/// let mut reader = ml_dash::read::LineReader::open(&path)?;
+/// let report = ml_dash::read::scan_metric(&mut reader, &["loss"], |_, _| {})?;
+/// assert_eq!(report, ml_dash::read::ScanReport { lines: 2, unparsed: 1 });
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanReport {
     /// Complete lines read.
@@ -522,6 +533,16 @@ pub fn without_member(line: &[u8], key: &str) -> Option<Vec<u8>> {
 }
 
 /// A stored value as a number (see [`scan_metric`]).
+///
+/// # Examples
+/// ```
+/// use serde_json::json;
+/// use ml_dash::read::number_of;
+/// assert_eq!(number_of(&json!(0.5)), 0.5);
+/// assert_eq!(number_of(&json!(true)), 1.0);
+/// assert_eq!(number_of(&json!("-Infinity")), f64::NEG_INFINITY);
+/// assert!(number_of(&json!("a word")).is_nan());
+/// ```
 pub fn number_of(v: &Json) -> f64 {
     match v {
         Json::Number(n) => n.as_f64().unwrap_or(f64::NAN),

@@ -32,6 +32,16 @@ use crate::spool::{self, Kind, Read as SpoolRead, Record};
 pub const MAX_PER_FILE: usize = 20;
 
 /// One problem found.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap(); // no experiment.json
+/// let problems = ml_dash::read::verify_run(dir.path(), false)?;
+/// assert_eq!(problems[0].path, dir.path());
+/// assert!(problems[0].what.contains("experiment.json"));
+/// assert_eq!(problems[0].repaired, None);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// The file (or folder) concerned.
@@ -259,6 +269,24 @@ fn document(report: &mut Report, path: &Path) -> Option<Json> {
 
 /// Checks the run in `dir` (see the module docs); `repair` moves torn last
 /// lines aside. Returns every problem found (empty: the run is sound).
+///
+/// # Examples
+/// ```
+/// use std::io::Write;
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.log("whole")?;
+/// run.complete()?;
+/// let dir = root.path().join("a/b");
+/// assert_eq!(ml_dash::read::verify_run(&dir, false)?, []);
+/// // A writer killed mid-line leaves a torn line; repair moves it aside.
+/// let logs = ml_dash::read::logs_path(&dir);
+/// std::fs::OpenOptions::new().append(true).open(&logs).unwrap().write_all(b"{\"tor").unwrap();
+/// let found = ml_dash::read::verify_run(&dir, true)?;
+/// assert!(found.iter().any(|p| p.repaired.is_some()));
+/// assert_eq!(ml_dash::read::verify_run(&dir, false)?, []);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn verify_run(dir: &Path, repair: bool) -> Result<Vec<Problem>> {
     let mut rep = Report::default();
     if !dir.join("experiment.json").is_file() {
@@ -423,6 +451,16 @@ pub fn verify_run(dir: &Path, repair: bool) -> Result<Vec<Problem>> {
 }
 
 /// Size and SHA-256 (hex) of a file, streamed.
+///
+/// # Examples
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("a.txt");
+/// std::fs::write(&path, "abc").unwrap();
+/// let (size, sha) = ml_dash::read::hash_file(&path).unwrap();
+/// assert_eq!(size, 3);
+/// assert_eq!(sha, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+/// ```
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
@@ -445,6 +483,17 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 }
 
 /// Whether `dir` is a spool folder (it holds session folders) or a session.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?.complete()?;
+/// let run_dir = root.path().join("a/b");
+/// let spooled = ml_dash::spool_run(&run_dir, "a/b", Some("https://api.dash.ml"))?;
+/// assert!(ml_dash::read::is_spool(&spooled.spool_dir));
+/// assert!(!ml_dash::read::is_spool(&run_dir));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn is_spool(dir: &Path) -> bool {
     is_session(dir) || spool::sessions(dir).is_ok_and(|s| !s.is_empty())
 }
@@ -460,6 +509,15 @@ fn is_session(dir: &Path) -> bool {
 /// Checks a spool folder (every session in it) or one session folder (see
 /// the module docs). Nothing is repaired: the sender skips damaged bytes
 /// and rebuilds a lost descriptor itself.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?.complete()?;
+/// let spooled = ml_dash::spool_run(&root.path().join("a/b"), "a/b", Some("https://api.dash.ml"))?;
+/// assert_eq!(ml_dash::read::verify_spool(&spooled.spool_dir)?, []);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn verify_spool(dir: &Path) -> Result<Vec<Problem>> {
     let mut rep = Report::default();
     let sessions = if is_session(dir) {
@@ -591,6 +649,16 @@ fn ack_cursor(path: &Path) -> Option<(u32, u64)> {
 /// Bytes a spool folder (or one session) still holds to send: each
 /// session's segments after its ack cursor, and its file contents. 0 for a
 /// missing folder. For progress reports; reading it changes nothing.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// # ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?.complete()?;
+/// let spooled = ml_dash::spool_run(&root.path().join("a/b"), "a/b", Some("https://api.dash.ml"))?;
+/// assert!(ml_dash::read::spool_backlog(&spooled.spool_dir) > 0); // not sent yet
+/// assert_eq!(ml_dash::read::spool_backlog(&root.path().join("missing")), 0);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn spool_backlog(dir: &Path) -> u64 {
     let sessions = if is_session(dir) {
         vec![dir.to_path_buf()]

@@ -32,6 +32,20 @@ const CURSOR_FILE: &str = "export.json";
 const RECORD_ITEMS: usize = 1000;
 
 /// What [`spool_run`] added to the run's `.sync` spool.
+///
+/// # Examples
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?;
+/// run.log("hello")?;
+/// run.complete()?;
+/// let dir = root.path().join("a/b");
+/// let first = ml_dash::spool_run(&dir, "a/b", Some("https://api.dash.ml"))?;
+/// assert_eq!(first.spool_dir, dir.join(ml_dash::SYNC_DIR));
+/// assert!(first.records > 0 && first.finished && !first.more);
+/// assert_eq!(ml_dash::spool_run(&dir, "a/b", None)?.records, 0); // nothing new
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct SpooledRun {
@@ -119,6 +133,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// session (`None`: the caller's [`SyncOptions::dash_url`](super::SyncOptions)
 /// must name the server). Safe against a concurrent call (a lock) and a kill
 /// at any point; returns what it added.
+///
+/// # Examples
+/// ```no_run
+/// // `ml-dash sync alice/mnist/a`: the local run, to the server.
+/// let dir = std::path::Path::new(".dash/alice/mnist/a");
+/// let spooled = ml_dash::spool_run(dir, "alice/mnist/a", Some("https://api.dash.ml"))?;
+/// let report = ml_dash::sync(&spooled.spool_dir, &ml_dash::SyncOptions::default())?;
+/// println!("{report}");
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn spool_run(run_dir: &Path, prefix: &str, dash_url: Option<&str>) -> Result<SpooledRun> {
     spool_run_part(run_dir, prefix, dash_url, u64::MAX)
 }

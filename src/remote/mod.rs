@@ -174,6 +174,16 @@ pub const ENV_MAX_IN_FLIGHT: &str = "ML_DASH_MAX_IN_FLIGHT";
 pub const DEFAULT_MAX_IN_FLIGHT: usize = flight::DEFAULT_MAX_IN_FLIGHT;
 
 /// Settings of a remote sink.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let mut cfg = ml_dash::RemoteConfig::new("https://api.dash.ml", "alice/mnist/a", "/tmp/spool");
+/// cfg.close_timeout = Duration::from_secs(5);
+/// cfg.tags = Some(vec!["cnn".into()]);
+/// cfg.validate()?;
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RemoteConfig {
@@ -231,6 +241,13 @@ pub struct RemoteConfig {
 
 impl RemoteConfig {
     /// The documented defaults, for `prefix`, spooling in `spool_dir`.
+    ///
+    /// # Examples
+    /// ```
+    /// let cfg = ml_dash::RemoteConfig::new("http://127.0.0.1:8080", "alice/mnist/a", "spool");
+    /// assert_eq!((cfg.max_in_flight, cfg.max_batch_points), (4, 1000));
+    /// assert_eq!(cfg.token, None); // found at send time: ML_DASH_TOKEN, then the CLI's stores
+    /// ```
     pub fn new(
         dash_url: impl Into<String>,
         prefix: impl Into<String>,
@@ -269,6 +286,13 @@ impl RemoteConfig {
     /// # Errors
     /// [`Error::Config`] naming the first variable whose value does not parse
     /// or is outside its range (the fields' docs; at most one day).
+    ///
+    /// # Examples
+    /// ```
+    /// let cfg = ml_dash::RemoteConfig::from_env("alice/mnist/a", "spool")?;
+    /// assert_eq!(cfg.prefix, "alice/mnist/a");
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn from_env(
         prefix: impl Into<String>,
         spool_dir: impl Into<PathBuf>,
@@ -280,6 +304,20 @@ impl RemoteConfig {
     ///
     /// # Errors
     /// As [`from_env`](Self::from_env).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let vars = |name: &str| match name {
+    ///     "ML_DASH_API_URL" => Some("http://127.0.0.1:8080".to_string()),
+    ///     "ML_DASH_CLOSE_TIMEOUT" => Some("5".to_string()),
+    ///     _ => None,
+    /// };
+    /// let cfg = ml_dash::RemoteConfig::from_lookup("alice/mnist/a", "spool", vars)?;
+    /// assert_eq!(cfg.dash_url, "http://127.0.0.1:8080");
+    /// assert_eq!(cfg.close_timeout, Duration::from_secs(5));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn from_lookup(
         prefix: impl Into<String>,
         spool_dir: impl Into<PathBuf>,
@@ -331,6 +369,14 @@ impl RemoteConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming the field.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut cfg = ml_dash::RemoteConfig::new("https://api.dash.ml", "alice/mnist/a", "spool");
+    /// assert!(cfg.validate().is_ok());
+    /// cfg.dash_url = "api.dash.ml".into(); // no scheme
+    /// assert!(matches!(cfg.validate(), Err(ml_dash::Error::Config { .. })));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         check_url(&self.dash_url)?;
         check_duration(
@@ -400,6 +446,16 @@ fn parse_in_flight(v: &str) -> Result<usize> {
 }
 
 /// Counters of a sink or a [`sync`], live.
+///
+/// # Examples
+/// ```
+/// // An empty spool: nothing to send, no request made.
+/// let spool = tempfile::tempdir().unwrap();
+/// let stats = ml_dash::sync(spool.path(), &ml_dash::SyncOptions::default())?.stats;
+/// assert_eq!((stats.sent_records, stats.pending_records, stats.requests), (0, 0, 0));
+/// assert!(stats.undeliverable.is_empty() && !stats.auth_failed);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Stats {
@@ -448,6 +504,15 @@ pub struct Stats {
 }
 
 /// A spool session that cannot be sent as it is (see [`Stats::undeliverable`]).
+///
+/// # Examples
+/// ```no_run
+/// let report = ml_dash::sync(".dash/alice/mnist/a/.spool", &ml_dash::SyncOptions::default())?;
+/// for stuck in &report.stats.undeliverable {
+///     eprintln!("{} record(s) in {}: {}", stuck.records, stuck.session_dir.display(), stuck.reason);
+/// }
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UndeliverableSession {
@@ -460,6 +525,15 @@ pub struct UndeliverableSession {
 }
 
 /// What close (or [`sync`]) achieved.
+///
+/// # Examples
+/// ```
+/// let spool = tempfile::tempdir().unwrap();
+/// let report = ml_dash::sync(spool.path(), &ml_dash::SyncOptions::default())?;
+/// assert_eq!(report.spool_dir, spool.path());
+/// assert!(report.is_drained() && !report.timed_out);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RemoteReport {
@@ -476,6 +550,13 @@ pub struct RemoteReport {
 impl RemoteReport {
     /// Everything was delivered (or dead-lettered): nothing stays spooled.
     /// `false` while any record is pending, undeliverable ones included.
+    ///
+    /// # Examples
+    /// ```
+    /// let spool = tempfile::tempdir().unwrap();
+    /// assert!(ml_dash::sync(spool.path(), &ml_dash::SyncOptions::default())?.is_drained());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn is_drained(&self) -> bool {
         self.stats.pending_records == 0
     }
@@ -484,11 +565,33 @@ impl RemoteReport {
     /// exits with it): 0 when drained, 1 when anything stays spooled: not
     /// sent in time (retry later) or undeliverable (`stats.undeliverable`
     /// says why; retrying alone does not help).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let report = ml_dash::sync(".dash/alice/mnist/a/.sync", &ml_dash::SyncOptions::default())?;
+    /// std::process::exit(report.exit_code());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn exit_code(&self) -> i32 {
         if self.is_drained() { 0 } else { 1 }
     }
 
     /// How to send what stays spooled, when anything does.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # ml_dash::Experiment::new("a/b").dash_root(root.path()).run()?.complete()?;
+    /// use std::time::Duration;
+    /// // A spooled run and a server that takes nothing (nothing listens there).
+    /// let spooled = ml_dash::spool_run(&root.path().join("a/b"), "a/b", Some("http://127.0.0.1:1"))?;
+    /// let mut options = ml_dash::SyncOptions::default();
+    /// (options.deadline, options.quiet) = (Duration::ZERO, true);
+    /// let report = ml_dash::sync(&spooled.spool_dir, &options)?;
+    /// assert_eq!(report.exit_code(), 1);
+    /// assert!(report.how_to_send().unwrap().contains("stay in the spool"));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn how_to_send(&self) -> Option<String> {
         if self.is_drained() {
             return None;
@@ -1048,6 +1151,15 @@ fn adopt(spool_dir: &Path, own: SessionId) -> std::io::Result<(Vec<Job>, u64)> {
 }
 
 /// Options of [`sync`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let mut options = ml_dash::SyncOptions::default();
+/// options.dash_url = Some("https://api.dash.ml".into());
+/// options.deadline = Duration::from_secs(60);
+/// assert_eq!(options.max_in_flight, 4);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SyncOptions {
@@ -1110,6 +1222,17 @@ impl Default for SyncOptions {
 /// [`Error::Config`] for a bad URL or a duration out of its range;
 /// [`Error::Io`] when the folder cannot be read; [`Error::Panicked`] if the
 /// sender panicked (what it had not sent stays in the spool).
+///
+/// # Examples
+/// ```no_run
+/// // What a run left spooled when the server was away, sent now.
+/// let dir = ml_dash::remote_work_dir("alice/mnist/a").join(".spool");
+/// let report = ml_dash::sync(&dir, &ml_dash::SyncOptions::default())?;
+/// if let Some(how) = report.how_to_send() {
+///     eprintln!("not all sent: {how}");
+/// }
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 pub fn sync(spool_dir: impl AsRef<Path>, options: &SyncOptions) -> Result<RemoteReport> {
     let spool_dir = spool_dir.as_ref();
     if let Some(u) = &options.dash_url {
