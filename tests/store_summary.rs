@@ -85,7 +85,7 @@ fn the_engines_summary_is_what_a_reader_builds_from_the_lines() {
     let data = data(t.path());
     // While the run writes: its completed blocks are there, kept by it.
     let kept = stored(&data);
-    assert!(kept.kept_by_writer());
+    assert!(kept.kept_by_writer() && Summary::is_kept(&data));
     assert_eq!(
         kept.points(),
         3000 / u64::from(BLOCK_LINES) * u64::from(BLOCK_LINES)
@@ -124,7 +124,7 @@ fn a_reader_that_stored_its_own_is_followed_by_the_engine() {
     // A reader finds none and stores its own, ending in a short block.
     fs::remove_file(summary_path(&data)).unwrap();
     assert_eq!(Summary::open(&data).unwrap().points(), 1000);
-    assert!(!stored(&data).kept_by_writer());
+    assert!(!stored(&data).kept_by_writer() && !Summary::is_kept(&data));
     log(&run, &m, 1000, 3000);
     run.complete().unwrap();
     // The engine's blocks joined it, the first replacing its short block.

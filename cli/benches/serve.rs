@@ -68,9 +68,18 @@ fn main() {
     // The same store as the plot bench.
     let (root, data) = common::store(n);
     let prefix = common::PREFIX;
-    // Without the stream's block summary (the server's warm-up or this
-    // request builds it), then a new server: three with it (widths differ:
-    // no cached answer), then a cached one.
+    // As the engine wrote it (its summary, kept as it wrote): a new
+    // server's first request. Then without the summary (a stream the SDK
+    // wrote: the server's warm-up or this request builds it), then a new
+    // server: three with it (widths differ: no cached answer), then a
+    // cached one.
+    common::engine_summary(&data);
+    let (mut child, base) = serve(&root);
+    let url = format!("{base}/api/series?run={prefix}&metric=train&width=998");
+    let (engine_first, _, _) = time_get(&url, 1);
+    let engine_rss = vm_hwm_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
     common::drop_summary(&data);
     let (mut child, base) = serve(&root);
     let before = vm_hwm_mib(child.id());
@@ -97,6 +106,10 @@ fn main() {
     }
     let scan_rss = vm_hwm_mib(child.id());
     let (cached, _, _) = get(1000);
+    println!(
+        "series of {n} points to 998 px, a new server's first request, the summary as the engine \
+         wrote it: {engine_first:.3} s (peak RSS {engine_rss:.1} MiB)"
+    );
     println!(
         "series of {n} points to 1000 px: building the summary {cold:.2} s (peak RSS {cold_rss:.1} MiB); \
          a new server, summary stored: {scans:.3?} s, cached {cached:.4} s, {len} bytes; \

@@ -68,8 +68,9 @@ const HEAD_FRAME: u8 = 0;
 const NAMES_FRAME: u8 = 1;
 const BLOCKS_FRAME: u8 = 2;
 
-/// Blocks per frame: a frame's length fits its u32.
-const FRAME_BLOCKS: usize = 1 << 16;
+/// Blocks per frame (about 2 MB for a few fields): a reader holds one
+/// frame at a time.
+const FRAME_BLOCKS: usize = 1 << 12;
 
 /// A data file larger than this is summarised by several threads.
 const SPLIT_BYTES: u64 = 8 << 20;
@@ -221,6 +222,22 @@ impl Summary {
             let _ = s.store(data);
         }
         Ok(s)
+    }
+
+    /// Whether the summary stored beside `data` describes it and is kept
+    /// by the stream's writer (the engine, which adds each block as it
+    /// writes it): then there is nothing to build. Reads its first frame
+    /// only.
+    pub fn is_kept(data: &Path) -> bool {
+        let Ok(mut f) = File::open(summary_path(data)) else {
+            return false;
+        };
+        let mut magic = [0; 8];
+        let mut s = None;
+        f.read_exact(&mut magic).is_ok()
+            && &magic == MAGIC
+            && read_frame(&mut f).is_some_and(|p| Summary::apply(&mut s, &p).is_some())
+            && s.is_some_and(|s| s.kept && read_head(data).is_ok_and(|h| h == s.head))
     }
 
     /// Reads the lines after [`Summary::end`] into blocks (the last block,

@@ -95,7 +95,8 @@ pub(crate) fn run(root: &Path, a: &ServeArgs) -> Result {
     Ok(())
 }
 
-/// Brings the block summary of every metric stream under `root` up to date.
+/// Brings the block summary of every metric stream under `root` up to date
+/// (one kept by its writer is).
 fn summarise(root: &Path) {
     let Ok(mut runs) = ml_dash::read::runs(root) else {
         return;
@@ -103,7 +104,9 @@ fn summarise(root: &Path) {
     runs.sort_by_key(|r| std::cmp::Reverse(r.started_at()));
     for r in runs {
         for s in ml_dash::read::metric_streams(&r.dir).unwrap_or_default() {
-            let _ = ml_dash::read::Summary::open(&s.data());
+            if !ml_dash::read::Summary::is_kept(&s.data()) {
+                let _ = ml_dash::read::Summary::open(&s.data());
+            }
         }
     }
 }
