@@ -77,6 +77,18 @@ const SPLIT_BYTES: u64 = 8 << 20;
 
 /// One point as a summary holds it: its index, its `step` and `_ts` (NaN
 /// when it has none), and the value of the field summarised.
+///
+/// # Examples
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let data = dir.path().join("data.jsonl");
+/// std::fs::write(&data, "{\"index\":7,\"data\":{\"loss\":0.5,\"step\":70}}\n").unwrap();
+/// let s = ml_dash::read::Summary::open(&data)?;
+/// let p = s.blocks()[0].agg(s.field("loss").unwrap()).unwrap().first;
+/// assert_eq!((p.index, p.step, p.y), (7, 70.0, 0.5));
+/// assert!(p.ts.is_nan()); // the point has no `_ts`
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pt {
     /// The point's `index` (its line's position when it has none).
@@ -91,6 +103,20 @@ pub struct Pt {
 
 /// One field's points in one block: how many, the first and last, and the
 /// lowest and highest (the first of equals).
+///
+/// # Examples
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let data = dir.path().join("data.jsonl");
+/// # let line = |i: u32, y: f64| format!("{{\"index\":{i},\"data\":{{\"loss\":{y}}}}}\n");
+/// std::fs::write(&data, [line(0, 3.0), line(1, 1.0), line(2, 3.0), line(3, 2.0)].concat()).unwrap();
+/// let s = ml_dash::read::Summary::open(&data)?;
+/// let a = s.blocks()[0].agg(s.field("loss").unwrap()).unwrap();
+/// assert_eq!(a.count, 4);
+/// assert_eq!((a.first.index, a.min.index, a.max.index, a.last.index), (0, 1, 0, 3));
+/// assert_eq!((a.min.y, a.max.y), (1.0, 3.0));
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Agg {
     /// Points with a number in this field.
@@ -128,6 +154,20 @@ impl Agg {
     }
 
     /// The distinct points among first, min, max and last, in stream order.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// # let line = |i: u32, y: f64| format!("{{\"index\":{i},\"data\":{{\"loss\":{y}}}}}\n");
+    /// // The first point is also the highest: three distinct points.
+    /// std::fs::write(&data, [line(0, 3.0), line(1, 1.0), line(2, 2.0), line(3, 2.5)].concat()).unwrap();
+    /// let s = ml_dash::read::Summary::open(&data)?;
+    /// let a = s.blocks()[0].agg(s.field("loss").unwrap()).unwrap();
+    /// let at: Vec<u64> = a.points().map(|p| p.index).collect();
+    /// assert_eq!(at, [0, 1, 3]);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn points(&self) -> impl Iterator<Item = Pt> {
         let mut k = [self.first, self.min, self.max, self.last];
         k.sort_by_key(|p| p.index);
@@ -141,6 +181,23 @@ impl Agg {
 }
 
 /// Consecutive complete lines of a data file and what their points hold.
+///
+/// # Examples
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let data = dir.path().join("data.jsonl");
+/// let text = concat!(
+///     "{\"index\":4,\"data\":{\"loss\":1.5}}\n",
+///     "not a point\n",
+///     "{\"index\":5,\"data\":{\"opt\":{\"lr\":0.1}}}\n",
+/// );
+/// std::fs::write(&data, text).unwrap();
+/// let s = ml_dash::read::Summary::open(&data)?;
+/// let b = &s.blocks()[0];
+/// assert_eq!((b.bytes.clone(), b.points, b.index), (0..text.len() as u64, 2, (4, 5)));
+/// assert!(b.nested);
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {
     /// Byte range of the lines.
@@ -158,6 +215,24 @@ pub struct Block {
 
 impl Block {
     /// The points of field `id` in this block (`None`: it has none).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// // `acc` first appears in the second block.
+    /// let mut text = String::new();
+    /// for i in 0..ml_dash::read::BLOCK_LINES {
+    ///     text += &format!("{{\"index\":{i},\"data\":{{\"loss\":1}}}}\n");
+    /// }
+    /// text += "{\"index\":256,\"data\":{\"loss\":1,\"acc\":0.5}}\n";
+    /// std::fs::write(&data, text).unwrap();
+    /// let s = ml_dash::read::Summary::open(&data)?;
+    /// let acc = s.field("acc").unwrap();
+    /// assert!(s.blocks()[0].agg(acc).is_none());
+    /// assert_eq!(s.blocks()[1].agg(acc).unwrap().count, 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn agg(&self, id: u32) -> Option<&Agg> {
         self.aggs
             .binary_search_by_key(&id, |a| a.0)
@@ -168,6 +243,24 @@ impl Block {
 
 /// The block summary of one metric stream's `data.jsonl`, up to its last
 /// complete line when opened.
+///
+/// # Examples
+///
+/// The engine keeps the summary of a stream it logs:
+/// ```
+/// # let root = tempfile::tempdir().unwrap();
+/// let run = ml_dash::Experiment::new("a/b/c").dash_root(root.path()).run()?;
+/// let train = run.metrics("train")?;
+/// for i in 0..300 {
+///     train.log(&ml_dash::point! {"loss" => 1.0 / f64::from(i + 1), "step" => i})?;
+/// }
+/// run.complete()?;
+/// let data = root.path().join("a/b/c/metrics/train/data.jsonl");
+/// let s = ml_dash::read::Summary::open(&data)?;
+/// assert_eq!((s.points(), s.blocks().len()), (300, 2));
+/// assert!(s.kept_by_writer());
+/// # Ok::<(), ml_dash::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     head: Vec<u8>,
@@ -180,6 +273,14 @@ pub struct Summary {
 }
 
 /// Where the summary of data file `data` is kept.
+///
+/// # Examples
+/// ```
+/// use std::path::Path;
+/// let data = Path::new("exp/metrics/train/data.jsonl");
+/// let kept = ml_dash::read::summary_path(data);
+/// assert_eq!(kept, Path::new("exp/metrics/train/.data.summary"));
+/// ```
 pub fn summary_path(data: &Path) -> PathBuf {
     data.with_file_name(".data.summary")
 }
@@ -201,6 +302,18 @@ impl Summary {
     /// by a sixteenth, unless the stored one is kept by the stream's writer
     /// and was behind by its last blocks only. A missing data file has an
     /// empty summary.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// use ml_dash::read::{Summary, summary_path};
+    /// assert_eq!(Summary::open(&data)?.points(), 0); // no data file yet
+    /// std::fs::write(&data, "{\"index\":0,\"data\":{\"loss\":1}}\n").unwrap();
+    /// assert_eq!(Summary::open(&data)?.points(), 1);
+    /// assert!(summary_path(&data).exists());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn open(data: &Path) -> Result<Summary> {
         // Readers of one stream in this process take turns: the second
         // finds what the first stored instead of reading the file again.
@@ -242,6 +355,20 @@ impl Summary {
 
     /// Reads the lines after [`Summary::end`] into blocks (the last block,
     /// if short, is read again with them).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// use std::io::Write;
+    /// std::fs::write(&data, "{\"index\":0,\"data\":{\"loss\":1}}\n").unwrap();
+    /// let mut s = ml_dash::read::Summary::open(&data)?;
+    /// let mut f = std::fs::OpenOptions::new().append(true).open(&data).unwrap();
+    /// f.write_all(b"{\"index\":1,\"data\":{\"loss\":0.5}}\n").unwrap();
+    /// s.extend(&data)?;
+    /// assert_eq!((s.points(), s.blocks().len()), (2, 1));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn extend(&mut self, data: &Path) -> Result<()> {
         if self.blocks.last().is_some_and(|b| b.points < BLOCK_LINES) {
             self.blocks.pop();
@@ -308,33 +435,116 @@ impl Summary {
     }
 
     /// The offset just past the last line summarised.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// let line = "{\"index\":0,\"data\":{\"loss\":1}}\n";
+    /// // A line still being written (no newline yet) is left out.
+    /// std::fs::write(&data, format!("{line}{{\"index\":1,")).unwrap();
+    /// let s = ml_dash::read::Summary::open(&data)?;
+    /// assert_eq!(s.end(), line.len() as u64);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn end(&self) -> u64 {
         self.blocks.last().map_or(0, |b| b.bytes.end)
     }
 
     /// The blocks, in file order.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// # let text: String = (0..600).map(|i| format!("{{\"index\":{i},\"data\":{{\"loss\":1}}}}\n")).collect();
+    /// # std::fs::write(&data, text).unwrap();
+    /// // 600 points: two full blocks and a short last one.
+    /// let s = ml_dash::read::Summary::open(&data)?;
+    /// let sizes: Vec<u32> = s.blocks().iter().map(|b| b.points).collect();
+    /// assert_eq!(sizes, [256, 256, 88]);
+    /// assert_eq!(s.blocks()[1].index, (256, 511));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn blocks(&self) -> &[Block] {
         &self.blocks
     }
 
     /// Lines that are metric points.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// std::fs::write(&data, "{\"index\":0,\"data\":{\"loss\":1}}\nnot a point\n").unwrap();
+    /// assert_eq!(ml_dash::read::Summary::open(&data)?.points(), 1);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn points(&self) -> u64 {
         self.blocks.iter().map(|b| u64::from(b.points)).sum()
     }
 
     /// The id of field `name` in [`Block::agg`] (`None`: no point has a
     /// number in a top-level field of that name).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// let line = "{\"index\":0,\"data\":{\"loss\":1,\"tag\":\"x\",\"opt\":{\"lr\":0.1}}}\n";
+    /// std::fs::write(&data, line).unwrap();
+    /// let s = ml_dash::read::Summary::open(&data)?;
+    /// assert_eq!(s.field("loss"), Some(0));
+    /// // Neither a string nor a nested value is summarised.
+    /// assert_eq!((s.field("tag"), s.field("opt"), s.field("lr")), (None, None, None));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn field(&self, name: &str) -> Option<u32> {
         self.names.iter().position(|n| n == name).map(|i| i as u32)
     }
 
     /// The fields with numbers, in the order first seen.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// let text = "{\"data\":{\"step\":0,\"loss\":1}}\n{\"data\":{\"acc\":0.5,\"loss\":2}}\n";
+    /// std::fs::write(&data, text).unwrap();
+    /// let s = ml_dash::read::Summary::open(&data)?;
+    /// assert_eq!(s.fields(), ["step", "loss", "acc"]);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn fields(&self) -> &[String] {
         &self.names
     }
 
     /// Whether the stored summary this one was read from is kept by the
     /// stream's writer (the engine, while it writes the stream).
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// use std::io::Write;
+    /// let run = ml_dash::Experiment::new("a/b/c").dash_root(root.path()).run()?;
+    /// let train = run.metrics("train")?;
+    /// for i in 0..300 {
+    ///     train.log(&ml_dash::point! {"loss" => 1.0, "step" => i})?;
+    /// }
+    /// run.complete()?;
+    /// let data = root.path().join("a/b/c/metrics/train/data.jsonl");
+    /// assert!(ml_dash::read::Summary::open(&data)?.kept_by_writer());
+    /// // Another process appends many lines: a reader stores its own summary.
+    /// let mut f = std::fs::OpenOptions::new().append(true).open(&data).unwrap();
+    /// for i in 300..1300 {
+    ///     writeln!(f, "{{\"index\":{i},\"data\":{{\"loss\":1,\"step\":{i}}}}}").unwrap();
+    /// }
+    /// let s = ml_dash::read::Summary::open(&data)?;
+    /// assert_eq!(s.points(), 1300);
+    /// assert!(!s.kept_by_writer());
+    /// assert!(!ml_dash::read::Summary::open(&data)?.kept_by_writer());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn kept_by_writer(&self) -> bool {
         self.kept
     }
@@ -353,6 +563,20 @@ impl Summary {
     }
 
     /// The stored form, in memory (see [`Summary::write`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// # std::fs::write(&data, "{\"index\":0,\"data\":{\"loss\":1}}\n").unwrap();
+    /// use ml_dash::read::Summary;
+    /// let s = Summary::open(&data)?;
+    /// let bytes = s.encode();
+    /// assert!(bytes.starts_with(b"MLDSUM02"));
+    /// // A point without `step` holds NaN (NaN != NaN): compare the encodings.
+    /// assert_eq!(Summary::decode(&bytes[..]).unwrap().encode(), bytes);
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.write(&mut out).expect("writes to memory do not fail");
@@ -372,6 +596,20 @@ impl Summary {
     /// that is torn, fails its checksum, or holds a block that neither
     /// follows the last one nor replaces it (the finished form of a short
     /// last block).
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// # std::fs::write(&data, "{\"index\":0,\"data\":{\"loss\":1}}\n").unwrap();
+    /// use ml_dash::read::Summary;
+    /// let s = Summary::open(&data)?;
+    /// let mut file = std::fs::File::create(dir.path().join("copy.summary")).unwrap();
+    /// s.write(&mut file).unwrap();
+    /// let back = Summary::decode(std::fs::File::open(dir.path().join("copy.summary")).unwrap());
+    /// assert_eq!(back.unwrap().encode(), s.encode());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn write(&self, to: &mut impl Write) -> std::io::Result<()> {
         to.write_all(MAGIC)?;
         to.write_all(&head_frame(&self.head, false))?;
@@ -384,6 +622,21 @@ impl Summary {
 
     /// Reads [`Summary::write`]'s form, up to its last good frame; `None`
     /// when it is not one.
+    ///
+    /// # Examples
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let data = dir.path().join("data.jsonl");
+    /// # std::fs::write(&data, "{\"index\":0,\"data\":{\"loss\":1}}\n").unwrap();
+    /// use ml_dash::read::Summary;
+    /// let bytes = Summary::open(&data)?.encode();
+    /// assert_eq!(Summary::decode(&bytes[..]).unwrap().points(), 1);
+    /// // A torn last frame is dropped; what is not a summary is `None`.
+    /// let torn = Summary::decode(&bytes[..bytes.len() - 1]).unwrap();
+    /// assert_eq!((torn.points(), torn.fields().len()), (0, 1));
+    /// assert!(Summary::decode(&b"not a summary"[..]).is_none());
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn decode(mut from: impl Read) -> Option<Summary> {
         let mut magic = [0; 8];
         from.read_exact(&mut magic).ok()?;
