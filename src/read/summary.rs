@@ -109,7 +109,8 @@ pub struct Pt {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let data = dir.path().join("data.jsonl");
 /// # let line = |i: u32, y: f64| format!("{{\"index\":{i},\"data\":{{\"loss\":{y}}}}}\n");
-/// std::fs::write(&data, [line(0, 3.0), line(1, 1.0), line(2, 3.0), line(3, 2.0)].concat()).unwrap();
+/// let text = [line(0, 3.0), line(1, 1.0), line(2, 3.0), line(3, 2.0)].concat();
+/// std::fs::write(&data, text).unwrap();
 /// let s = ml_dash::read::Summary::open(&data)?;
 /// let a = s.blocks()[0].agg(s.field("loss").unwrap()).unwrap();
 /// assert_eq!(a.count, 4);
@@ -161,7 +162,8 @@ impl Agg {
     /// # let data = dir.path().join("data.jsonl");
     /// # let line = |i: u32, y: f64| format!("{{\"index\":{i},\"data\":{{\"loss\":{y}}}}}\n");
     /// // The first point is also the highest: three distinct points.
-    /// std::fs::write(&data, [line(0, 3.0), line(1, 1.0), line(2, 2.0), line(3, 2.5)].concat()).unwrap();
+    /// let text = [line(0, 3.0), line(1, 1.0), line(2, 2.0), line(3, 2.5)].concat();
+    /// std::fs::write(&data, text).unwrap();
     /// let s = ml_dash::read::Summary::open(&data)?;
     /// let a = s.blocks()[0].agg(s.field("loss").unwrap()).unwrap();
     /// let at: Vec<u64> = a.points().map(|p| p.index).collect();
@@ -341,6 +343,27 @@ impl Summary {
     /// by the stream's writer (the engine, which adds each block as it
     /// writes it): then there is nothing to build. Reads its first frame
     /// only.
+    ///
+    /// # Examples
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// use ml_dash::read::Summary;
+    /// let run = ml_dash::Experiment::new("a/b/c").dash_root(root.path()).run()?;
+    /// let train = run.metrics("train")?;
+    /// for i in 0..300 {
+    ///     train.log(&ml_dash::point! {"loss" => 1.0, "step" => i})?;
+    /// }
+    /// run.complete()?;
+    /// let data = root.path().join("a/b/c/metrics/train/data.jsonl");
+    /// assert!(Summary::is_kept(&data));
+    /// // A data file a reader summarised, or none at all: not kept.
+    /// let other = root.path().join("data.jsonl");
+    /// assert!(!Summary::is_kept(&other));
+    /// std::fs::write(&other, "{\"index\":0,\"data\":{\"loss\":1}}\n").unwrap();
+    /// Summary::open(&other)?;
+    /// assert!(!Summary::is_kept(&other));
+    /// # Ok::<(), ml_dash::Error>(())
+    /// ```
     pub fn is_kept(data: &Path) -> bool {
         let Ok(mut f) = File::open(summary_path(data)) else {
             return false;
@@ -457,7 +480,8 @@ impl Summary {
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let data = dir.path().join("data.jsonl");
-    /// # let text: String = (0..600).map(|i| format!("{{\"index\":{i},\"data\":{{\"loss\":1}}}}\n")).collect();
+    /// # let line = |i| format!("{{\"index\":{i},\"data\":{{\"loss\":1}}}}\n");
+    /// # let text: String = (0..600).map(line).collect();
     /// # std::fs::write(&data, text).unwrap();
     /// // 600 points: two full blocks and a short last one.
     /// let s = ml_dash::read::Summary::open(&data)?;
