@@ -180,6 +180,9 @@ impl<S: Sink> Decoder<'_, S> {
         }
         let index = batch.first_index + batch.count as u64;
         let (out, feed) = (&mut batch.lines, &mut batch.summary);
+        if let Some(f) = feed {
+            f.begin(index);
+        }
         out.extend_from_slice(b"{\"index\":");
         encode::u64(out, index);
         out.extend_from_slice(b",\"data\":{");
@@ -228,7 +231,7 @@ impl<S: Sink> Decoder<'_, S> {
             if !ts.secs().is_nan() {
                 f.number("_ts", ts.secs());
             }
-            f.point(index, &out[before..]);
+            f.end(&out[before..]);
         }
         batch.count += 1;
         self.hold.held += batch.lines.len() - before;

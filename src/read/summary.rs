@@ -133,27 +133,6 @@ pub struct Agg {
 }
 
 impl Agg {
-    fn new(p: Pt) -> Agg {
-        Agg {
-            count: 1,
-            first: p,
-            min: p,
-            max: p,
-            last: p,
-        }
-    }
-
-    fn push(&mut self, p: Pt) {
-        self.count += 1;
-        if p.y < self.min.y {
-            self.min = p;
-        }
-        if p.y > self.max.y {
-            self.max = p;
-        }
-        self.last = p;
-    }
-
     /// The distinct points among first, min, max and last, in stream order.
     ///
     /// # Examples
@@ -889,20 +868,113 @@ fn read_head(data: &Path) -> Result<Vec<u8>> {
 
 /// Folds lines into blocks: the one code of a reader's scan
 /// ([`Acc::read`]) and of a writer's [`Feed`]. Field ids are its own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Acc {
     names: Vec<String>,
     ids: HashMap<Vec<u8>, u32>,
     /// The previous line's field ids, in order: most lines repeat them.
     last: Vec<u32>,
-    /// The open block's aggregates, by field id.
-    aggs: Vec<Option<Agg>>,
-    /// The numbers of the line being read.
+    /// Numbers of the point being read so far.
+    j: usize,
+    /// The open block's fields, by id.
+    open: Vec<Option<Open>>,
+    /// The open block's points by place: index, step, ts (NaN: none).
+    pts: Vec<(u64, f64, f64)>,
+    /// A reader's numbers of the line being read (read twice when it
+    /// turns out to need the whole parse).
     vals: Vec<(u32, f64)>,
-    step: Option<u32>,
-    ts: Option<u32>,
+    /// The ids of `step` and `_ts` (`u32::MAX`: not seen yet).
+    step: u32,
+    ts: u32,
     cur: Option<Block>,
     blocks: Vec<Block>,
+}
+
+impl Default for Acc {
+    fn default() -> Acc {
+        Acc {
+            names: Vec::new(),
+            ids: HashMap::new(),
+            last: Vec::new(),
+            j: 0,
+            open: Vec::new(),
+            pts: Vec::new(),
+            vals: Vec::new(),
+            step: u32::MAX,
+            ts: u32::MAX,
+            cur: None,
+            blocks: Vec::new(),
+        }
+    }
+}
+
+/// Whether two field names are equal: names are short, and comparing them
+/// by words here is cheaper than a call to `memcmp` for each.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    match n {
+        0 => true,
+        // The first, middle and last bytes: every byte of up to three.
+        1..4 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..8 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// One field's points in the open block, by their place in it: as [`Agg`],
+/// without copying a point per value.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    count: u32,
+    first: (u32, f64),
+    min: (u32, f64),
+    max: (u32, f64),
+    last: (u32, f64),
+}
+
+impl Open {
+    fn new(k: u32, y: f64) -> Open {
+        Open {
+            count: 1,
+            first: (k, y),
+            min: (k, y),
+            max: (k, y),
+            last: (k, y),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, k: u32, y: f64) {
+        self.count += 1;
+        if y < self.min.1 {
+            self.min = (k, y);
+        }
+        if y > self.max.1 {
+            self.max = (k, y);
+        }
+        self.last = (k, y);
+    }
+
+    fn agg(&self, pts: &[(u64, f64, f64)]) -> Agg {
+        let pt = |(k, y): (u32, f64)| {
+            let (index, step, ts) = pts[k as usize];
+            Pt { index, step, ts, y }
+        };
+        Agg {
+            count: self.count,
+            first: pt(self.first),
+            min: pt(self.min),
+            max: pt(self.max),
+            last: pt(self.last),
+        }
+    }
 }
 
 impl Acc {
@@ -915,9 +987,13 @@ impl Acc {
             let end = at + line.len() as u64 + 1;
             let point = data_numbers(line, |m| match m {
                 Member::Number(k, v) => {
-                    acc.number(k, v);
+                    let (id, _) = acc.id_of(k);
+                    acc.vals.push((id, v));
                 }
-                Member::Again => acc.vals.clear(),
+                Member::Again => {
+                    acc.vals.clear();
+                    acc.j = 0;
+                }
             });
             let point = point.map(|(index, nested)| (index.unwrap_or(ordinal), nested));
             ordinal += 1;
@@ -927,16 +1003,16 @@ impl Acc {
         Ok(acc)
     }
 
-    /// A number of the line being read; true when its key is new.
-    #[inline]
-    fn number(&mut self, k: &[u8], v: f64) -> bool {
-        let j = self.vals.len();
-        let (id, new) = match self.last.get(j) {
-            Some(&id) if self.names[id as usize].as_bytes() == k => (id, false),
+    /// The id of the next number's key in the point being read; true when
+    /// the key is new.
+    #[inline(always)]
+    fn id_of(&mut self, k: &[u8]) -> (u32, bool) {
+        let j = self.j;
+        self.j += 1;
+        match self.last.get(j) {
+            Some(&id) if same(self.names[id as usize].as_bytes(), k) => (id, false),
             _ => self.intern(k, j),
-        };
-        self.vals.push((id, v));
-        new
+        }
     }
 
     fn intern(&mut self, k: &[u8], j: usize) -> (u32, bool) {
@@ -947,8 +1023,8 @@ impl Acc {
                 self.names.push(String::from_utf8_lossy(k).into_owned());
                 self.ids.insert(k.to_vec(), id);
                 match k {
-                    b"step" => self.step = Some(id),
-                    b"_ts" => self.ts = Some(id),
+                    b"step" => self.step = id,
+                    b"_ts" => self.ts = id,
                     _ => {}
                 }
                 (id, true)
@@ -959,66 +1035,106 @@ impl Acc {
         (id, new)
     }
 
-    /// Ends the line read, which spans `bytes`: a point with this index and
-    /// whether its `data` nests values, or (`None`) not a point.
-    fn line(&mut self, bytes: Range<u64>, point: Option<(u64, bool)>) {
-        let block = self.cur.get_or_insert_with(|| Block {
-            bytes: bytes.start..bytes.start,
+    /// Starts a point at `at` with this index: in the open block, or a new
+    /// one from there.
+    #[inline]
+    fn begin(&mut self, at: u64, index: u64) {
+        self.cur.get_or_insert_with(|| Block {
+            bytes: at..at,
             points: 0,
             nested: false,
             index: (u64::MAX, 0),
             aggs: Vec::new(),
         });
-        block.bytes.end = bytes.end;
-        if let Some((index, nested)) = point {
-            let vals = &self.vals;
-            let find = |id: Option<u32>| {
-                id.and_then(|id| vals.iter().find(|v| v.0 == id))
-                    .map_or(f64::NAN, |v| v.1)
-            };
-            let at = Pt {
-                index,
-                step: find(self.step),
-                ts: find(self.ts),
-                y: f64::NAN,
-            };
-            block.points += 1;
-            block.nested |= nested;
-            block.index = (block.index.0.min(index), block.index.1.max(index));
-            for &(id, y) in vals {
-                let p = Pt { y, ..at };
-                let i = id as usize;
-                if self.aggs.len() <= i {
-                    self.aggs.resize(i + 1, None);
-                }
-                match &mut self.aggs[i] {
-                    Some(a) => a.push(p),
-                    slot => *slot = Some(Agg::new(p)),
-                }
+        self.pts.push((index, f64::NAN, f64::NAN));
+        self.j = 0;
+    }
+
+    /// Folds number `y` of field `id` into the point begun last (its
+    /// `step` and `_ts` are the first such numbers).
+    #[inline(always)]
+    fn fold(&mut self, id: u32, y: f64) {
+        let k = self.pts.len() - 1;
+        if id == self.step || id == self.ts {
+            let p = &mut self.pts[k];
+            if id == self.step && p.1.is_nan() {
+                p.1 = y;
+            }
+            if id == self.ts && p.2.is_nan() {
+                p.2 = y;
             }
         }
-        self.vals.clear();
+        let i = id as usize;
+        if self.open.len() <= i {
+            self.open.resize(i + 1, None);
+        }
+        match &mut self.open[i] {
+            Some(a) => a.push(k as u32, y),
+            slot => *slot = Some(Open::new(k as u32, y)),
+        }
+    }
+
+    /// Ends the point begun last, its line ending at `end`; closes a full block.
+    #[inline]
+    fn end(&mut self, end: u64, nested: bool) {
+        let index = self.pts.last().map_or(0, |p| p.0);
+        let block = self.cur.as_mut().expect("begun");
+        block.bytes.end = end;
+        block.points += 1;
+        block.nested |= nested;
+        block.index = (block.index.0.min(index), block.index.1.max(index));
         if block.points >= BLOCK_LINES {
             self.close();
         }
     }
 
+    /// Ends a reader's line, which spans `bytes`: a point with this index
+    /// and whether its `data` nests values, or (`None`) not a point.
+    fn line(&mut self, bytes: Range<u64>, point: Option<(u64, bool)>) {
+        match point {
+            Some((index, nested)) => {
+                self.begin(bytes.start, index);
+                for i in 0..self.vals.len() {
+                    let (id, y) = self.vals[i];
+                    self.fold(id, y);
+                }
+                self.end(bytes.end, nested);
+            }
+            None => {
+                self.cur
+                    .get_or_insert_with(|| Block {
+                        bytes: bytes.start..bytes.start,
+                        points: 0,
+                        nested: false,
+                        index: (u64::MAX, 0),
+                        aggs: Vec::new(),
+                    })
+                    .bytes
+                    .end = bytes.end;
+            }
+        }
+        self.vals.clear();
+        self.j = 0;
+    }
+
     /// Closes the open block.
     fn close(&mut self) {
         if let Some(mut block) = self.cur.take() {
-            block.aggs = (self.aggs.iter_mut().enumerate())
-                .filter_map(|(i, a)| a.take().map(|a| (i as u32, a)))
+            let pts = &self.pts;
+            block.aggs = (self.open.iter_mut().enumerate())
+                .filter_map(|(i, a)| a.take().map(|a| (i as u32, a.agg(pts))))
                 .collect();
             if block.points == 0 {
                 block.index = (0, 0);
             }
+            self.pts.clear();
             self.blocks.push(block);
         }
     }
 }
 
 /// A writer's side of one stream's summary (see the module docs): the
-/// collector folds in each point it encodes, its numbers then its line;
+/// collector folds in each point it encodes (begin, numbers, end);
 /// after the lines are appended to the data file, the local store appends
 /// [`Feed::frames`] to `.data.summary`.
 #[derive(Debug, Default)]
@@ -1039,20 +1155,28 @@ impl Feed {
     /// parses the same one from the line); false when the feed cannot
     /// follow the point (a name JSON escapes: readers parse such lines
     /// whole).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn number(&mut self, name: &str, v: f64) -> bool {
-        !self.acc.number(name.as_bytes(), v) || crate::encode::plain(name)
+        let (id, new) = self.acc.id_of(name.as_bytes());
+        self.acc.fold(id, v);
+        !new || crate::encode::plain(name)
     }
 
-    /// Ends the point being encoded: its index and its line.
-    pub(crate) fn point(&mut self, index: u64, line: &[u8]) {
+    /// Starts a point the collector encodes, with this index.
+    #[inline]
+    pub(crate) fn begin(&mut self, index: u64) {
+        self.acc.begin(self.produced, index);
+    }
+
+    /// Ends the point begun last: its line as encoded.
+    #[inline]
+    pub(crate) fn end(&mut self, line: &[u8]) {
         if self.head.len() < HEAD {
             let n = (HEAD - self.head.len()).min(line.len());
             self.head.extend_from_slice(&line[..n]);
         }
-        let start = self.produced;
         self.produced += line.len() as u64;
-        self.acc.line(start..self.produced, Some((index, false)));
+        self.acc.end(self.produced, false);
     }
 
     /// Bytes of the lines folded in: the data file's length once they are
@@ -1220,6 +1344,28 @@ mod tests {
         assert!(Summary::decode(&bad[..]).is_none());
         std::fs::write(summary_path(&path), bad).unwrap();
         assert_eq!(Summary::open(&path).unwrap().points(), 950);
+    }
+
+    #[test]
+    fn names_compare_as_slices_do() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 21) as usize;
+            let a: Vec<u8> = (0..len).map(|_| b"ab"[(next() & 1) as usize]).collect();
+            let mut b = a.clone();
+            match next() % 3 {
+                0 if len > 0 => b[(next() % len as u64) as usize] ^= 1,
+                1 => b.push(b'a'),
+                _ => {}
+            }
+            assert_eq!(same(&a, &b), a == b, "{a:?} {b:?}");
+        }
     }
 
     #[test]
