@@ -20,10 +20,10 @@ use std::sync::Arc;
 use crate::api::Status;
 use crate::collector::CloseReport;
 use crate::config::BufferConfig;
-use crate::core::RunCore;
 use crate::error::Result;
 use crate::pipeline::Pipeline;
 use crate::record::{Head, Level, kind};
+use crate::run::RunCore;
 use crate::sink::memory::{MemoryData, MemorySink};
 
 /// A run whose collector writes to an in-memory sink.

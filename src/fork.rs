@@ -6,7 +6,7 @@
 //! held stays held. So the child must not touch an inherited run's rings,
 //! channels or locks at all. It tells an inherited run by the process-wide
 //! fork *generation*: the `pthread_atfork` child handler below bumps it, and
-//! every [`RunCore`](crate::core::RunCore) records the generation it was
+//! every [`RunCore`](crate::run::RunCore) records the generation it was
 //! created in; a run whose generation is not the current one is the parent's,
 //! and each of its calls returns [`Error::Forked`](crate::Error::Forked)
 //! before it reaches any shared state (no lock, no channel, no thread join,
@@ -77,6 +77,6 @@ fn register() {
 extern "C" fn in_child() {
     // Relaxed: see `generation`.
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    crate::core::forget_hot_ring();
+    crate::ring::producer::forget_hot_ring();
     crate::clock::reset_after_fork();
 }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use crate::api::Status;
 use crate::collector::{CloseReport, Collector};
-use crate::core::{Control, RunCore};
 use crate::error::{Error, Result};
 use crate::files::Pool;
+use crate::run::{Control, RunCore};
 use crate::sink::Sink;
 use crate::sync::{mpsc, thread};
 

@@ -40,9 +40,9 @@ use arc_swap::ArcSwapOption;
 
 use crate::api::Status;
 use crate::config::{WAIT_RANGE, parse_duration};
-use crate::core::RunCore;
 use crate::error::{Error, Result};
 use crate::record::{Head, Level, kind};
+use crate::run::RunCore;
 
 /// `ML_DASH_HANDLE_SIGNALS`: `0` (off), `term` (SIGTERM) or `1` (SIGTERM and SIGINT).
 pub const ENV_HANDLE_SIGNALS: &str = "ML_DASH_HANDLE_SIGNALS";

@@ -5,7 +5,7 @@
 //! small loom-visible stand-in), so the loom suite in `loom-tests/` runs the
 //! real protocol code of the ring hand-off, registration, the collector's
 //! wake-up, the flush epochs, growth and shutdown. The engine's protocol code
-//! (`ring`, `core`, `collector`, the sinks' hand-off) names none of those
+//! (`ring`, `run`, `collector`, the sinks' hand-off) names none of those
 //! itself. Outside the models, with their own std threads: `clock.rs` (real
 //! time by nature), the file upload pool and the remote sender.
 //!

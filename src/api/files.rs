@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::core::RunCore;
 use crate::encode;
 use crate::error::{Error, Result};
 use crate::files::{
     Copies, FileEntry, FileInfo, FileRecord, FileStore, Image, content_type, logical_path, new_id,
 };
 use crate::record::{Head, kind};
+use crate::run::RunCore;
 
 /// Call order of saves in this process: the later save of a path + filename
 /// wins, whichever upload worker finishes first. Relaxed: only uniqueness and

@@ -2,7 +2,7 @@
 //! handles [`Metrics`], [`Track`], [`Logger`] and [`Params`], which are cheap to
 //! clone and may be moved into other threads.
 //!
-//! It depends on `core` (to push records and flush) and on the store only to
+//! It depends on `run` (to push records and flush) and on the store only to
 //! open it; it never reaches into the collector's internals.
 
 mod files;
@@ -20,13 +20,13 @@ use serde_json::{Map, Value as Json};
 
 use crate::collector::CloseReport;
 use crate::config::BufferConfig;
-use crate::core::{RunCore, StreamInfo, StreamKind};
 use crate::error::{Error, Result};
 use crate::files::{Copies, FileStore, Pool};
 use crate::pipeline::Pipeline;
 use crate::ranks::{DEFAULT_RANK_MODE, RankMode, Ranks};
 use crate::record::{Fields, Head, Level, TRACK_EXPLICIT_TS, TRACK_PREVIOUS_TS, Value, kind};
 use crate::remote::{RemoteConfig, RemoteSink};
+use crate::run::{RunCore, StreamInfo, StreamKind};
 use crate::signals::HandleSignals;
 use crate::sink::local::{ExperimentInfo, LocalStore, check_topic};
 use crate::sink::tee::Tee;

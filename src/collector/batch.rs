@@ -11,11 +11,11 @@ use super::hold::{Hold, MAX_HELD_PARAMS};
 use super::stamp::{Given, Stamp, metric_stamp};
 use super::write::{write_metrics, write_params};
 use super::{Collector, Counts};
-use crate::core::{RunCore, StreamKind};
 use crate::encode;
 use crate::files::{FileJob, FileRecord, Pool};
 use crate::read::Feed;
 use crate::record::{self, FieldValue, Level, RecordView, kind};
+use crate::run::{RunCore, StreamKind};
 use crate::sink::{Batch, MetricBatch, Sink, TrackEntry};
 
 /// A metric batch this large is written during the drain, whatever the batch

@@ -13,7 +13,7 @@ impl<S: Sink> Collector<S> {
     pub(super) fn close(mut self) -> CloseReport {
         // `mark_closed` stored `closed` (SeqCst) before sending `Close`, which we
         // received. The heavy barrier completes the Dekker pair with the
-        // producers' light barrier in `ProducerRing::push`: from here each
+        // producers' light barrier in `RingChain::push`: from here each
         // producer either saw `closed` (and pushed nothing), or its
         // `in_push = true` -- and its `Register` / `Grow`, sent before it -- is
         // visible below.
@@ -32,7 +32,7 @@ impl<S: Sink> Collector<S> {
         loop {
             self.poll_control();
             // Acquire: pairs with the Release store of `in_push = false` in
-            // `ProducerRing::push`, so a finished racing record is in the ring.
+            // `RingChain::push`, so a finished racing record is in the ring.
             let busy = self
                 .chains
                 .iter()

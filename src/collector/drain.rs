@@ -7,8 +7,8 @@ use super::Collector;
 use super::batch::Decoder;
 use super::stamp::Stamp;
 use crate::config::Backpressure;
-use crate::core::RingShared;
 use crate::ring::RingConsumer;
+use crate::ring::producer::RingShared;
 use crate::sink::Sink;
 use crate::sync::Ordering;
 

@@ -17,7 +17,7 @@
 //!
 //! One collector per run (not per process): each run has its own store, its
 //! own close and its own failure domain, and a thread that logs into two runs
-//! simply has two rings. It may depend on `core`, `ring`, `record`, `encode`
+//! simply has two rings. It may depend on `run`, `ring`, `record`, `encode`
 //! and `sink`; it never touches the public API types.
 //!
 //! The parts, in the order a record meets them (this file holds the state,
@@ -51,8 +51,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use crate::api::Status;
-use crate::core::{Control, RunCore};
 use crate::files::{FileJob, Pool};
+use crate::run::{Control, RunCore};
 use crate::sink::local::{HEARTBEAT_INTERVAL, LocalStore};
 use crate::sink::{Batch, Sink};
 use crate::sync::{Instant, Ordering, mpsc, thread};

@@ -13,9 +13,15 @@
 //! - [`RingProducer::try_write`] publishes with Release (rtrb's tail store);
 //!   [`RingConsumer::drain`] reads with Acquire (rtrb's tail load) and frees the
 //!   space with one Release commit per drain, not per record.
+//!
+//! [`producer`] is the producer thread's side: its ring chain per run, found
+//! through a thread-local slot, and the push into it (with the run's
+//! synchronization table).
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+
+pub(crate) mod producer;
 
 /// Writes one record into its reserved, contiguous slot of the ring.
 ///

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use crate::api::Status;
-use crate::core::StreamInfo;
 use crate::error::Result;
 use crate::files::FileEntry;
 use crate::read::Feed;
+use crate::run::StreamInfo;
 
 pub(crate) mod local;
 #[cfg(any(test, ml_dash_loom))]

@@ -21,11 +21,11 @@ use serde_json::{Map, Value as Json};
 use super::local::LocalStore;
 use super::{Batch, MetricBatch, Sink, TrackEntry};
 use crate::api::Status;
-use crate::core::StreamInfo;
 use crate::encode;
 use crate::error::Result;
 use crate::files::FileEntry;
 use crate::remote::{FileUpload, RemoteSink};
+use crate::run::StreamInfo;
 
 /// Local, remote or both.
 #[derive(Debug)]
