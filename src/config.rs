@@ -431,25 +431,7 @@ fn check_memory(name: &'static str, bytes: usize) -> Result<usize> {
 /// Read each time (a cold path), not cached: nothing here can be left
 /// half-initialised by a `fork()` (see `crate::fork`).
 fn max_memory() -> usize {
-    physical_memory().map_or(isize::MAX as usize, |m| m / 2)
-}
-
-#[cfg(unix)]
-fn physical_memory() -> Option<usize> {
-    // SAFETY: sysconf only reads system information; it has no preconditions.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    let (pages, page) = (usize::try_from(pages).ok()?, usize::try_from(page).ok()?);
-    pages.checked_mul(page).filter(|&m| m > 0)
-}
-
-#[cfg(not(unix))]
-fn physical_memory() -> Option<usize> {
-    None
+    crate::os::physical_memory().map_or(isize::MAX as usize, |m| m / 2)
 }
 
 fn bad(name: &'static str, value: &str, reason: &'static str) -> Error {

@@ -76,6 +76,7 @@ mod encode;
 mod error;
 mod files;
 mod fork;
+mod os;
 mod pipeline;
 pub mod ranks;
 pub mod read;

@@ -354,8 +354,7 @@ pub(crate) fn join(
 /// entry names the parent, or, without a store, the parent opened a shared
 /// run before it forked): a data-loader worker, one more writer of the rank.
 fn is_worker(dir: Option<&Path>, rank: u32) -> Result<bool> {
-    // SAFETY: getppid(2) has no preconditions and cannot fail.
-    let parent = unsafe { libc::getppid() } as u32;
+    let parent = std::os::unix::process::parent_id();
     match dir {
         Some(dir) => Ok(read_entry(&dir.join(format!("{rank}.json")))?
             .is_some_and(|e| e.live() && e.host == host() && e.pid == parent)),
@@ -409,7 +408,8 @@ impl Entry {
 
     /// Says RUNNING, and its process may be alive (see the module docs).
     fn live(&self) -> bool {
-        self.status == Status::Running.as_str() && (self.host != host() || alive(self.pid))
+        self.status == Status::Running.as_str()
+            && (self.host != host() || crate::os::process_exists(self.pid))
     }
 
     /// `Err` when the entry at `path` is live and disagrees with this one.
@@ -622,16 +622,6 @@ fn close_wait() -> Duration {
         .ok()
         .and_then(|v| parse_duration(crate::remote::ENV_CLOSE_TIMEOUT, &v, RANGE).ok())
         .unwrap_or(crate::remote::DEFAULT_CLOSE_TIMEOUT)
-}
-
-/// Whether process `pid` of this host exists.
-fn alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

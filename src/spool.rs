@@ -55,10 +55,9 @@
 //! written without fsync: after a power cut it can only move back, and the
 //! idempotency keys let the server drop what is sent twice.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every segment file.
@@ -486,17 +485,11 @@ pub fn try_lock(session_dir: &Path) -> io::Result<Option<File>> {
         .read(true)
         .write(true)
         .open(session_dir.join("lock"))?;
-    // SAFETY: flock on a file descriptor we own, for the lifetime of `f`.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r == 0 {
-        Ok(Some(f))
-    } else {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(None)
-        } else {
-            Err(e)
-        }
+    // `flock(LOCK_EX | LOCK_NB)` (std's lock on Linux), held for the lifetime of `f`.
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(e),
     }
 }
 

@@ -473,8 +473,7 @@ pub fn remote_work_dir(prefix: &str) -> PathBuf {
     let root = match cache {
         Some(c) => c.join("ml-dash"),
         None => {
-            // SAFETY: getuid(2) has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
+            let uid = crate::os::uid();
             std::env::temp_dir().join(format!("ml-dash-{uid}"))
         }
     };

@@ -180,7 +180,7 @@ impl RunInfo {
             return Liveness::Unknown;
         };
         let age = now.duration_since(beat).unwrap_or_default();
-        if host == Some(hostname().as_str()) && !process_exists(pid) {
+        if host == Some(hostname().as_str()) && !crate::os::process_exists(pid) {
             return Liveness::Dead { pid };
         }
         if age > HEARTBEAT * STALE_HEARTBEATS {
@@ -188,16 +188,6 @@ impl RunInfo {
         }
         Liveness::Alive
     }
-}
-
-/// Whether a process with this pid exists on this machine.
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// An RFC 3339 time as the store writes it (`2026-01-02T03:04:05.123456Z`).
