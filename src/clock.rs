@@ -65,6 +65,7 @@ fn now_slow() -> u64 {
 
 /// The clock thread, started by the first caller; `None` while another
 /// caller starts it (the caller then reads the system clock, as it would anyway).
+#[allow(unsafe_code)] // the leaked handle's dereference
 fn thread_handle() -> Option<&'static thread::Thread> {
     // Acquire: pairs with the Release store in `start` (the handle is complete).
     let mut p = THREAD.load(Ordering::Acquire);

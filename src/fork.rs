@@ -55,6 +55,7 @@ pub(crate) fn install() {
 
 #[cold]
 #[inline(never)]
+#[allow(unsafe_code)] // pthread_atfork
 fn register() {
     #[cfg(all(unix, not(ml_dash_loom)))]
     {

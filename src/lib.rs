@@ -61,7 +61,13 @@
 //!   by it. No panic crosses the API; the collector survives store errors and
 //!   retries them.
 
-#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+// `unsafe` is allowed in the modules `ring` (the record stores, the `Fill`
+// contract, rtrb's commits, the hot path's ring pointer), `os` (libc calls std
+// has no safe form of), `signals::linux` (the signal handler), `sync::asym`
+// (membarrier) and `sink::local` (getrlimit, gethostname), and on the items
+// `fork::register` (pthread_atfork), `clock::thread_handle` and three in
+// `record` (`Fill` for the encoder, a UTF-8 shortcut, a test's read).
+#![deny(missing_docs, unsafe_code, unsafe_op_in_unsafe_fn)]
 #![warn(
     clippy::undocumented_unsafe_blocks,
     missing_debug_implementations,
@@ -76,12 +82,14 @@ mod encode;
 mod error;
 mod files;
 mod fork;
+#[allow(unsafe_code)]
 mod os;
 mod pipeline;
 pub mod ranks;
 pub mod read;
 mod record;
 mod remote;
+#[allow(unsafe_code)]
 mod ring;
 mod run;
 mod signals;

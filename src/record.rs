@@ -486,6 +486,7 @@ pub(crate) struct Encoder<'a> {
 // SAFETY: `encode` zeroes the slot's last 8 bytes, then writes from offset 0
 // without gaps; `SlotWriter::finish` asserts (panics otherwise) that it stopped
 // within those 8 bytes, so every byte of `out` is initialised.
+#[allow(unsafe_code)]
 unsafe impl crate::ring::Fill for Encoder<'_> {
     #[inline(always)]
     fn fill(&mut self, out: &mut [MaybeUninit<u8>]) {
@@ -758,6 +759,7 @@ impl<'a> RecordView<'a> {
 /// into the collector's decoders: about 14 % fewer instructions per point end
 /// to end, `perf/RESULTS.md`).
 #[inline]
+#[allow(unsafe_code)] // from_utf8_unchecked after the ASCII check
 fn utf8(bytes: &[u8]) -> &str {
     if bytes.is_ascii() {
         // SAFETY: ASCII bytes are valid UTF-8.
@@ -859,6 +861,7 @@ mod tests {
         out[0]
     }
 
+    #[allow(unsafe_code)]
     fn unsafe_ref(b: &MaybeUninit<u8>) -> &u8 {
         // SAFETY: see `unsafe_free_read`: the byte is initialised.
         unsafe { b.assume_init_ref() }

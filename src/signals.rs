@@ -177,6 +177,7 @@ pub(crate) fn watch(core: &Arc<RunCore>, which: HandleSignals, deadline: Duratio
 /// The handler, the watcher and their state (`libc::pipe2` and
 /// `__errno_location` are Linux's).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // the handler, the pipe and sigaction: libc throughout
 mod linux {
     use super::*;
 

@@ -243,6 +243,7 @@ pub(crate) mod mpsc {
 }
 
 #[cfg(not(ml_dash_loom))]
+#[allow(unsafe_code)] // membarrier(2)
 mod asym {
     use std::sync::atomic::{AtomicU8, Ordering};
 

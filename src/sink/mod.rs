@@ -19,6 +19,7 @@ use crate::files::FileEntry;
 use crate::read::Feed;
 use crate::run::StreamInfo;
 
+#[allow(unsafe_code)] // getrlimit and gethostname
 pub(crate) mod local;
 #[cfg(any(test, ml_dash_loom))]
 pub(crate) mod memory;
