@@ -17,8 +17,9 @@ with ml_dash.Experiment(
     exp.log("Training started")
     train = exp.metrics("train")
     for epoch in range(3):
-        for step in range(100):
-            train.log(loss=1.0 / (1.0 + epoch * 100 + step), epoch=epoch, step=step)
+        for i in range(100):
+            step = epoch * 100 + i  # a global step, counting on across epochs
+            train.log(loss=1.0 / (1.0 + step), epoch=epoch, step=step)
         exp.metrics("eval").log(accuracy=0.8 + 0.05 * epoch, epoch=epoch)
         exp.tracks("robot/pose").append(q=[0.1, 0.2, 0.3], v={"x": epoch}, _ts=float(epoch))
         exp.logs.info("epoch done", epoch=epoch)

@@ -21,8 +21,10 @@ fn main() -> ml_dash::Result<()> {
     let eval = run.metrics("eval")?;
     let pose = run.tracks("robot/pose")?;
     for epoch in 0..3 {
-        for step in 0..100 {
-            let loss = 1.0 / (1.0 + (epoch * 100 + step) as f64);
+        for i in 0..100 {
+            // The step counts on across epochs, as a training loop's global step does.
+            let step = epoch * 100 + i;
+            let loss = 1.0 / (1.0 + step as f64);
             train.log(&point! {"loss" => loss, "epoch" => epoch, "step" => step})?;
         }
         eval.log(&point! {"accuracy" => 0.8 + 0.05 * epoch as f64, "epoch" => epoch})?;
